@@ -1,0 +1,163 @@
+//! The tutorial's convnet for 32x32 colour images, layer for layer and with the tutorial's names.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+use crate::FeatureMap;
+
+/// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
+pub const MAP_LAYERS: [&str; 5] = ["conv2d_1", "conv2d_2", "maxpool_2", "conv2d_3", "conv2d_4"];
+
+#[derive(Config, Debug)]
+pub struct ConvNetConfig {
+    #[config(default = 10)]
+    pub num_classes: usize,
+    #[config(default = 3)]
+    pub channels: usize,
+    /// Side of the square input image; 32 for CIFAR-10.
+    #[config(default = 32)]
+    pub image_size: usize,
+}
+
+/// conv 3x3/32, conv 3x3/32, max-pool 2, conv 5x5/64, conv 5x5/64, dense 1024, dense 1024, dense
+/// classes; ReLU after every layer but the last, no padding anywhere.
+#[derive(Module, Debug)]
+pub struct ConvNet {
+    conv2d_1: Conv2d,
+    conv2d_2: Conv2d,
+    maxpool_2: MaxPool2d,
+    conv2d_3: Conv2d,
+    conv2d_4: Conv2d,
+    fc1: Linear,
+    fc2: Linear,
+    predictions: Linear,
+    activation: Relu,
+}
+
+impl ConvNetConfig {
+    /// The side of the last feature map: 32 → 30 → 28 → 14 → 10 → 6.
+    fn final_side(&self) -> usize {
+        (self.image_size - 4) / 2 - 8
+    }
+
+    pub fn init(&self, device: &Device) -> ConvNet {
+        // Keras' default (Glorot uniform kernels, zero biases), so the tutorial's recipe behaves
+        // the same here.
+        let glorot = Initializer::XavierUniform { gain: 1.0 };
+        let conv = |c_in, c_out, k| {
+            Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_initializer(glorot.clone())
+                .init(device)
+        };
+        let dense = |d_in, d_out| {
+            LinearConfig::new(d_in, d_out)
+                .with_initializer(glorot.clone())
+                .init(device)
+        };
+        let side = self.final_side();
+        ConvNet {
+            conv2d_1: conv(self.channels, 32, 3),
+            conv2d_2: conv(32, 32, 3),
+            maxpool_2: MaxPool2dConfig::new([2, 2]).init(),
+            conv2d_3: conv(32, 64, 5),
+            conv2d_4: conv(64, 64, 5),
+            fc1: dense(64 * side * side, 1024),
+            fc2: dense(1024, 1024),
+            predictions: dense(1024, self.num_classes),
+            activation: Relu::new(),
+        }
+        .zero_biases()
+    }
+}
+
+impl ConvNet {
+    fn zero_biases(mut self) -> Self {
+        for conv in [
+            &mut self.conv2d_1,
+            &mut self.conv2d_2,
+            &mut self.conv2d_3,
+            &mut self.conv2d_4,
+        ] {
+            conv.bias = conv.bias.take().map(|b| b.map(|t| t.zeros_like()));
+        }
+        for dense in [&mut self.fc1, &mut self.fc2, &mut self.predictions] {
+            dense.bias = dense.bias.take().map(|b| b.map(|t| t.zeros_like()));
+        }
+        self
+    }
+
+    /// Images `[batch, channels, 32, 32]` → class logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let maps = self.features(images, |_, _| {});
+        self.classify(maps)
+    }
+
+    /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
+    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
+        let mut kept = Vec::new();
+        let maps = self.features(images, |layer, map| {
+            if layers.contains(&layer) {
+                kept.push(FeatureMap {
+                    layer: layer.to_string(),
+                    map: map.clone(),
+                });
+            }
+        });
+        (self.classify(maps), kept)
+    }
+
+    /// The convolutional part, reporting each named output to `seen`.
+    fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
+        let x = self.activation.forward(self.conv2d_1.forward(x)); // [b, 32, 30, 30]
+        seen("conv2d_1", &x);
+        let x = self.activation.forward(self.conv2d_2.forward(x)); // [b, 32, 28, 28]
+        seen("conv2d_2", &x);
+        let x = self.maxpool_2.forward(x); // [b, 32, 14, 14]
+        seen("maxpool_2", &x);
+        let x = self.activation.forward(self.conv2d_3.forward(x)); // [b, 64, 10, 10]
+        seen("conv2d_3", &x);
+        let x = self.activation.forward(self.conv2d_4.forward(x)); // [b, 64, 6, 6]
+        seen("conv2d_4", &x);
+        x
+    }
+
+    fn classify(&self, maps: Tensor<4>) -> Tensor<2> {
+        let x: Tensor<2> = maps.flatten(1, 3); // [b, 2304]
+        let x = self.activation.forward(self.fc1.forward(x)); // [b, 1024]
+        let x = self.activation.forward(self.fc2.forward(x)); // [b, 1024]
+        self.predictions.forward(x) // [b, classes]
+    }
+
+    /// The first convolution's filters, `[32, channels, 3, 3]`.
+    pub fn first_filters(&self) -> Tensor<4> {
+        self.conv2d_1.weight.val()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_tutorial() {
+        let device = Device::flex();
+        let net = ConvNetConfig::new().init(&device);
+        let images = Tensor::<4>::zeros([2, 3, 32, 32], &device);
+        let (logits, maps) = net.forward_maps(images, &MAP_LAYERS);
+        assert_eq!(logits.dims(), [2, 10]);
+        let shapes: Vec<_> = maps.iter().map(|m| m.map.dims()).collect();
+        assert_eq!(
+            shapes,
+            [
+                [2, 32, 30, 30],
+                [2, 32, 28, 28],
+                [2, 32, 14, 14],
+                [2, 64, 10, 10],
+                [2, 64, 6, 6]
+            ]
+        );
+        assert_eq!(net.num_params(), 3_584_042);
+    }
+}

@@ -1,0 +1,342 @@
+//! EfficientNet-Lite0 (Tan & Le, 2019; the "Lite" variant for mobile CPUs): ReLU6, no
+//! squeeze-and-excitation, a fixed 32-channel stem and 1280-channel head, TensorFlow 'SAME'
+//! padding. Split into a [`Backbone`] (image → pooled features) and a [`ClassifierHead`], so that a
+//! new head can sit on the pretrained backbone.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, PytorchStore};
+use std::path::{Path, PathBuf};
+
+use crate::FeatureMap;
+
+/// The input side the ImageNet weights were trained at.
+pub const IMAGE_SIZE: usize = 224;
+/// Width of the pooled features the backbone produces.
+pub const FEATURES: usize = 1280;
+const STEM_CHANNELS: usize = 32;
+/// TensorFlow's BatchNorm epsilon, which the weights were trained with.
+const BN_EPSILON: f64 = 1e-3;
+
+/// One stage of MBConv blocks.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    channels: usize,
+}
+
+const fn stage(repeats: usize, kernel: usize, stride: usize, expand: usize, channels: usize) -> Stage {
+    Stage { repeats, kernel, stride, expand, channels }
+}
+
+/// EfficientNet-B0's table, which Lite0 keeps unscaled.
+const STAGES: [Stage; 7] = [
+    stage(1, 3, 1, 1, 16),
+    stage(2, 3, 2, 6, 24),
+    stage(2, 5, 2, 6, 40),
+    stage(3, 3, 2, 6, 80),
+    stage(3, 5, 1, 6, 112),
+    stage(4, 5, 2, 6, 192),
+    stage(1, 3, 1, 6, 320),
+];
+
+/// Names of the maps [`Backbone::forward_maps`] can return, in network order.
+pub fn map_layers() -> Vec<String> {
+    let mut names = vec!["stem".to_string()];
+    names.extend((1..=STAGES.len()).map(|s| format!("stage{s}")));
+    names.push("head".to_string());
+    names
+}
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+/// Convolution without bias followed by BatchNorm.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_groups(groups)
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(c_out).with_epsilon(BN_EPSILON).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    /// The convolution's filters, `[out, in / groups, k, k]`.
+    pub fn filters(&self) -> Tensor<4> {
+        self.conv.weight.val()
+    }
+}
+
+/// Inverted residual block: 1x1 expansion, depthwise kxk, 1x1 linear projection.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl MbConv {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, expand: usize, device: &Device) -> Self {
+        let hidden = c_in * expand;
+        Self {
+            expand: (expand != 1).then(|| ConvBn::new(c_in, hidden, 1, 1, 1, device)),
+            depthwise: ConvBn::new(hidden, hidden, kernel, stride, hidden, device),
+            project: ConvBn::new(hidden, c_out, 1, 1, 1, device),
+            residual: stride == 1 && c_in == c_out,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = match &self.expand {
+            Some(expand) => relu6(expand.forward(input.clone())), // [b, c*e, h, w]
+            None => input.clone(),
+        };
+        let x = relu6(self.depthwise.forward(x)); // [b, c*e, h/s, w/s]
+        let x = self.project.forward(x); // [b, c_out, h/s, w/s]
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// Image `[batch, 3, h, w]` scaled as `(x - 127) / 128` → `[batch, 1280]` pooled features.
+#[derive(Module, Debug)]
+pub struct Backbone {
+    stem: ConvBn,
+    blocks: Vec<MbConv>,
+    head: ConvBn,
+    /// Index of the first block of each stage, so maps can be reported per stage.
+    stage_starts: Vec<usize>,
+}
+
+impl Backbone {
+    pub fn new(device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        let mut stage_starts = Vec::new();
+        let mut c_in = STEM_CHANNELS;
+        for stage in STAGES {
+            stage_starts.push(blocks.len());
+            for repeat in 0..stage.repeats {
+                let stride = if repeat == 0 { stage.stride } else { 1 };
+                blocks.push(MbConv::new(c_in, stage.channels, stage.kernel, stride, stage.expand, device));
+                c_in = stage.channels;
+            }
+        }
+        Self {
+            stem: ConvBn::new(3, STEM_CHANNELS, 3, 2, 1, device),
+            blocks,
+            head: ConvBn::new(c_in, FEATURES, 1, 1, 1, device),
+            stage_starts,
+        }
+    }
+
+    /// Number of MBConv blocks (16).
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_maps(images, &[]).0
+    }
+
+    /// Pooled features and the maps named in `layers` (see [`map_layers`]).
+    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
+        let mut kept = Vec::new();
+        let mut keep = |layer: &str, map: &Tensor<4>| {
+            if layers.contains(&layer) {
+                kept.push(FeatureMap { layer: layer.to_string(), map: map.clone() });
+            }
+        };
+        let mut x = relu6(self.stem.forward(images)); // [b, 32, 112, 112] at 224
+        keep("stem", &x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            let stage_ends = self.stage_starts.get(self.stage_index(i) + 1).copied().unwrap_or(self.blocks.len());
+            if i + 1 == stage_ends {
+                keep(&format!("stage{}", self.stage_index(i) + 1), &x);
+            }
+        }
+        // stage7: [b, 320, 7, 7] at 224
+        let x = relu6(self.head.forward(x)); // [b, 1280, 7, 7]
+        keep("head", &x);
+        let [b, c, _, _] = x.dims();
+        (x.mean_dims(&[2, 3]).reshape([b, c]), kept) // [b, 1280]
+    }
+
+    fn stage_index(&self, block: usize) -> usize {
+        self.stage_starts.iter().rposition(|&start| start <= block).unwrap_or(0)
+    }
+
+    /// The stem's filters, `[32, 3, 3, 3]`.
+    pub fn first_filters(&self) -> Tensor<4> {
+        self.stem.filters()
+    }
+
+    /// Make the last `n` MBConv blocks and the head convolution trainable again (gradients and
+    /// BatchNorm statistics), leaving the rest as it is.
+    pub fn unfreeze_last_blocks(mut self, n: usize) -> Self {
+        let first = self.blocks.len().saturating_sub(n);
+        for block in &mut self.blocks[first..] {
+            *block = block.clone().unfreeze();
+        }
+        self.head = self.head.unfreeze();
+        self
+    }
+}
+
+/// Dropout and a dense layer on the pooled features.
+#[derive(Module, Debug)]
+pub struct ClassifierHead {
+    dropout: Dropout,
+    fc: Linear,
+}
+
+impl ClassifierHead {
+    pub fn new(num_classes: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            dropout: DropoutConfig::new(dropout).init(),
+            fc: LinearConfig::new(FEATURES, num_classes).init(device),
+        }
+    }
+
+    /// `[batch, 1280]` → logits `[batch, classes]`.
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc.forward(self.dropout.forward(features))
+    }
+}
+
+#[derive(Config, Debug)]
+pub struct EfficientNetConfig {
+    #[config(default = 1000)]
+    pub num_classes: usize,
+    /// Dropout before the classifier while training (0.2 in the ImageNet recipe).
+    #[config(default = 0.2)]
+    pub dropout: f64,
+}
+
+/// Backbone and head together: images → logits.
+#[derive(Module, Debug)]
+pub struct EfficientNet {
+    pub backbone: Backbone,
+    pub head: ClassifierHead,
+}
+
+impl EfficientNetConfig {
+    pub fn init(&self, device: &Device) -> EfficientNet {
+        EfficientNet {
+            backbone: Backbone::new(device),
+            head: ClassifierHead::new(self.num_classes, self.dropout, device),
+        }
+    }
+}
+
+impl EfficientNet {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.backbone.forward(images))
+    }
+
+    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
+        let (features, maps) = self.backbone.forward_maps(images, layers);
+        (self.head.forward(features), maps)
+    }
+}
+
+/// How the lukemelas/EfficientNet-PyTorch checkpoint names map onto this module's paths: the one
+/// place that knows the checkpoint's key names.
+pub const PYTORCH_KEY_MAP: [(&str, &str); 11] = [
+    (r"^_conv_stem\.", "backbone.stem.conv."),
+    (r"^_bn0\.", "backbone.stem.bn."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", "backbone.blocks.$1.expand.conv."),
+    (r"^_blocks\.(\d+)\._bn0\.", "backbone.blocks.$1.expand.bn."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", "backbone.blocks.$1.depthwise.conv."),
+    (r"^_blocks\.(\d+)\._bn1\.", "backbone.blocks.$1.depthwise.bn."),
+    (r"^_blocks\.(\d+)\._project_conv\.", "backbone.blocks.$1.project.conv."),
+    (r"^_blocks\.(\d+)\._bn2\.", "backbone.blocks.$1.project.bn."),
+    (r"^_conv_head\.", "backbone.head.conv."),
+    (r"^_bn1\.", "backbone.head.bn."),
+    (r"^_fc\.", "head.fc."),
+];
+
+/// Checkpoint entries that are not weights: PyTorch's BatchNorm step counters, which inference and
+/// Burn's BatchNorm never use.
+pub const PYTORCH_IGNORED_SUFFIX: &str = ".num_batches_tracked";
+
+/// Why pretrained weights could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read weights file {path}: {source}")]
+    Read { path: PathBuf, source: burn_store::PytorchStoreError },
+    #[error("weights file {path} does not fit EfficientNet-Lite0: {detail}")]
+    Mismatch { path: PathBuf, detail: String },
+}
+
+/// What loading a checkpoint did: every tensor accounted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Tensors copied into the model; equals the model's tensor count.
+    pub loaded: usize,
+    /// Checkpoint entries deliberately not loaded (BatchNorm step counters).
+    pub ignored: usize,
+}
+
+impl EfficientNet {
+    /// Load the lukemelas/EfficientNet-PyTorch checkpoint (`efficientnet-lite0-57934424.pth`).
+    /// Fails unless every model tensor comes from the file and every weight in the file lands in
+    /// the model.
+    pub fn load_pytorch(mut self, path: &Path) -> Result<(Self, LoadReport), WeightsError> {
+        let mut store = PytorchStore::from_file(path).allow_partial(true);
+        for (from, to) in PYTORCH_KEY_MAP {
+            store = store.with_key_remapping(from, to);
+        }
+        let result = self.load_from(&mut store).map_err(|source| WeightsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mismatch = |detail: String| WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if let Some(error) = result.errors.first() {
+            return Err(mismatch(error.to_string()));
+        }
+        if let Some((missing, _)) = result.missing.first() {
+            return Err(mismatch(format!(
+                "{} model tensors have no weights in the file, first {missing}",
+                result.missing.len()
+            )));
+        }
+        let (ignored, unexpected): (Vec<_>, Vec<_>) = result
+            .unused
+            .iter()
+            .partition(|key| key.ends_with(PYTORCH_IGNORED_SUFFIX));
+        if let Some(first) = unexpected.first() {
+            return Err(mismatch(format!(
+                "{} tensors in the file fit no model tensor, first {first}",
+                unexpected.len()
+            )));
+        }
+        let report = LoadReport {
+            loaded: result.applied.len(),
+            ignored: ignored.len(),
+        };
+        Ok((self, report))
+    }
+}

@@ -1,0 +1,33 @@
+//! The transfer classifier: the pretrained EfficientNet-Lite0 backbone, frozen, under a new head
+//! for the user's classes.
+
+use burn::prelude::*;
+
+use crate::efficientnet::{ClassifierHead, EfficientNet, FEATURES};
+
+#[derive(Config, Debug)]
+pub struct TransferConfig {
+    pub num_classes: usize,
+    /// Dropout on the pooled features before the new dense layer.
+    #[config(default = 0.2)]
+    pub dropout: f64,
+}
+
+impl TransferConfig {
+    /// A new head for `[batch, 1280]` pooled backbone features.
+    pub fn init_head(&self, device: &Device) -> ClassifierHead {
+        ClassifierHead::new(self.num_classes, self.dropout, device)
+    }
+}
+
+/// Put `head` on the backbone of `pretrained` and freeze the backbone: no gradients, and BatchNorm
+/// in inference mode with its running statistics fixed.
+pub fn with_frozen_backbone(pretrained: EfficientNet, head: ClassifierHead) -> EfficientNet {
+    EfficientNet {
+        backbone: pretrained.backbone.freeze(),
+        head,
+    }
+}
+
+/// Width of the features the head takes.
+pub const HEAD_INPUT: usize = FEATURES;
