@@ -1,0 +1,222 @@
+//! Downloads into the project's cache: streamed with a progress bar, checksummed, written under a
+//! temporary name and renamed, so that an interrupted or corrupt download never looks finished.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::DataError;
+
+/// Environment variable that moves the cache.
+pub const CACHE_ENV: &str = "CONVKIT_CACHE";
+
+/// The cache directory: `$CONVKIT_CACHE`, else `$XDG_CACHE_HOME/convkit`, else `~/.cache/convkit`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("convkit")
+}
+
+/// An expected digest of a file, as lowercase hex.
+#[derive(Debug, Clone, Copy)]
+pub enum Checksum<'a> {
+    Md5(&'a str),
+    Sha256(&'a str),
+}
+
+enum Hasher {
+    Md5(Md5),
+    Sha256(Sha256),
+}
+
+impl Checksum<'_> {
+    fn hasher(&self) -> Hasher {
+        match self {
+            Checksum::Md5(_) => Hasher::Md5(Md5::new()),
+            Checksum::Sha256(_) => Hasher::Sha256(Sha256::new()),
+        }
+    }
+
+    fn expected(&self) -> &str {
+        match self {
+            Checksum::Md5(hex) | Checksum::Sha256(hex) => hex,
+        }
+    }
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    fn hex(self) -> String {
+        let digest: Vec<u8> = match self {
+            Hasher::Md5(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+        };
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, DataError> {
+    let mut file = std::fs::File::open(path).map_err(DataError::io(path))?;
+    let mut hasher = Hasher::Sha256(Sha256::new());
+    copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, None).map_err(DataError::io(path))?;
+    Ok(hasher.hex())
+}
+
+fn copy_hashing(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    hasher: &mut Hasher,
+    bar: Option<&ProgressBar>,
+) -> std::io::Result<u64> {
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        let n = from.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buffer[..n]);
+        to.write_all(&buffer[..n])?;
+        total += n as u64;
+        if let Some(bar) = bar {
+            bar.inc(n as u64);
+        }
+    }
+}
+
+/// A sibling of `path` to write to before renaming onto it.
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Download `url` to `dest` unless it is already there, checking `checksum`. `fix` tells the user
+/// what to do when the network fails (it ends the error message).
+pub fn download(url: &str, dest: &Path, checksum: Checksum, fix: &str) -> Result<(), DataError> {
+    if dest.is_file() {
+        return Ok(());
+    }
+    let fail = |problem: String| DataError::Download {
+        url: url.to_string(),
+        problem,
+        fix: fix.to_string(),
+    };
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(DataError::io(parent))?;
+    }
+    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+    let length = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bar = ProgressBar::new(length.unwrap_or(0)).with_style(
+        ProgressStyle::with_template("downloading {msg} {wide_bar} {bytes}/{total_bytes} [{eta}]")
+            .expect("valid template"),
+    );
+    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+    let partial = temporary_sibling(dest);
+    let result = (|| {
+        let mut file = std::fs::File::create(&partial).map_err(DataError::io(&partial))?;
+        let mut hasher = checksum.hasher();
+        let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
+        let written = copy_hashing(&mut body, &mut file, &mut hasher, Some(&bar))
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(expected) = length
+            && written != expected
+        {
+            return Err(fail(format!("got {written} of {expected} bytes")));
+        }
+        file.sync_all().map_err(DataError::io(&partial))?;
+        let actual = hasher.hex();
+        if actual != checksum.expected() {
+            return Err(DataError::Checksum {
+                url: url.to_string(),
+                expected: checksum.expected().to_string(),
+                actual,
+            });
+        }
+        std::fs::rename(&partial, dest).map_err(DataError::io(dest))
+    })();
+    bar.finish_and_clear();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Unpack the `.tar.gz` at `archive` into the directory `dest` (unless it exists): unpacked into a
+/// temporary directory first, then renamed, so a half-unpacked archive is never used.
+pub fn unpack(archive: &Path, dest: &Path) -> Result<(), DataError> {
+    if dest.is_dir() {
+        return Ok(());
+    }
+    let partial = temporary_sibling(dest);
+    let _ = std::fs::remove_dir_all(&partial);
+    let result = (|| {
+        std::fs::create_dir_all(&partial).map_err(DataError::io(&partial))?;
+        let file = std::fs::File::open(archive).map_err(DataError::io(archive))?;
+        tar::Archive::new(flate2::read::GzDecoder::new(file))
+            .unpack(&partial)
+            .map_err(|e| DataError::Corrupt {
+                path: archive.to_path_buf(),
+                problem: format!("cannot unpack: {e}; the archive is truncated or corrupt, fetch it again"),
+            })?;
+        std::fs::rename(&partial, dest).map_err(DataError::io(dest))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    result
+}
+
+/// The bytes of the first member of the `.tar.gz` at `archive` whose path ends with `suffix`.
+pub fn archive_member(archive: &Path, suffix: &str) -> Result<Vec<u8>, DataError> {
+    let corrupt = |problem: String| DataError::Corrupt { path: archive.to_path_buf(), problem };
+    let file = std::fs::File::open(archive).map_err(DataError::io(archive))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in tar.entries().map_err(|e| corrupt(e.to_string()))? {
+        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let matches = entry.path().map(|p| p.to_string_lossy().ends_with(suffix)).unwrap_or(false);
+        if matches {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(|e| corrupt(e.to_string()))?;
+            return Ok(bytes);
+        }
+    }
+    Err(corrupt(format!("has no member ending in {suffix}")))
+}
+
+/// Write `bytes` to `dest` through a temporary sibling and a rename.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(DataError::io(parent))?;
+    }
+    let partial = temporary_sibling(dest);
+    let result = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result.map_err(DataError::io(dest))
+}

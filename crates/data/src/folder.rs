@@ -1,0 +1,136 @@
+//! Folders of images, one sub-folder per class: `<dir>/train/<class>/*` and optionally
+//! `<dir>/test/<class>/*`, in any format and size the `image` crate decodes (PNG, JPEG, BMP,
+//! WebP), resized to a square of the network's input side.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::{DataError, Dataset, ImageSet};
+
+const EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
+
+/// Whether `dir` holds a `train/` folder of class folders.
+pub fn is_folder_dataset(dir: &Path) -> bool {
+    dir.join("train").is_dir()
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(DataError::io(dir))?
+        .map(|e| e.map(|e| e.path()).map_err(DataError::io(dir)))
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.sort();
+    Ok(entries)
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Class names: the sub-folders of `split`, sorted.
+fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
+    let classes: Vec<String> = sorted_entries(split)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from))
+        .collect();
+    if classes.is_empty() {
+        return Err(DataError::Layout {
+            path: split.to_path_buf(),
+            problem: "no class folders; expected <dir>/train/<class>/<image files>".into(),
+        });
+    }
+    Ok(classes)
+}
+
+/// Decode one image file into planar RGB bytes of `side` x `side`.
+pub fn decode_file(path: &Path, side: usize) -> Result<Vec<u8>, DataError> {
+    let bytes = std::fs::read(path).map_err(DataError::io(path))?;
+    decode(&bytes, side).map_err(|problem| DataError::Image { path: path.to_path_buf(), problem })
+}
+
+/// Decode image bytes into planar RGB bytes of `side` x `side` (grayscale and alpha dropped to RGB).
+pub fn decode(bytes: &[u8], side: usize) -> Result<Vec<u8>, String> {
+    let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let rgb = image.to_rgb8();
+    let rgb = if rgb.dimensions() == (side as u32, side as u32) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, side as u32, side as u32, FilterType::Triangle)
+    };
+    Ok(crate::images::interleaved_to_planar(rgb.as_raw(), side * side))
+}
+
+fn load_split(
+    split: &Path,
+    classes: &[String],
+    side: usize,
+    skip_broken: bool,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<ImageSet, DataError> {
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let class_dir = split.join(class);
+        if !class_dir.is_dir() {
+            return Err(DataError::Layout {
+                path: class_dir,
+                problem: format!("missing: every split needs the same class folders as {}", split.display()),
+            });
+        }
+        for file in sorted_entries(&class_dir)?.into_iter().filter(|p| is_image(p)) {
+            files.push((file, label as u16));
+        }
+    }
+    let bar = ProgressBar::new(files.len() as u64).with_style(
+        ProgressStyle::with_template("decoding {msg} {wide_bar} {pos}/{len} [{elapsed} < {eta}]")
+            .expect("valid template"),
+    );
+    bar.set_message(split.display().to_string());
+    let decoded: Vec<_> = files
+        .par_iter()
+        .map(|(path, label)| {
+            bar.inc(1);
+            (path, *label, decode_file(path, side))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut set = ImageSet::new(side);
+    for (path, label, image) in decoded {
+        match image {
+            Ok(pixels) => set.push(&pixels, label),
+            Err(error) if skip_broken => {
+                eprintln!("warning: skipping {}: {error}", path.display());
+                skipped.push(path.clone());
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if set.is_empty() {
+        return Err(DataError::Layout {
+            path: split.to_path_buf(),
+            problem: format!("no usable images (looked for {})", EXTENSIONS.join(", ")),
+        });
+    }
+    Ok(set)
+}
+
+/// Load `<dir>/train` and, if present, `<dir>/test`, resizing every image to `side`.
+/// A file that does not decode is an error, or with `skip_broken` a warning that names it.
+pub fn load(dir: &Path, side: usize, skip_broken: bool) -> Result<Dataset, DataError> {
+    let train_dir = dir.join("train");
+    let classes = class_names(&train_dir)?;
+    let mut skipped = Vec::new();
+    let train = load_split(&train_dir, &classes, side, skip_broken, &mut skipped)?;
+    let test_dir = dir.join("test");
+    let test = if test_dir.is_dir() {
+        Some(load_split(&test_dir, &classes, side, skip_broken, &mut skipped)?)
+    } else {
+        None
+    };
+    Ok(Dataset { classes, train, test, skipped })
+}

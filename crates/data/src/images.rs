@@ -1,0 +1,73 @@
+//! Decoded images held in memory as bytes.
+
+/// Images of one size, channel planes first: image `i` is
+/// `pixels[i * 3 * side * side..][..3 * side * side]`, red plane, green plane, blue plane, each
+/// row-major (CIFAR-10's own layout).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageSet {
+    pub side: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u16>,
+}
+
+impl ImageSet {
+    pub fn new(side: usize) -> Self {
+        Self { side, pixels: Vec::new(), labels: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Bytes per image.
+    pub fn image_len(&self) -> usize {
+        3 * self.side * self.side
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    pub fn push(&mut self, image: &[u8], label: u16) {
+        debug_assert_eq!(image.len(), self.image_len());
+        self.pixels.extend_from_slice(image);
+        self.labels.push(label);
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let mut set = ImageSet::new(self.side);
+        set.pixels.reserve(indices.len() * self.image_len());
+        for &i in indices {
+            set.push(self.image(i), self.labels[i]);
+        }
+        set
+    }
+}
+
+/// A labelled dataset: the training images, the test images if the source has them, the class
+/// names in label order, and what was skipped on the way.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub classes: Vec<String>,
+    pub train: ImageSet,
+    pub test: Option<ImageSet>,
+    /// Files that could not be decoded and were left out (only with `skip_broken`).
+    pub skipped: Vec<std::path::PathBuf>,
+}
+
+/// `[r, g, b, r, g, b, …]` → `[r…, g…, b…]` for `pixels` pixels.
+pub fn interleaved_to_planar(rgb: &[u8], pixels: usize) -> Vec<u8> {
+    let mut planar = vec![0u8; 3 * pixels];
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        planar[i] = px[0];
+        planar[pixels + i] = px[1];
+        planar[2 * pixels + i] = px[2];
+    }
+    planar
+}
