@@ -37,8 +37,16 @@ pub struct ConvNet {
 }
 
 impl ConvNetConfig {
+    /// The smallest input side the layers fit: 22 leaves a 1x1 final map.
+    pub const MIN_IMAGE_SIZE: usize = 22;
+
     /// The side of the last feature map: 32 → 30 → 28 → 14 → 10 → 6.
     fn final_side(&self) -> usize {
+        assert!(
+            self.image_size >= Self::MIN_IMAGE_SIZE,
+            "the convnet needs images of at least {0}x{0}",
+            Self::MIN_IMAGE_SIZE
+        );
         (self.image_size - 4) / 2 - 8
     }
 

@@ -1,0 +1,125 @@
+//! A trained classifier on disk: `model.json` says which network, its classes and how its inputs
+//! are scaled; `model.bpk` holds the weights (Burn's burnpack format).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::prelude::*;
+use data::normalize::Normalization;
+use models::FeatureMap;
+use models::convnet::{self, ConvNet, ConvNetConfig};
+use models::efficientnet::{self, EfficientNet, EfficientNetConfig};
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST: &str = "model.json";
+pub const WEIGHTS: &str = "model.bpk";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    Convnet,
+    EfficientnetLite0,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub architecture: Architecture,
+    pub classes: Vec<String>,
+    /// Side of the square images the network takes.
+    pub image_size: usize,
+    pub normalization: Normalization,
+}
+
+/// Any network this project trains, ready for inference.
+#[derive(Debug, Clone)]
+pub enum Classifier {
+    ConvNet(ConvNet),
+    EfficientNet(EfficientNet),
+}
+
+impl Classifier {
+    /// A freshly initialized network of the manifest's architecture.
+    pub fn init(manifest: &Manifest, device: &Device) -> Self {
+        let classes = manifest.classes.len();
+        match manifest.architecture {
+            Architecture::Convnet => Classifier::ConvNet(
+                ConvNetConfig::new().with_num_classes(classes).with_image_size(manifest.image_size).init(device),
+            ),
+            Architecture::EfficientnetLite0 => {
+                Classifier::EfficientNet(EfficientNetConfig::new().with_num_classes(classes).init(device))
+            }
+        }
+    }
+
+    /// `[batch, 3, side, side]` normalized images → logits.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Classifier::ConvNet(net) => net.forward(images),
+            Classifier::EfficientNet(net) => net.forward(images),
+        }
+    }
+
+    /// Logits and the named intermediate maps.
+    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
+        match self {
+            Classifier::ConvNet(net) => net.forward_maps(images, layers),
+            Classifier::EfficientNet(net) => net.forward_maps(images, layers),
+        }
+    }
+
+    /// Names of the layers whose maps [`Classifier::forward_maps`] can return.
+    pub fn map_layers(&self) -> Vec<String> {
+        match self {
+            Classifier::ConvNet(_) => convnet::MAP_LAYERS.iter().map(|s| s.to_string()).collect(),
+            Classifier::EfficientNet(_) => efficientnet::map_layers(),
+        }
+    }
+
+    /// The first convolution's filters.
+    pub fn first_filters(&self) -> Tensor<4> {
+        match self {
+            Classifier::ConvNet(net) => net.first_filters(),
+            Classifier::EfficientNet(net) => net.backbone.first_filters(),
+        }
+    }
+
+    fn save(self, path: &Path) -> Result<(), burn::store::RecordError> {
+        match self {
+            Classifier::ConvNet(net) => net.save_file(path),
+            Classifier::EfficientNet(net) => net.save_file(path),
+        }
+    }
+
+    fn load(self, path: &Path) -> Result<Self, burn::store::RecordError> {
+        Ok(match self {
+            Classifier::ConvNet(net) => Classifier::ConvNet(net.try_load_file(path)?),
+            Classifier::EfficientNet(net) => Classifier::EfficientNet(net.try_load_file(path)?),
+        })
+    }
+}
+
+/// Save `weights` as `dir/model.bpk` through a temporary file and a rename.
+pub fn save_weights(classifier: Classifier, dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(WEIGHTS);
+    let partial = data::fetch::temporary_sibling(&path);
+    classifier
+        .save(&partial)
+        .with_context(|| format!("cannot write checkpoint {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot write checkpoint {}", path.display()))?;
+    Ok(path)
+}
+
+/// Load the classifier a `train` run saved in `dir`.
+pub fn load(dir: &Path, device: &Device) -> anyhow::Result<(Classifier, Manifest)> {
+    let manifest_path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!("cannot read {}; --checkpoint takes a run directory written by `train`", manifest_path.display())
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is corrupt; train again or restore it", manifest_path.display()))?;
+    let weights = dir.join(WEIGHTS);
+    let classifier = Classifier::init(&manifest, device)
+        .load(&weights)
+        .map_err(|e| anyhow::anyhow!("cannot load checkpoint {}: {e}; train again or restore it", weights.display()))?;
+    Ok((classifier, manifest))
+}

@@ -1,0 +1,262 @@
+//! The training configuration: a TOML file, every key optional with the tutorial's defaults,
+//! unknown keys rejected, and `--set key=value` overrides applied before parsing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("--set {0}: expected key=value, for example --set optimizer.lr=0.0005")]
+    Override(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Seeds the weights, the split, the shuffles and dropout.
+    pub seed: u64,
+    /// Most epochs to train (early stopping may end sooner).
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Fraction of the training images held out for validation.
+    pub valid_size: f64,
+    /// Epochs without a better val_loss before stopping; 0 never stops early.
+    pub early_stopping_patience: usize,
+    /// Runs are written to `<output_dir>/<config name>-<n>`.
+    pub output_dir: PathBuf,
+    pub optimizer: OptimizerConfig,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            epochs: 20,
+            batch_size: 128,
+            valid_size: 0.25,
+            early_stopping_patience: 5,
+            output_dir: PathBuf::from("runs"),
+            optimizer: OptimizerConfig::default(),
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerName {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub name: OptimizerName,
+    pub lr: f64,
+    /// Adam/AdamW: numerical-stability term (Keras' default 1e-7).
+    pub epsilon: f32,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    /// L2 penalty (Adam, SGD) or decoupled decay (AdamW); 0 disables it.
+    pub weight_decay: f32,
+    /// SGD only.
+    pub momentum: f64,
+    /// SGD only.
+    pub nesterov: bool,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            name: OptimizerName::Adam,
+            lr: 1e-3,
+            epsilon: 1e-7,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            nesterov: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelName {
+    /// The tutorial's convnet.
+    Convnet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub name: ModelName,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { name: ModelName::Convnet }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// A local copy of the data (CIFAR-10 binary folder, image folder tree, or a `.tar.gz` of
+    /// either); unset means download CIFAR-10 into the cache.
+    pub dir: Option<PathBuf>,
+    /// Where CIFAR-10 is downloaded from, and its MD5.
+    pub url: String,
+    pub md5: String,
+    /// Cache for downloads and unpacked archives; unset means `$CONVKIT_CACHE` or the XDG cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Side that images from folders are resized to.
+    pub image_size: usize,
+    /// Leave out images that do not decode (one warning each) instead of stopping.
+    pub skip_broken_images: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            url: data::source::CIFAR10_URL.to_string(),
+            md5: data::source::CIFAR10_MD5.to_string(),
+            cache_dir: None,
+            image_size: 32,
+            skip_broken_images: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Read `path`, apply `overrides` (`key=value`, dotted keys for tables, values in TOML syntax
+    /// or bare strings), and check the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, overrides).map_err(|e| match e {
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Like [`TrainConfig::load`], from the file's text; errors name the file as `<config>`.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: PathBuf::from("<config>"),
+            message,
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        for entry in overrides {
+            let (key, value) = entry
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(entry.clone()))?;
+            set_dotted(&mut table, key.trim(), parse_value(value.trim()))
+                .map_err(|m| invalid(format!("--set {entry}: {m}")))?;
+        }
+        let config: TrainConfig = table.try_into().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        config.check().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.valid_size) || self.valid_size == 0.0 {
+            return Err(format!("valid_size must be in (0, 1), got {}", self.valid_size));
+        }
+        if !(self.optimizer.lr > 0.0) {
+            return Err(format!("optimizer.lr must be positive, got {}", self.optimizer.lr));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML, as written into every run directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serializes")
+    }
+}
+
+/// A TOML value, or the text itself as a string (so `--set data.dir=/some/path` needs no quotes).
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+            Ok(())
+        }
+        Some((head, rest)) => match table
+            .entry(head.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(inner) => set_dotted(inner, rest, value),
+            _ => Err(format!("{head} is not a table")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_tutorial() {
+        let config = TrainConfig::parse("", &[]).unwrap();
+        assert_eq!(config, TrainConfig::default());
+        assert_eq!((config.epochs, config.batch_size, config.valid_size), (20, 128, 0.25));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = TrainConfig::parse("epoch = 3", &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+        let err = TrainConfig::parse("[optimizer]\nrate = 3", &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `rate`"), "{err}");
+    }
+
+    #[test]
+    fn overrides_reach_nested_keys() {
+        let overrides = ["optimizer.lr=0.01", "data.dir=/tmp/my images", "epochs=2"].map(String::from);
+        let config = TrainConfig::parse("epochs = 5", &overrides).unwrap();
+        assert_eq!(config.optimizer.lr, 0.01);
+        assert_eq!(config.data.dir, Some(PathBuf::from("/tmp/my images")));
+        assert_eq!(config.epochs, 2);
+        let err = TrainConfig::parse("", &["nonsense".into()]).unwrap_err().to_string();
+        assert!(err.contains("expected key=value"), "{err}");
+        let err = TrainConfig::parse("", &["data.nope=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let config = TrainConfig::parse("seed = 7\n[optimizer]\nname = \"sgd\"", &[]).unwrap();
+        assert_eq!(TrainConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+    }
+}

@@ -1,0 +1,201 @@
+//! The training loop: epochs of shuffled mini-batches, validation after each, the best weights by
+//! val_loss kept and saved, early stopping, and a clean stop on Ctrl-C.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use data::split::Rng;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::network::{Examples, Network};
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Epochs without improvement before stopping; 0 never stops early.
+    pub patience: usize,
+    pub seed: u64,
+    /// Label smoothing for the training loss (validation always uses the plain loss).
+    pub label_smoothing: Option<f32>,
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub seconds: f64,
+    pub lr: f64,
+    pub loss: f64,
+    pub acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    Completed,
+    EarlyStopping,
+    Interrupted,
+}
+
+pub struct Outcome<M> {
+    /// The weights of the best epoch, in validation mode (the initial weights if no epoch ended).
+    pub best: M,
+    pub best_epoch: Option<usize>,
+    pub history: Vec<EpochMetrics>,
+    pub stop: Stop,
+}
+
+/// Loss and accuracy over a whole example set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub acc: f64,
+}
+
+/// Things the loop reports to whoever runs it.
+pub trait Observer<M> {
+    /// The best weights so far: save them; returns where they went.
+    fn improved(&mut self, model: &M) -> anyhow::Result<PathBuf>;
+    /// An epoch finished (after `improved`, if it improved).
+    fn epoch_done(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()>;
+}
+
+fn batches(order: &[usize], size: usize) -> impl Iterator<Item = &[usize]> {
+    order.chunks(size)
+}
+
+/// Mean loss and accuracy of `model` (in validation mode) on `examples`.
+pub fn evaluate<M: Network>(model: &M, examples: &dyn Examples<M::Input>, batch_size: usize, device: &Device) -> Evaluation {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let order: Vec<usize> = (0..examples.len()).collect();
+    let (mut loss_sum, mut correct) = (0.0f64, 0i64);
+    for indices in batches(&order, batch_size) {
+        let (input, labels) = examples.batch(indices, device);
+        let logits = model.logits(input);
+        let loss: f64 = loss_fn.forward(logits.clone(), labels.clone()).into_scalar::<f64>();
+        loss_sum += loss * indices.len() as f64;
+        correct += count_correct(logits, labels);
+    }
+    let n = examples.len().max(1) as f64;
+    Evaluation { loss: loss_sum / n, acc: correct as f64 / n }
+}
+
+fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
+    let predicted = logits.argmax(1).flatten::<1>(0, 1);
+    predicted.equal(labels).int().sum().into_scalar::<i64>()
+}
+
+fn progress(steps: usize) -> ProgressBar {
+    ProgressBar::new(steps as u64).with_style(
+        ProgressStyle::with_template("{pos}/{len} {wide_bar} [{elapsed} < {eta}] {msg}").expect("valid template"),
+    )
+}
+
+/// Train `model` (on an autodiff `device`) and return the best weights by val_loss.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<M: Network>(
+    mut model: M,
+    optimizer: &mut ModuleOptimizer,
+    lr_at_step: &dyn Fn(usize) -> f64,
+    train: &dyn Examples<M::Input>,
+    valid: &dyn Examples<M::Input>,
+    device: &Device,
+    options: &FitOptions,
+    observer: &mut dyn Observer<M>,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Outcome<M>> {
+    let eval_device = device.clone().inner();
+    let mut loss_config = CrossEntropyLossConfig::new();
+    loss_config.smoothing = options.label_smoothing;
+    let loss_fn = loss_config.init(device);
+    let steps_per_epoch = train.len().div_ceil(options.batch_size);
+    let mut best = model.valid();
+    let (mut best_epoch, mut best_loss) = (None, f64::INFINITY);
+    let mut history = Vec::new();
+    let mut stop = Stop::Completed;
+    let mut step = 0;
+    for epoch in 1..=options.epochs {
+        println!("Epoch {epoch}/{}", options.epochs);
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        Rng::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+        let bar = progress(steps_per_epoch);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        let mut lr = lr_at_step(step);
+        for indices in batches(&order, options.batch_size) {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            lr = lr_at_step(step);
+            let (input, labels) = train.batch(indices, device);
+            let logits = model.logits(input);
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let batch_loss: f64 = loss.clone().into_scalar::<f64>();
+            if !batch_loss.is_finite() {
+                bar.finish_and_clear();
+                anyhow::bail!(
+                    "loss became {batch_loss} at epoch {epoch}, step {}; lower optimizer.lr (the best checkpoint so far is kept)",
+                    seen / options.batch_size + 1
+                );
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads);
+            loss_sum += batch_loss * indices.len() as f64;
+            correct += count_correct(logits.detach(), labels);
+            seen += indices.len();
+            step += 1;
+            bar.inc(1);
+            bar.set_message(format!("loss: {:.4} - acc: {:.4}", loss_sum / seen as f64, correct as f64 / seen as f64));
+        }
+        bar.finish_and_clear();
+        if interrupted.load(Ordering::SeqCst) {
+            println!("interrupted");
+            stop = Stop::Interrupted;
+            break;
+        }
+        let snapshot = model.valid();
+        let val = evaluate(&snapshot, valid, options.batch_size, &eval_device);
+        let metrics = EpochMetrics {
+            epoch,
+            seconds: started.elapsed().as_secs_f64(),
+            lr,
+            loss: loss_sum / seen.max(1) as f64,
+            acc: correct as f64 / seen.max(1) as f64,
+            val_loss: val.loss,
+            val_acc: val.acc,
+        };
+        println!(
+            "{steps_per_epoch}/{steps_per_epoch} - {:.0}s - loss: {:.4} - acc: {:.4} - val_loss: {:.4} - val_acc: {:.4}",
+            metrics.seconds, metrics.loss, metrics.acc, metrics.val_loss, metrics.val_acc
+        );
+        if metrics.val_loss < best_loss {
+            let path = observer.improved(&snapshot)?;
+            println!(
+                "val_loss improved from {best_loss:.5} to {:.5}, saving model to {}",
+                metrics.val_loss,
+                path.display()
+            );
+            best_loss = metrics.val_loss;
+            best_epoch = Some(epoch);
+            best = snapshot;
+        } else {
+            println!("val_loss did not improve from {best_loss:.5}");
+        }
+        observer.epoch_done(&metrics)?;
+        history.push(metrics);
+        if options.patience > 0 && best_epoch.is_some_and(|b| epoch - b >= options.patience) {
+            println!("Epoch {epoch}: early stopping (no improvement in {} epochs)", options.patience);
+            stop = Stop::EarlyStopping;
+            break;
+        }
+    }
+    Ok(Outcome { best, best_epoch, history, stop })
+}

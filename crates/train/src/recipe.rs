@@ -1,0 +1,243 @@
+//! A whole training run from a config: data, split, normalization, network, optimizer, the loop,
+//! the final evaluation of the best weights, and the run directory.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use data::normalize::Normalization;
+use data::source::Source;
+use data::{Dataset, ImageSet};
+use models::convnet::{ConvNet, ConvNetConfig};
+use serde::Serialize;
+
+use crate::checkpoint::{self, Architecture, Classifier, Manifest};
+use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
+use crate::fit::{self, EpochMetrics, Evaluation, FitOptions, Observer, Stop};
+use crate::network::{Images, Network};
+use crate::run::{self, RunDir};
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub stop: Stop,
+    pub epochs_run: usize,
+    pub best_epoch: Option<usize>,
+    /// Which split the final metrics come from: "test", or "validation" when there is none.
+    pub evaluated_on: &'static str,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub best_val_loss: Option<f64>,
+    pub best_val_acc: Option<f64>,
+    pub train_images: usize,
+    pub valid_images: usize,
+    pub skipped_images: usize,
+    pub seconds: f64,
+    pub peak_memory_mib: Option<f64>,
+}
+
+pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay));
+    match config.name {
+        OptimizerName::Adam => AdamConfig::new()
+            .with_beta_1(config.beta_1)
+            .with_beta_2(config.beta_2)
+            .with_epsilon(config.epsilon)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerName::Adamw => AdamWConfig::new()
+            .with_beta_1(config.beta_1)
+            .with_beta_2(config.beta_2)
+            .with_epsilon(config.epsilon)
+            .with_weight_decay(config.weight_decay)
+            .init(),
+        OptimizerName::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig {
+                momentum: config.momentum,
+                dampening: 0.0,
+                nesterov: config.nesterov,
+            }))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// Load the data the config names.
+pub fn load_data(config: &TrainConfig) -> anyhow::Result<Dataset> {
+    let source = Source {
+        dir: config.data.dir.clone(),
+        url: config.data.url.clone(),
+        md5: config.data.md5.clone(),
+        cache: config.data.cache_dir.clone().unwrap_or_else(data::fetch::cache_dir),
+        image_size: config.data.image_size,
+        skip_broken: config.data.skip_broken_images,
+    };
+    let dataset = data::source::load(&source)?;
+    if !dataset.skipped.is_empty() {
+        println!("skipped {} images that could not be decoded", dataset.skipped.len());
+    }
+    Ok(dataset)
+}
+
+/// Saves the best weights and the metrics into the run directory as the loop reports them.
+struct RunObserver<'a, M> {
+    run: &'a RunDir,
+    history: Vec<EpochMetrics>,
+    to_classifier: &'a dyn Fn(&M) -> Classifier,
+}
+
+impl<M> Observer<M> for RunObserver<'_, M> {
+    fn improved(&mut self, model: &M) -> anyhow::Result<PathBuf> {
+        checkpoint::save_weights((self.to_classifier)(model), &self.run.path)
+    }
+
+    fn epoch_done(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()> {
+        self.history.push(metrics.clone());
+        self.run.write_metrics(&self.history)?;
+        Ok(())
+    }
+}
+
+/// The parts every recipe shares once it has its examples and network.
+pub struct Plan<'a, M: Network> {
+    pub config: &'a TrainConfig,
+    pub run: &'a RunDir,
+    pub model: M,
+    pub train: &'a dyn crate::network::Examples<M::Input>,
+    pub valid: &'a dyn crate::network::Examples<M::Input>,
+    pub test: Option<&'a dyn crate::network::Examples<M::Input>>,
+    pub to_classifier: &'a dyn Fn(&M) -> Classifier,
+    pub skipped_images: usize,
+}
+
+/// Train, reload the best weights, evaluate them on the test split (or validation), and write
+/// `summary.json`.
+pub fn execute<M: Network>(plan: Plan<M>, device: &Device, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let config = plan.config;
+    let mut optimizer = optimizer(&config.optimizer);
+    let lr = config.optimizer.lr;
+    let options = FitOptions {
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        patience: config.early_stopping_patience,
+        seed: config.seed,
+        label_smoothing: None,
+    };
+    let mut observer = RunObserver { run: plan.run, history: Vec::new(), to_classifier: plan.to_classifier };
+    let outcome = fit::fit(
+        plan.model,
+        &mut optimizer,
+        &|_| lr,
+        plan.train,
+        plan.valid,
+        device,
+        &options,
+        &mut observer,
+        interrupted,
+    )?;
+    let eval_device = device.clone().inner();
+    let (evaluated_on, final_metrics) = match plan.test {
+        Some(test) => ("test", fit::evaluate(&outcome.best, test, config.batch_size, &eval_device)),
+        None => {
+            println!("no test split: reporting the validation metrics of the best checkpoint");
+            ("validation", fit::evaluate(&outcome.best, plan.valid, config.batch_size, &eval_device))
+        }
+    };
+    let Evaluation { loss, acc } = final_metrics;
+    let best = outcome.best_epoch.map(|e| &outcome.history[e - 1]);
+    let summary = Summary {
+        run_dir: plan.run.path.clone(),
+        stop: outcome.stop,
+        epochs_run: outcome.history.len(),
+        best_epoch: outcome.best_epoch,
+        evaluated_on,
+        loss,
+        accuracy: acc,
+        best_val_loss: best.map(|m| m.val_loss),
+        best_val_acc: best.map(|m| m.val_acc),
+        train_images: plan.train.len(),
+        valid_images: plan.valid.len(),
+        skipped_images: plan.skipped_images,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_memory_mib: run::peak_memory_mib(),
+    };
+    plan.run.write_json("summary.json", &summary)?;
+    println!("{evaluated_on} loss: {loss:.4}");
+    println!("{evaluated_on} accuracy: {acc:.4}");
+    Ok(summary)
+}
+
+/// Hold out the validation split and compute the normalization from what remains.
+pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
+    let (train_idx, valid_idx) = data::split::train_valid(dataset.train.len(), config.valid_size, config.seed);
+    (dataset.train.select(&train_idx), dataset.train.select(&valid_idx))
+}
+
+/// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
+pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let device = crate::device::device().autodiff();
+    device.seed(config.seed);
+    let dataset = load_data(config)?;
+    let run = RunDir::create(&config.output_dir, name)?;
+    run.write("config.toml", config.to_toml().as_bytes())?;
+    match config.model.name {
+        ModelName::Convnet => run_convnet(config, &dataset, &run, &device, interrupted),
+    }
+}
+
+fn run_convnet(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    device: &Device,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let (train, valid) = split(dataset, config);
+    anyhow::ensure!(
+        train.side >= ConvNetConfig::MIN_IMAGE_SIZE,
+        "the convnet needs images of at least {0}x{0}; set data.image_size to {0} or more",
+        ConvNetConfig::MIN_IMAGE_SIZE
+    );
+    let norm = Normalization::per_pixel(&train);
+    let manifest = Manifest {
+        architecture: Architecture::Convnet,
+        classes: dataset.classes.clone(),
+        image_size: train.side,
+        normalization: norm.clone(),
+    };
+    run.write_json(checkpoint::MANIFEST, &manifest).context("cannot write the model manifest")?;
+    println!(
+        "{} training / {} validation images of {} classes, {}x{}",
+        train.len(),
+        valid.len(),
+        manifest.classes.len(),
+        train.side,
+        train.side
+    );
+    let model = ConvNetConfig::new()
+        .with_num_classes(manifest.classes.len())
+        .with_image_size(train.side)
+        .init(device);
+    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
+    execute(
+        Plan {
+            config,
+            run,
+            model,
+            train: &Images { set: &train, norm: &norm },
+            valid: &Images { set: &valid, norm: &norm },
+            test: test.as_ref().map(|t| t as &dyn crate::network::Examples<Tensor<4>>),
+            to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
+            skipped_images: dataset.skipped.len(),
+        },
+        device,
+        interrupted,
+    )
+}

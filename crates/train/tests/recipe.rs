@@ -1,0 +1,113 @@
+//! Whole runs on small generated data.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use data::synthetic;
+use train::config::TrainConfig;
+use train::recipe;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convkit-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A CIFAR-10-like archive of 10 classes, `per_class` images each per batch file.
+fn cifar_copy(dir: &Path, per_class: usize) -> PathBuf {
+    let path = dir.join("cifar.tar.gz");
+    std::fs::write(&path, synthetic::cifar_archive(per_class, 5)).unwrap();
+    path
+}
+
+fn make_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
+    let mut overrides = vec![
+        format!("data.dir={}", data.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        "batch_size=25".to_string(),
+        "epochs=3".to_string(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    TrainConfig::parse("", &overrides).unwrap()
+}
+
+#[test]
+fn the_convnet_learns_and_the_run_directory_is_complete() {
+    let dir = temp_dir("learns");
+    let config = make_config(&dir, &cifar_copy(&dir, 4), &[]);
+    let summary = recipe::run(&config, "tiny", &AtomicBool::new(false)).unwrap();
+    let metrics = std::fs::read_to_string(summary.run_dir.join("metrics.csv")).unwrap();
+    let losses: Vec<f64> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3, "{metrics}");
+    assert!(losses[2] < losses[0], "training loss should fall: {losses:?}");
+    assert_eq!(summary.evaluated_on, "test");
+    assert!(summary.accuracy > 0.2, "10 easy classes: {summary:?}");
+    for file in ["config.toml", "model.json", "model.bpk", "metrics.csv", "summary.json"] {
+        assert!(summary.run_dir.join(file).is_file(), "{file} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&summary.run_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let resolved = std::fs::read_to_string(summary.run_dir.join("config.toml")).unwrap();
+    assert_eq!(TrainConfig::parse(&resolved, &[]).unwrap(), config);
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let dir = temp_dir("seeded");
+    let data = cifar_copy(&dir, 2);
+    let config = make_config(&dir, &data, &["epochs=2"]);
+    let read = |run: &Path| std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let strip_seconds = |csv: String| -> Vec<String> {
+        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 1).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect()
+    };
+    let first = recipe::run(&config, "a", &AtomicBool::new(false)).unwrap();
+    let second = recipe::run(&config, "a", &AtomicBool::new(false)).unwrap();
+    assert_ne!(first.run_dir, second.run_dir, "each run gets its own directory");
+    assert_eq!(strip_seconds(read(&first.run_dir)), strip_seconds(read(&second.run_dir)));
+    assert_eq!(first.loss, second.loss);
+    let other = recipe::run(&make_config(&dir, &data, &["epochs=2", "seed=7"]), "a", &AtomicBool::new(false)).unwrap();
+    assert_ne!(strip_seconds(read(&first.run_dir)), strip_seconds(read(&other.run_dir)));
+}
+
+#[test]
+fn image_folders_without_test_split_report_validation() {
+    let dir = temp_dir("folders");
+    let classes: Vec<String> = ["circle", "square"].map(String::from).to_vec();
+    synthetic::write_folder(&synthetic::images(2, 20, 24, 3), &classes, &dir.join("pics"), "train").unwrap();
+    let config = make_config(&dir, &dir.join("pics"), &["data.image_size=24", "epochs=1", "valid_size=0.5"]);
+    let summary = recipe::run(&config, "pics", &AtomicBool::new(false)).unwrap();
+    assert_eq!(summary.evaluated_on, "validation");
+    assert_eq!((summary.train_images, summary.valid_images), (20, 20));
+    let manifest = std::fs::read_to_string(summary.run_dir.join("model.json")).unwrap();
+    assert!(manifest.contains("\"circle\"") && manifest.contains("per_pixel"), "{manifest}");
+}
+
+#[test]
+fn an_interrupted_run_still_evaluates_and_saves_a_summary() {
+    let dir = temp_dir("interrupted");
+    let config = make_config(&dir, &cifar_copy(&dir, 2), &[]);
+    let summary = recipe::run(&config, "stop", &AtomicBool::new(true)).unwrap();
+    assert_eq!(summary.epochs_run, 0);
+    assert!(summary.run_dir.join("summary.json").is_file());
+}
+
+#[test]
+fn an_unwritable_output_directory_is_named() {
+    let dir = temp_dir("unwritable");
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let mut config = make_config(&dir, &cifar_copy(&dir, 1), &[]);
+    config.output_dir = blocker.join("runs");
+    let err = format!("{:#}", recipe::run(&config, "x", &AtomicBool::new(false)).err().unwrap());
+    assert!(err.contains(&blocker.display().to_string()) && err.contains("output_dir"), "{err}");
+}
