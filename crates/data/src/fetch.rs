@@ -74,14 +74,21 @@ impl Hasher {
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
     let mut file = std::fs::File::open(path).map_err(DataError::io(path))?;
     let mut hasher = Hasher::Sha256(Sha256::new());
-    copy_hashing(&mut file, &mut std::io::sink(), &mut hasher, None).map_err(DataError::io(path))?;
+    copy_hashing(&mut file, &mut std::io::sink(), Some(&mut hasher), None).map_err(DataError::io(path))?;
     Ok(hasher.hex())
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    let mut hasher = Hasher::Sha256(Sha256::new());
+    hasher.update(bytes);
+    hasher.hex()
 }
 
 fn copy_hashing(
     from: &mut impl Read,
     to: &mut impl Write,
-    hasher: &mut Hasher,
+    mut hasher: Option<&mut Hasher>,
     bar: Option<&ProgressBar>,
 ) -> std::io::Result<u64> {
     let mut buffer = vec![0u8; 1 << 16];
@@ -91,7 +98,9 @@ fn copy_hashing(
         if n == 0 {
             return Ok(total);
         }
-        hasher.update(&buffer[..n]);
+        if let Some(hasher) = hasher.as_deref_mut() {
+            hasher.update(&buffer[..n]);
+        }
         to.write_all(&buffer[..n])?;
         total += n as u64;
         if let Some(bar) = bar {
@@ -106,9 +115,9 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
-/// Download `url` to `dest` unless it is already there, checking `checksum`. `fix` tells the user
-/// what to do when the network fails (it ends the error message).
-pub fn download(url: &str, dest: &Path, checksum: Checksum, fix: &str) -> Result<(), DataError> {
+/// Download `url` to `dest` unless it is already there, checking `checksum` if there is one.
+/// `fix` tells the user what to do when the network fails (it ends the error message).
+pub fn download(url: &str, dest: &Path, checksum: Option<Checksum>, fix: &str) -> Result<(), DataError> {
     if dest.is_file() {
         return Ok(());
     }
@@ -134,9 +143,9 @@ pub fn download(url: &str, dest: &Path, checksum: Checksum, fix: &str) -> Result
     let partial = temporary_sibling(dest);
     let result = (|| {
         let mut file = std::fs::File::create(&partial).map_err(DataError::io(&partial))?;
-        let mut hasher = checksum.hasher();
+        let mut hasher = checksum.map(|c| (c, c.hasher()));
         let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
-        let written = copy_hashing(&mut body, &mut file, &mut hasher, Some(&bar))
+        let written = copy_hashing(&mut body, &mut file, hasher.as_mut().map(|(_, h)| h), Some(&bar))
             .map_err(|e| fail(e.to_string()))?;
         if let Some(expected) = length
             && written != expected
@@ -144,13 +153,15 @@ pub fn download(url: &str, dest: &Path, checksum: Checksum, fix: &str) -> Result
             return Err(fail(format!("got {written} of {expected} bytes")));
         }
         file.sync_all().map_err(DataError::io(&partial))?;
-        let actual = hasher.hex();
-        if actual != checksum.expected() {
-            return Err(DataError::Checksum {
-                url: url.to_string(),
-                expected: checksum.expected().to_string(),
-                actual,
-            });
+        if let Some((checksum, hasher)) = hasher {
+            let actual = hasher.hex();
+            if actual != checksum.expected() {
+                return Err(DataError::Checksum {
+                    url: url.to_string(),
+                    expected: checksum.expected().to_string(),
+                    actual,
+                });
+            }
         }
         std::fs::rename(&partial, dest).map_err(DataError::io(dest))
     })();

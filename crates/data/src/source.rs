@@ -96,7 +96,7 @@ pub fn load(source: &Source) -> Result<Dataset, DataError> {
         "without network access, download {} elsewhere and run with --set data.dir=PATH (the archive or its unpacked folder)",
         source.url
     );
-    fetch::download(&source.url, &archive, Checksum::Md5(&source.md5), &fix)?;
+    fetch::download(&source.url, &archive, Some(Checksum::Md5(&source.md5)), &fix)?;
     let unpacked = source.cache.join("cifar-10-binary");
     fetch::unpack(&archive, &unpacked)?;
     load_dir(&unpacked, source)

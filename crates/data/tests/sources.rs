@@ -1,17 +1,13 @@
 //! Loading both layouts and downloading from a local HTTP server.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use data::source::{self, Source};
 use data::synthetic;
+use data::testing::scratch_dir;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convkit-data-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir(&format!("data-{name}"))
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -19,23 +15,8 @@ fn md5_hex(bytes: &[u8]) -> String {
     Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Serve `body` for every request, as `status`, claiming `claimed_length` bytes.
 fn serve(status: u16, body: Vec<u8>, claimed_length: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {claimed_length}\r\nConnection: close\r\n\r\n"
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    format!("http://{address}/cifar-10-binary.tar.gz")
+    data::testing::serve(status, body, claimed_length, 4, "cifar-10-binary.tar.gz")
 }
 
 fn source(cache: &Path, url: String, md5: String) -> Source {

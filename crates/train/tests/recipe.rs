@@ -8,10 +8,7 @@ use train::config::TrainConfig;
 use train::recipe;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convkit-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    data::testing::scratch_dir(&format!("train-{name}"))
 }
 
 /// A CIFAR-10-like archive of 10 classes, `per_class` images each per batch file.

