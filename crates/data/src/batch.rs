@@ -7,14 +7,22 @@ use crate::ImageSet;
 use crate::normalize::Normalization;
 
 /// The images at `indices`, normalized: `[indices.len(), 3, side, side]`.
-pub fn images(set: &ImageSet, indices: &[usize], norm: &Normalization, device: &Device) -> Tensor<4> {
+pub fn images(
+    set: &ImageSet,
+    indices: &[usize],
+    norm: &Normalization,
+    device: &Device,
+) -> Tensor<4> {
     let n = set.image_len();
     let mut values = vec![0f32; indices.len() * n];
     values
         .par_chunks_mut(n)
         .zip(indices)
         .for_each(|(out, &i)| norm.apply(set.image(i), out));
-    Tensor::from_data(TensorData::new(values, [indices.len(), 3, set.side, set.side]), device)
+    Tensor::from_data(
+        TensorData::new(values, [indices.len(), 3, set.side, set.side]),
+        device,
+    )
 }
 
 /// The labels at `indices`: `[indices.len()]`.

@@ -26,10 +26,13 @@ pub fn is_cifar_dir(dir: &Path) -> bool {
 
 /// Parse one batch file's bytes, checking every label against `classes`.
 pub fn parse_batch(bytes: &[u8], classes: usize, path: &Path) -> Result<ImageSet, DataError> {
-    let corrupt = |problem: String| DataError::Corrupt { path: path.to_path_buf(), problem };
+    let corrupt = |problem: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        problem,
+    };
     // The official files hold 10,000 records each; smaller whole batches are accepted so that
     // tests and subsets stay small.
-    if bytes.is_empty() || bytes.len() % RECORD != 0 || bytes.len() > RECORDS_PER_BATCH * RECORD {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) || bytes.len() > RECORDS_PER_BATCH * RECORD {
         return Err(corrupt(format!(
             "{} bytes, but a CIFAR-10 batch file holds whole records of {RECORD} bytes ({} in the official files); the file is truncated or not a CIFAR-10 batch, download it again",
             bytes.len(),
@@ -84,7 +87,12 @@ pub fn load(dir: &Path) -> Result<Dataset, DataError> {
         train.labels.extend(batch.labels);
     }
     let test = read(TEST_BATCH)?;
-    Ok(Dataset { classes, train, test: Some(test), skipped: Vec::new() })
+    Ok(Dataset {
+        classes,
+        train,
+        test: Some(test),
+        skipped: Vec::new(),
+    })
 }
 
 /// Encode `set` as one batch file's bytes (the inverse of [`parse_batch`]).
@@ -120,7 +128,8 @@ mod tests {
     #[test]
     fn truncated_batch_names_the_file() {
         let bytes = encode_batch(&batch());
-        let err = parse_batch(&bytes[..bytes.len() - 5], 10, Path::new("data_batch_3.bin")).unwrap_err();
+        let err =
+            parse_batch(&bytes[..bytes.len() - 5], 10, Path::new("data_batch_3.bin")).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("data_batch_3.bin: "), "{message}");
         assert!(message.contains("truncated"), "{message}");

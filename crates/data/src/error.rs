@@ -4,15 +4,30 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {problem}")]
     Corrupt { path: PathBuf, problem: String },
-    #[error("cannot decode image {path}: {problem} (remove or replace the file, or set data.skip_broken_images = true)")]
+    #[error(
+        "cannot decode image {path}: {problem} (remove or replace the file, or set data.skip_broken_images = true)"
+    )]
     Image { path: PathBuf, problem: String },
     #[error("download of {url} failed: {problem}; {fix}")]
-    Download { url: String, problem: String, fix: String },
-    #[error("{url}: checksum mismatch (expected {expected}, got {actual}); the download is corrupt, run again or point at a good local copy")]
-    Checksum { url: String, expected: String, actual: String },
+    Download {
+        url: String,
+        problem: String,
+        fix: String,
+    },
+    #[error(
+        "{url}: checksum mismatch (expected {expected}, got {actual}); the download is corrupt, run again or point at a good local copy"
+    )]
+    Checksum {
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{path}: {problem}")]
     Layout { path: PathBuf, problem: String },
 }

@@ -74,7 +74,8 @@ impl Hasher {
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
     let mut file = std::fs::File::open(path).map_err(DataError::io(path))?;
     let mut hasher = Hasher::Sha256(Sha256::new());
-    copy_hashing(&mut file, &mut std::io::sink(), Some(&mut hasher), None).map_err(DataError::io(path))?;
+    copy_hashing(&mut file, &mut std::io::sink(), Some(&mut hasher), None)
+        .map_err(DataError::io(path))?;
     Ok(hasher.hex())
 }
 
@@ -111,13 +112,21 @@ fn copy_hashing(
 
 /// A sibling of `path` to write to before renaming onto it.
 pub fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 /// Download `url` to `dest` unless it is already there, checking `checksum` if there is one.
 /// `fix` tells the user what to do when the network fails (it ends the error message).
-pub fn download(url: &str, dest: &Path, checksum: Option<Checksum>, fix: &str) -> Result<(), DataError> {
+pub fn download(
+    url: &str,
+    dest: &Path,
+    checksum: Option<Checksum>,
+    fix: &str,
+) -> Result<(), DataError> {
     if dest.is_file() {
         return Ok(());
     }
@@ -145,8 +154,13 @@ pub fn download(url: &str, dest: &Path, checksum: Option<Checksum>, fix: &str) -
         let mut file = std::fs::File::create(&partial).map_err(DataError::io(&partial))?;
         let mut hasher = checksum.map(|c| (c, c.hasher()));
         let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
-        let written = copy_hashing(&mut body, &mut file, hasher.as_mut().map(|(_, h)| h), Some(&bar))
-            .map_err(|e| fail(e.to_string()))?;
+        let written = copy_hashing(
+            &mut body,
+            &mut file,
+            hasher.as_mut().map(|(_, h)| h),
+            Some(&bar),
+        )
+        .map_err(|e| fail(e.to_string()))?;
         if let Some(expected) = length
             && written != expected
         {
@@ -187,7 +201,9 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), DataError> {
             .unpack(&partial)
             .map_err(|e| DataError::Corrupt {
                 path: archive.to_path_buf(),
-                problem: format!("cannot unpack: {e}; the archive is truncated or corrupt, fetch it again"),
+                problem: format!(
+                    "cannot unpack: {e}; the archive is truncated or corrupt, fetch it again"
+                ),
             })?;
         std::fs::rename(&partial, dest).map_err(DataError::io(dest))
     })();
@@ -199,15 +215,23 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), DataError> {
 
 /// The bytes of the first member of the `.tar.gz` at `archive` whose path ends with `suffix`.
 pub fn archive_member(archive: &Path, suffix: &str) -> Result<Vec<u8>, DataError> {
-    let corrupt = |problem: String| DataError::Corrupt { path: archive.to_path_buf(), problem };
+    let corrupt = |problem: String| DataError::Corrupt {
+        path: archive.to_path_buf(),
+        problem,
+    };
     let file = std::fs::File::open(archive).map_err(DataError::io(archive))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in tar.entries().map_err(|e| corrupt(e.to_string()))? {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-        let matches = entry.path().map(|p| p.to_string_lossy().ends_with(suffix)).unwrap_or(false);
+        let matches = entry
+            .path()
+            .map(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or(false);
         if matches {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| corrupt(e.to_string()))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
             return Ok(bytes);
         }
     }

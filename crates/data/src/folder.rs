@@ -51,7 +51,10 @@ fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
 /// Decode one image file into planar RGB bytes of `side` x `side`.
 pub fn decode_file(path: &Path, side: usize) -> Result<Vec<u8>, DataError> {
     let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    decode(&bytes, side).map_err(|problem| DataError::Image { path: path.to_path_buf(), problem })
+    decode(&bytes, side).map_err(|problem| DataError::Image {
+        path: path.to_path_buf(),
+        problem,
+    })
 }
 
 /// Decode image bytes into planar RGB bytes of `side` x `side` (grayscale and alpha dropped to RGB).
@@ -63,7 +66,10 @@ pub fn decode(bytes: &[u8], side: usize) -> Result<Vec<u8>, String> {
     } else {
         image::imageops::resize(&rgb, side as u32, side as u32, FilterType::Triangle)
     };
-    Ok(crate::images::interleaved_to_planar(rgb.as_raw(), side * side))
+    Ok(crate::images::interleaved_to_planar(
+        rgb.as_raw(),
+        side * side,
+    ))
 }
 
 fn load_split(
@@ -79,10 +85,16 @@ fn load_split(
         if !class_dir.is_dir() {
             return Err(DataError::Layout {
                 path: class_dir,
-                problem: format!("missing: every split needs the same class folders as {}", split.display()),
+                problem: format!(
+                    "missing: every split needs the same class folders as {}",
+                    split.display()
+                ),
             });
         }
-        for file in sorted_entries(&class_dir)?.into_iter().filter(|p| is_image(p)) {
+        for file in sorted_entries(&class_dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+        {
             files.push((file, label as u16));
         }
     }
@@ -128,9 +140,20 @@ pub fn load(dir: &Path, side: usize, skip_broken: bool) -> Result<Dataset, DataE
     let train = load_split(&train_dir, &classes, side, skip_broken, &mut skipped)?;
     let test_dir = dir.join("test");
     let test = if test_dir.is_dir() {
-        Some(load_split(&test_dir, &classes, side, skip_broken, &mut skipped)?)
+        Some(load_split(
+            &test_dir,
+            &classes,
+            side,
+            skip_broken,
+            &mut skipped,
+        )?)
     } else {
         None
     };
-    Ok(Dataset { classes, train, test, skipped })
+    Ok(Dataset {
+        classes,
+        train,
+        test,
+        skipped,
+    })
 }

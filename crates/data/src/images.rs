@@ -12,7 +12,11 @@ pub struct ImageSet {
 
 impl ImageSet {
     pub fn new(side: usize) -> Self {
-        Self { side, pixels: Vec::new(), labels: Vec::new() }
+        Self {
+            side,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -20,7 +20,10 @@ pub enum Normalization {
 
 impl Normalization {
     /// The scaling the EfficientNet-Lite weights were trained with.
-    pub const EFFICIENTNET_LITE: Normalization = Normalization::Affine { offset: 127.0, scale: 128.0 };
+    pub const EFFICIENTNET_LITE: Normalization = Normalization::Affine {
+        offset: 127.0,
+        scale: 128.0,
+    };
 
     /// Per-pixel mean and standard deviation of `set`.
     pub fn per_pixel(set: &ImageSet) -> Self {

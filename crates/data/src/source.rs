@@ -31,8 +31,13 @@ fn is_archive(path: &Path) -> bool {
 /// The folder a local archive unpacks to in the cache, named by the archive's name and size so
 /// that a different archive never reuses it.
 fn unpacked_dir(cache: &Path, archive: &Path) -> Result<PathBuf, DataError> {
-    let size = std::fs::metadata(archive).map_err(DataError::io(archive))?.len();
-    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let size = std::fs::metadata(archive)
+        .map_err(DataError::io(archive))?
+        .len();
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(cache.join("unpacked").join(format!("{name}-{size}")))
 }
 
@@ -96,7 +101,12 @@ pub fn load(source: &Source) -> Result<Dataset, DataError> {
         "without network access, download {} elsewhere and run with --set data.dir=PATH (the archive or its unpacked folder)",
         source.url
     );
-    fetch::download(&source.url, &archive, Some(Checksum::Md5(&source.md5)), &fix)?;
+    fetch::download(
+        &source.url,
+        &archive,
+        Some(Checksum::Md5(&source.md5)),
+        &fix,
+    )?;
     let unpacked = source.cache.join("cifar-10-binary");
     fetch::unpack(&archive, &unpacked)?;
     load_dir(&unpacked, source)

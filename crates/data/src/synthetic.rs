@@ -18,8 +18,9 @@ pub fn images(classes: usize, per_class: usize, side: usize, seed: u64) -> Image
             let mut image = vec![0u8; 3 * plane];
             for (p, value) in image.iter_mut().enumerate() {
                 let (channel, y) = (p / plane, (p % plane) / side);
-                let stripe = (y * (label + 1) / side) % 2 == 0;
-                let base = if channel == label % 3 { 170 } else { 60 } + if stripe { 40 } else { 0 };
+                let stripe = (y * (label + 1) / side).is_multiple_of(2);
+                let base =
+                    if channel == label % 3 { 170 } else { 60 } + if stripe { 40 } else { 0 };
                 *value = (base + rng.below(40)) as u8;
             }
             set.push(&image, label as u16);
@@ -31,7 +32,10 @@ pub fn images(classes: usize, per_class: usize, side: usize, seed: u64) -> Image
 /// A `.tar.gz` laid out like `cifar-10-binary.tar.gz`, with `per_class` images of each class in
 /// every batch file.
 pub fn cifar_archive(per_class: usize, seed: u64) -> Vec<u8> {
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut add = |name: &str, bytes: &[u8]| {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -42,14 +46,29 @@ pub fn cifar_archive(per_class: usize, seed: u64) -> Vec<u8> {
     };
     let names: Vec<String> = (0..10).map(|c| format!("class{c}")).collect();
     add(cifar::META, (names.join("\n") + "\n").as_bytes());
-    for (i, name) in cifar::TRAIN_BATCHES.iter().chain([&cifar::TEST_BATCH]).enumerate() {
-        add(name, &cifar::encode_batch(&images(10, per_class, cifar::SIDE, seed + i as u64)));
+    for (i, name) in cifar::TRAIN_BATCHES
+        .iter()
+        .chain([&cifar::TEST_BATCH])
+        .enumerate()
+    {
+        add(
+            name,
+            &cifar::encode_batch(&images(10, per_class, cifar::SIDE, seed + i as u64)),
+        );
     }
-    tar.into_inner().expect("in-memory tar").finish().expect("in-memory gzip")
+    tar.into_inner()
+        .expect("in-memory tar")
+        .finish()
+        .expect("in-memory gzip")
 }
 
 /// Write `set` as `<dir>/<split>/<class>/NNNN.png`.
-pub fn write_folder(set: &ImageSet, classes: &[String], dir: &Path, split: &str) -> Result<(), DataError> {
+pub fn write_folder(
+    set: &ImageSet,
+    classes: &[String],
+    dir: &Path,
+    split: &str,
+) -> Result<(), DataError> {
     let plane = set.side * set.side;
     for i in 0..set.len() {
         let class_dir = dir.join(split).join(&classes[set.labels[i] as usize]);
@@ -59,11 +78,15 @@ pub fn write_folder(set: &ImageSet, classes: &[String], dir: &Path, split: &str)
             .flat_map(|p| [planar[p], planar[plane + p], planar[2 * plane + p]])
             .collect();
         let path = class_dir.join(format!("{i:04}.png"));
-        let image = image::RgbImage::from_raw(set.side as u32, set.side as u32, rgb).expect("sized buffer");
+        let image =
+            image::RgbImage::from_raw(set.side as u32, set.side as u32, rgb).expect("sized buffer");
         let mut file = std::fs::File::create(&path).map_err(DataError::io(&path))?;
         let mut bytes = std::io::Cursor::new(Vec::new());
-        image.write_to(&mut bytes, image::ImageFormat::Png).expect("in-memory png");
-        file.write_all(bytes.get_ref()).map_err(DataError::io(&path))?;
+        image
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .expect("in-memory png");
+        file.write_all(bytes.get_ref())
+            .map_err(DataError::io(&path))?;
     }
     Ok(())
 }

@@ -16,7 +16,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// Serve `body` with `status` on 127.0.0.1 for up to `requests` requests, announcing
 /// `claimed_length` bytes (more than `body` holds plays a connection cut mid-download).
 /// Returns the URL of `file_name` on that server.
-pub fn serve(status: u16, body: Vec<u8>, claimed_length: usize, requests: usize, file_name: &str) -> String {
+pub fn serve(
+    status: u16,
+    body: Vec<u8>,
+    claimed_length: usize,
+    requests: usize,
+    file_name: &str,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("loopback port");
     let address = listener.local_addr().expect("bound address");
     std::thread::spawn(move || {
@@ -24,7 +30,9 @@ pub fn serve(status: u16, body: Vec<u8>, claimed_length: usize, requests: usize,
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {claimed_length}\r\nConnection: close\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {claimed_length}\r\nConnection: close\r\n\r\n"
+            );
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body);
         }

@@ -12,7 +12,10 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn serve(status: u16, body: Vec<u8>, claimed_length: usize) -> String {
@@ -20,12 +23,23 @@ fn serve(status: u16, body: Vec<u8>, claimed_length: usize) -> String {
 }
 
 fn source(cache: &Path, url: String, md5: String) -> Source {
-    Source { dir: None, url, md5, cache: cache.to_path_buf(), image_size: 32, skip_broken: false }
+    Source {
+        dir: None,
+        url,
+        md5,
+        cache: cache.to_path_buf(),
+        image_size: 32,
+        skip_broken: false,
+    }
 }
 
 fn leftovers(cache: &Path) -> Vec<String> {
     std::fs::read_dir(cache)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -33,13 +47,20 @@ fn leftovers(cache: &Path) -> Vec<String> {
 fn downloads_checks_and_unpacks_the_archive_once() {
     let archive = synthetic::cifar_archive(3, 1);
     let cache = temp_dir("good");
-    let src = source(&cache, serve(200, archive.clone(), archive.len()), md5_hex(&archive));
+    let src = source(
+        &cache,
+        serve(200, archive.clone(), archive.len()),
+        md5_hex(&archive),
+    );
     let dataset = source::load(&src).unwrap();
     assert_eq!(dataset.classes.len(), 10);
     assert_eq!(dataset.train.len(), 5 * 30);
     assert_eq!(dataset.test.as_ref().map(|t| t.len()), Some(30));
     // The second load uses the cache: a server that only errors is never asked.
-    let again = Source { url: serve(500, Vec::new(), 0), ..src };
+    let again = Source {
+        url: serve(500, Vec::new(), 0),
+        ..src
+    };
     assert_eq!(source::load(&again).unwrap().train, dataset.train);
 }
 
@@ -48,9 +69,17 @@ fn a_truncated_download_leaves_nothing_behind() {
     let archive = synthetic::cifar_archive(3, 1);
     let cache = temp_dir("truncated");
     let half = archive[..archive.len() / 2].to_vec();
-    let err = source::load(&source(&cache, serve(200, half, archive.len()), md5_hex(&archive))).unwrap_err();
+    let err = source::load(&source(
+        &cache,
+        serve(200, half, archive.len()),
+        md5_hex(&archive),
+    ))
+    .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("download of http://127.0.0.1"), "{message}");
+    assert!(
+        message.contains("download of http://127.0.0.1"),
+        "{message}"
+    );
     assert!(message.contains("--set data.dir=PATH"), "{message}");
     assert_eq!(leftovers(&cache), Vec::<String>::new());
 }
@@ -59,7 +88,12 @@ fn a_truncated_download_leaves_nothing_behind() {
 fn a_bad_checksum_is_refused() {
     let archive = synthetic::cifar_archive(3, 1);
     let cache = temp_dir("checksum");
-    let err = source::load(&source(&cache, serve(200, archive.clone(), archive.len()), "0".repeat(32))).unwrap_err();
+    let err = source::load(&source(
+        &cache,
+        serve(200, archive.clone(), archive.len()),
+        "0".repeat(32),
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     assert_eq!(leftovers(&cache), Vec::<String>::new());
 }
@@ -67,7 +101,12 @@ fn a_bad_checksum_is_refused() {
 #[test]
 fn a_server_error_says_how_to_work_offline() {
     let cache = temp_dir("server-error");
-    let err = source::load(&source(&cache, serve(503, b"busy".to_vec(), 4), "0".repeat(32))).unwrap_err();
+    let err = source::load(&source(
+        &cache,
+        serve(503, b"busy".to_vec(), 4),
+        "0".repeat(32),
+    ))
+    .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("503"), "{message}");
     assert!(message.contains("data.dir"), "{message}");
@@ -80,14 +119,24 @@ fn image_folders_load_with_and_without_a_test_split() {
     let set = synthetic::images(3, 4, 20, 7);
     synthetic::write_folder(&set, &classes, &dir, "train").unwrap();
     let cache = temp_dir("folders-cache");
-    let src = Source { dir: Some(dir.clone()), image_size: 20, ..source(&cache, String::new(), String::new()) };
+    let src = Source {
+        dir: Some(dir.clone()),
+        image_size: 20,
+        ..source(&cache, String::new(), String::new())
+    };
     let dataset = source::load(&src).unwrap();
     assert_eq!(dataset.classes, classes);
-    assert_eq!(dataset.train, set, "PNG is lossless, so the pixels come back exactly");
+    assert_eq!(
+        dataset.train, set,
+        "PNG is lossless, so the pixels come back exactly"
+    );
     assert!(dataset.test.is_none());
 
     synthetic::write_folder(&set.select(&[0, 5, 9]), &classes, &dir, "test").unwrap();
-    let resized = Source { image_size: 8, ..src };
+    let resized = Source {
+        image_size: 8,
+        ..src
+    };
     let dataset = source::load(&resized).unwrap();
     assert_eq!(dataset.test.map(|t| (t.len(), t.side)), Some((3, 8)));
 }
@@ -100,10 +149,21 @@ fn a_corrupt_image_is_named_or_skipped() {
     let broken = dir.join("train/b/broken.jpg");
     std::fs::write(&broken, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let cache = temp_dir("corrupt-cache");
-    let src = Source { dir: Some(dir), image_size: 8, ..source(&cache, String::new(), String::new()) };
+    let src = Source {
+        dir: Some(dir),
+        image_size: 8,
+        ..source(&cache, String::new(), String::new())
+    };
     let err = source::load(&src).unwrap_err().to_string();
-    assert!(err.contains("broken.jpg") && err.contains("skip_broken_images"), "{err}");
-    let dataset = source::load(&Source { skip_broken: true, ..src }).unwrap();
+    assert!(
+        err.contains("broken.jpg") && err.contains("skip_broken_images"),
+        "{err}"
+    );
+    let dataset = source::load(&Source {
+        skip_broken: true,
+        ..src
+    })
+    .unwrap();
     assert_eq!(dataset.train.len(), 6);
     assert_eq!(dataset.skipped, vec![broken]);
 }
@@ -114,6 +174,9 @@ fn a_local_archive_is_unpacked_into_the_cache() {
     let path = dir.join("copy.tar.gz");
     std::fs::write(&path, synthetic::cifar_archive(2, 3)).unwrap();
     let cache = temp_dir("archive-cache");
-    let src = Source { dir: Some(path), ..source(&cache, String::new(), String::new()) };
+    let src = Source {
+        dir: Some(path),
+        ..source(&cache, String::new(), String::new())
+    };
     assert_eq!(source::load(&src).unwrap().train.len(), 100);
 }

@@ -75,7 +75,8 @@ impl Predictor {
 
     /// Decode and preprocess the image file at `path` into planar RGB bytes.
     pub fn read_image(&self, path: &Path) -> anyhow::Result<Vec<u8>> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let decoded = match self.preprocess {
             Preprocess::CenterCrop(side) => data::photo::center_crop(&bytes, side as u32),
             Preprocess::Resize(side) => data::folder::decode(&bytes, side),
@@ -94,15 +95,30 @@ impl Predictor {
     }
 
     /// The `top` most probable classes for each file, in one batch.
-    pub fn predict(&self, paths: &[PathBuf], top: usize, device: &Device) -> anyhow::Result<Vec<Prediction>> {
-        let images = paths.iter().map(|p| self.read_image(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    pub fn predict(
+        &self,
+        paths: &[PathBuf],
+        top: usize,
+        device: &Device,
+    ) -> anyhow::Result<Vec<Prediction>> {
+        let images = paths
+            .iter()
+            .map(|p| self.read_image(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let probabilities = softmax(self.classifier.forward(self.batch(&images, device)), 1);
-        let values: Vec<f32> = probabilities.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data");
+        let values: Vec<f32> = probabilities
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data");
         let classes = self.labels.len();
         Ok(paths
             .iter()
             .zip(values.chunks(classes))
-            .map(|(path, row)| Prediction { image: path.clone(), predictions: self.top(row, top) })
+            .map(|(path, row)| Prediction {
+                image: path.clone(),
+                predictions: self.top(row, top),
+            })
             .collect())
     }
 
@@ -112,7 +128,11 @@ impl Predictor {
         order
             .into_iter()
             .take(k)
-            .map(|index| Ranked { index, label: self.labels[index].clone(), probability: probabilities[index] })
+            .map(|index| Ranked {
+                index,
+                label: self.labels[index].clone(),
+                probability: probabilities[index],
+            })
             .collect()
     }
 }

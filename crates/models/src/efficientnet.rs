@@ -4,7 +4,9 @@
 //! new head can sit on the pretrained backbone.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PytorchStore};
 use std::path::{Path, PathBuf};
@@ -29,8 +31,20 @@ struct Stage {
     channels: usize,
 }
 
-const fn stage(repeats: usize, kernel: usize, stride: usize, expand: usize, channels: usize) -> Stage {
-    Stage { repeats, kernel, stride, expand, channels }
+const fn stage(
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    channels: usize,
+) -> Stage {
+    Stage {
+        repeats,
+        kernel,
+        stride,
+        expand,
+        channels,
+    }
 }
 
 /// EfficientNet-B0's table, which Lite0 keeps unscaled.
@@ -64,7 +78,14 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
         Self {
             conv: Conv2dConfig::new([c_in, c_out], [kernel, kernel])
                 .with_stride([stride, stride])
@@ -72,7 +93,9 @@ impl ConvBn {
                 .with_padding(PaddingConfig2d::Same)
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(c_out).with_epsilon(BN_EPSILON).init(device),
+            bn: BatchNormConfig::new(c_out)
+                .with_epsilon(BN_EPSILON)
+                .init(device),
         }
     }
 
@@ -96,7 +119,14 @@ pub struct MbConv {
 }
 
 impl MbConv {
-    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, expand: usize, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        expand: usize,
+        device: &Device,
+    ) -> Self {
         let hidden = c_in * expand;
         Self {
             expand: (expand != 1).then(|| ConvBn::new(c_in, hidden, 1, 1, 1, device)),
@@ -136,7 +166,14 @@ impl Backbone {
             stage_starts.push(blocks.len());
             for repeat in 0..stage.repeats {
                 let stride = if repeat == 0 { stage.stride } else { 1 };
-                blocks.push(MbConv::new(c_in, stage.channels, stage.kernel, stride, stage.expand, device));
+                blocks.push(MbConv::new(
+                    c_in,
+                    stage.channels,
+                    stage.kernel,
+                    stride,
+                    stage.expand,
+                    device,
+                ));
                 c_in = stage.channels;
             }
         }
@@ -162,14 +199,21 @@ impl Backbone {
         let mut kept = Vec::new();
         let mut keep = |layer: &str, map: &Tensor<4>| {
             if layers.contains(&layer) {
-                kept.push(FeatureMap { layer: layer.to_string(), map: map.clone() });
+                kept.push(FeatureMap {
+                    layer: layer.to_string(),
+                    map: map.clone(),
+                });
             }
         };
         let mut x = relu6(self.stem.forward(images)); // [b, 32, 112, 112] at 224
         keep("stem", &x);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
-            let stage_ends = self.stage_starts.get(self.stage_index(i) + 1).copied().unwrap_or(self.blocks.len());
+            let stage_ends = self
+                .stage_starts
+                .get(self.stage_index(i) + 1)
+                .copied()
+                .unwrap_or(self.blocks.len());
             if i + 1 == stage_ends {
                 keep(&format!("stage{}", self.stage_index(i) + 1), &x);
             }
@@ -182,7 +226,10 @@ impl Backbone {
     }
 
     fn stage_index(&self, block: usize) -> usize {
-        self.stage_starts.iter().rposition(|&start| start <= block).unwrap_or(0)
+        self.stage_starts
+            .iter()
+            .rposition(|&start| start <= block)
+            .unwrap_or(0)
     }
 
     /// The stem's filters, `[32, 3, 3, 3]`.
@@ -264,11 +311,23 @@ impl EfficientNet {
 pub const PYTORCH_KEY_MAP: [(&str, &str); 11] = [
     (r"^_conv_stem\.", "backbone.stem.conv."),
     (r"^_bn0\.", "backbone.stem.bn."),
-    (r"^_blocks\.(\d+)\._expand_conv\.", "backbone.blocks.$1.expand.conv."),
+    (
+        r"^_blocks\.(\d+)\._expand_conv\.",
+        "backbone.blocks.$1.expand.conv.",
+    ),
     (r"^_blocks\.(\d+)\._bn0\.", "backbone.blocks.$1.expand.bn."),
-    (r"^_blocks\.(\d+)\._depthwise_conv\.", "backbone.blocks.$1.depthwise.conv."),
-    (r"^_blocks\.(\d+)\._bn1\.", "backbone.blocks.$1.depthwise.bn."),
-    (r"^_blocks\.(\d+)\._project_conv\.", "backbone.blocks.$1.project.conv."),
+    (
+        r"^_blocks\.(\d+)\._depthwise_conv\.",
+        "backbone.blocks.$1.depthwise.conv.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._bn1\.",
+        "backbone.blocks.$1.depthwise.bn.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._project_conv\.",
+        "backbone.blocks.$1.project.conv.",
+    ),
     (r"^_blocks\.(\d+)\._bn2\.", "backbone.blocks.$1.project.bn."),
     (r"^_conv_head\.", "backbone.head.conv."),
     (r"^_bn1\.", "backbone.head.bn."),
@@ -283,7 +342,10 @@ pub const PYTORCH_IGNORED_SUFFIX: &str = ".num_batches_tracked";
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot read weights file {path}: {source}")]
-    Read { path: PathBuf, source: burn_store::PytorchStoreError },
+    Read {
+        path: PathBuf,
+        source: burn_store::PytorchStoreError,
+    },
     #[error("weights file {path} does not fit EfficientNet-Lite0: {detail}")]
     Mismatch { path: PathBuf, detail: String },
 }
@@ -306,10 +368,12 @@ impl EfficientNet {
         for (from, to) in PYTORCH_KEY_MAP {
             store = store.with_key_remapping(from, to);
         }
-        let result = self.load_from(&mut store).map_err(|source| WeightsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let result = self
+            .load_from(&mut store)
+            .map_err(|source| WeightsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let mismatch = |detail: String| WeightsError::Mismatch {
             path: path.to_path_buf(),
             detail,

@@ -9,7 +9,10 @@ fn shared_weights() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", path.display());
+        eprintln!(
+            "skipped: {} is absent (only developer and CI machines have ../shared)",
+            path.display()
+        );
         None
     }
 }

@@ -43,11 +43,16 @@ impl Classifier {
         let classes = manifest.classes.len();
         match manifest.architecture {
             Architecture::Convnet => Classifier::ConvNet(
-                ConvNetConfig::new().with_num_classes(classes).with_image_size(manifest.image_size).init(device),
+                ConvNetConfig::new()
+                    .with_num_classes(classes)
+                    .with_image_size(manifest.image_size)
+                    .init(device),
             ),
-            Architecture::EfficientnetLite0 => {
-                Classifier::EfficientNet(EfficientNetConfig::new().with_num_classes(classes).init(device))
-            }
+            Architecture::EfficientnetLite0 => Classifier::EfficientNet(
+                EfficientNetConfig::new()
+                    .with_num_classes(classes)
+                    .init(device),
+            ),
         }
     }
 
@@ -105,7 +110,8 @@ pub fn save_weights(classifier: Classifier, dir: &Path) -> anyhow::Result<PathBu
     classifier
         .save(&partial)
         .with_context(|| format!("cannot write checkpoint {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("cannot write checkpoint {}", path.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("cannot write checkpoint {}", path.display()))?;
     Ok(path)
 }
 
@@ -113,13 +119,25 @@ pub fn save_weights(classifier: Classifier, dir: &Path) -> anyhow::Result<PathBu
 pub fn load(dir: &Path, device: &Device) -> anyhow::Result<(Classifier, Manifest)> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).with_context(|| {
-        format!("cannot read {}; --checkpoint takes a run directory written by `train`", manifest_path.display())
+        format!(
+            "cannot read {}; --checkpoint takes a run directory written by `train`",
+            manifest_path.display()
+        )
     })?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .with_context(|| format!("{} is corrupt; train again or restore it", manifest_path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is corrupt; train again or restore it",
+            manifest_path.display()
+        )
+    })?;
     let weights = dir.join(WEIGHTS);
     let classifier = Classifier::init(&manifest, device)
         .load(&weights)
-        .map_err(|e| anyhow::anyhow!("cannot load checkpoint {}: {e}; train again or restore it", weights.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load checkpoint {}: {e}; train again or restore it",
+                weights.display()
+            )
+        })?;
     Ok((classifier, manifest))
 }

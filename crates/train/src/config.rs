@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("--set {0}: expected key=value, for example --set optimizer.lr=0.0005")]
@@ -105,7 +108,9 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { name: ModelName::Convnet }
+        Self {
+            name: ModelName::Convnet,
+        }
     }
 }
 
@@ -162,7 +167,9 @@ impl TrainConfig {
             path: PathBuf::from("<config>"),
             message,
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
         for entry in overrides {
             let (key, value) = entry
                 .split_once('=')
@@ -170,7 +177,9 @@ impl TrainConfig {
             set_dotted(&mut table, key.trim(), parse_value(value.trim()))
                 .map_err(|m| invalid(format!("--set {entry}: {m}")))?;
         }
-        let config: TrainConfig = table.try_into().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        let config: TrainConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
         config.check().map_err(invalid)?;
         Ok(config)
     }
@@ -183,10 +192,16 @@ impl TrainConfig {
             return Err("epochs must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.valid_size) || self.valid_size == 0.0 {
-            return Err(format!("valid_size must be in (0, 1), got {}", self.valid_size));
+            return Err(format!(
+                "valid_size must be in (0, 1), got {}",
+                self.valid_size
+            ));
         }
-        if !(self.optimizer.lr > 0.0) {
-            return Err(format!("optimizer.lr must be positive, got {}", self.optimizer.lr));
+        if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
+            return Err(format!(
+                "optimizer.lr must be positive, got {}",
+                self.optimizer.lr
+            ));
         }
         Ok(())
     }
@@ -230,27 +245,39 @@ mod tests {
     fn empty_config_is_the_tutorial() {
         let config = TrainConfig::parse("", &[]).unwrap();
         assert_eq!(config, TrainConfig::default());
-        assert_eq!((config.epochs, config.batch_size, config.valid_size), (20, 128, 0.25));
+        assert_eq!(
+            (config.epochs, config.batch_size, config.valid_size),
+            (20, 128, 0.25)
+        );
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = TrainConfig::parse("epoch = 3", &[]).unwrap_err().to_string();
+        let err = TrainConfig::parse("epoch = 3", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `epoch`"), "{err}");
-        let err = TrainConfig::parse("[optimizer]\nrate = 3", &[]).unwrap_err().to_string();
+        let err = TrainConfig::parse("[optimizer]\nrate = 3", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `rate`"), "{err}");
     }
 
     #[test]
     fn overrides_reach_nested_keys() {
-        let overrides = ["optimizer.lr=0.01", "data.dir=/tmp/my images", "epochs=2"].map(String::from);
+        let overrides =
+            ["optimizer.lr=0.01", "data.dir=/tmp/my images", "epochs=2"].map(String::from);
         let config = TrainConfig::parse("epochs = 5", &overrides).unwrap();
         assert_eq!(config.optimizer.lr, 0.01);
         assert_eq!(config.data.dir, Some(PathBuf::from("/tmp/my images")));
         assert_eq!(config.epochs, 2);
-        let err = TrainConfig::parse("", &["nonsense".into()]).unwrap_err().to_string();
+        let err = TrainConfig::parse("", &["nonsense".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected key=value"), "{err}");
-        let err = TrainConfig::parse("", &["data.nope=1".into()]).unwrap_err().to_string();
+        let err = TrainConfig::parse("", &["data.nope=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `nope`"), "{err}");
     }
 

@@ -73,19 +73,29 @@ fn batches(order: &[usize], size: usize) -> impl Iterator<Item = &[usize]> {
 }
 
 /// Mean loss and accuracy of `model` (in validation mode) on `examples`.
-pub fn evaluate<M: Network>(model: &M, examples: &dyn Examples<M::Input>, batch_size: usize, device: &Device) -> Evaluation {
+pub fn evaluate<M: Network>(
+    model: &M,
+    examples: &dyn Examples<M::Input>,
+    batch_size: usize,
+    device: &Device,
+) -> Evaluation {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let order: Vec<usize> = (0..examples.len()).collect();
     let (mut loss_sum, mut correct) = (0.0f64, 0i64);
     for indices in batches(&order, batch_size) {
         let (input, labels) = examples.batch(indices, device);
         let logits = model.logits(input);
-        let loss: f64 = loss_fn.forward(logits.clone(), labels.clone()).into_scalar::<f64>();
+        let loss: f64 = loss_fn
+            .forward(logits.clone(), labels.clone())
+            .into_scalar::<f64>();
         loss_sum += loss * indices.len() as f64;
         correct += count_correct(logits, labels);
     }
     let n = examples.len().max(1) as f64;
-    Evaluation { loss: loss_sum / n, acc: correct as f64 / n }
+    Evaluation {
+        loss: loss_sum / n,
+        acc: correct as f64 / n,
+    }
 }
 
 fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
@@ -95,7 +105,8 @@ fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
 
 fn progress(steps: usize) -> ProgressBar {
     ProgressBar::new(steps as u64).with_style(
-        ProgressStyle::with_template("{pos}/{len} {wide_bar} [{elapsed} < {eta}] {msg}").expect("valid template"),
+        ProgressStyle::with_template("{pos}/{len} {wide_bar} [{elapsed} < {eta}] {msg}")
+            .expect("valid template"),
     )
 }
 
@@ -153,7 +164,11 @@ pub fn fit<M: Network>(
             seen += indices.len();
             step += 1;
             bar.inc(1);
-            bar.set_message(format!("loss: {:.4} - acc: {:.4}", loss_sum / seen as f64, correct as f64 / seen as f64));
+            bar.set_message(format!(
+                "loss: {:.4} - acc: {:.4}",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
         }
         bar.finish_and_clear();
         if interrupted.load(Ordering::SeqCst) {
@@ -192,10 +207,18 @@ pub fn fit<M: Network>(
         observer.epoch_done(&metrics)?;
         history.push(metrics);
         if options.patience > 0 && best_epoch.is_some_and(|b| epoch - b >= options.patience) {
-            println!("Epoch {epoch}: early stopping (no improvement in {} epochs)", options.patience);
+            println!(
+                "Epoch {epoch}: early stopping (no improvement in {} epochs)",
+                options.patience
+            );
             stop = Stop::EarlyStopping;
             break;
         }
     }
-    Ok(Outcome { best, best_epoch, history, stop })
+    Ok(Outcome {
+        best,
+        best_epoch,
+        history,
+        stop,
+    })
 }

@@ -38,6 +38,9 @@ impl Network for ClassifierHead {
 /// Labelled examples, addressed by index.
 pub trait Examples<I>: Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The inputs and labels at `indices`, on `device`.
     fn batch(&self, indices: &[usize], device: &Device) -> (I, Tensor<1, Int>);
 }

@@ -74,13 +74,20 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<Dataset> {
         dir: config.data.dir.clone(),
         url: config.data.url.clone(),
         md5: config.data.md5.clone(),
-        cache: config.data.cache_dir.clone().unwrap_or_else(data::fetch::cache_dir),
+        cache: config
+            .data
+            .cache_dir
+            .clone()
+            .unwrap_or_else(data::fetch::cache_dir),
         image_size: config.data.image_size,
         skip_broken: config.data.skip_broken_images,
     };
     let dataset = data::source::load(&source)?;
     if !dataset.skipped.is_empty() {
-        println!("skipped {} images that could not be decoded", dataset.skipped.len());
+        println!(
+            "skipped {} images that could not be decoded",
+            dataset.skipped.len()
+        );
     }
     Ok(dataset)
 }
@@ -118,7 +125,11 @@ pub struct Plan<'a, M: Network> {
 
 /// Train, reload the best weights, evaluate them on the test split (or validation), and write
 /// `summary.json`.
-pub fn execute<M: Network>(plan: Plan<M>, device: &Device, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+pub fn execute<M: Network>(
+    plan: Plan<M>,
+    device: &Device,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let config = plan.config;
     let mut optimizer = optimizer(&config.optimizer);
@@ -130,7 +141,11 @@ pub fn execute<M: Network>(plan: Plan<M>, device: &Device, interrupted: &AtomicB
         seed: config.seed,
         label_smoothing: None,
     };
-    let mut observer = RunObserver { run: plan.run, history: Vec::new(), to_classifier: plan.to_classifier };
+    let mut observer = RunObserver {
+        run: plan.run,
+        history: Vec::new(),
+        to_classifier: plan.to_classifier,
+    };
     let outcome = fit::fit(
         plan.model,
         &mut optimizer,
@@ -144,10 +159,16 @@ pub fn execute<M: Network>(plan: Plan<M>, device: &Device, interrupted: &AtomicB
     )?;
     let eval_device = device.clone().inner();
     let (evaluated_on, final_metrics) = match plan.test {
-        Some(test) => ("test", fit::evaluate(&outcome.best, test, config.batch_size, &eval_device)),
+        Some(test) => (
+            "test",
+            fit::evaluate(&outcome.best, test, config.batch_size, &eval_device),
+        ),
         None => {
             println!("no test split: reporting the validation metrics of the best checkpoint");
-            ("validation", fit::evaluate(&outcome.best, plan.valid, config.batch_size, &eval_device))
+            (
+                "validation",
+                fit::evaluate(&outcome.best, plan.valid, config.batch_size, &eval_device),
+            )
         }
     };
     let Evaluation { loss, acc } = final_metrics;
@@ -176,8 +197,12 @@ pub fn execute<M: Network>(plan: Plan<M>, device: &Device, interrupted: &AtomicB
 
 /// Hold out the validation split and compute the normalization from what remains.
 pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
-    let (train_idx, valid_idx) = data::split::train_valid(dataset.train.len(), config.valid_size, config.seed);
-    (dataset.train.select(&train_idx), dataset.train.select(&valid_idx))
+    let (train_idx, valid_idx) =
+        data::split::train_valid(dataset.train.len(), config.valid_size, config.seed);
+    (
+        dataset.train.select(&train_idx),
+        dataset.train.select(&valid_idx),
+    )
 }
 
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
@@ -212,7 +237,8 @@ fn run_convnet(
         image_size: train.side,
         normalization: norm.clone(),
     };
-    run.write_json(checkpoint::MANIFEST, &manifest).context("cannot write the model manifest")?;
+    run.write_json(checkpoint::MANIFEST, &manifest)
+        .context("cannot write the model manifest")?;
     println!(
         "{} training / {} validation images of {} classes, {}x{}",
         train.len(),
@@ -231,9 +257,17 @@ fn run_convnet(
             config,
             run,
             model,
-            train: &Images { set: &train, norm: &norm },
-            valid: &Images { set: &valid, norm: &norm },
-            test: test.as_ref().map(|t| t as &dyn crate::network::Examples<Tensor<4>>),
+            train: &Images {
+                set: &train,
+                norm: &norm,
+            },
+            valid: &Images {
+                set: &valid,
+                norm: &norm,
+            },
+            test: test
+                .as_ref()
+                .map(|t| t as &dyn crate::network::Examples<Tensor<4>>),
             to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
             skipped_images: dataset.skipped.len(),
         },

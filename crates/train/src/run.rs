@@ -17,7 +17,10 @@ impl RunDir {
     /// Create `<output_dir>/<name>-<n>` with the first `n` not taken.
     pub fn create(output_dir: &Path, name: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(output_dir).with_context(|| {
-            format!("cannot create output directory {}; set output_dir to a writable place", output_dir.display())
+            format!(
+                "cannot create output directory {}; set output_dir to a writable place",
+                output_dir.display()
+            )
         })?;
         for n in 1.. {
             let path = output_dir.join(format!("{name}-{n}"));
@@ -26,7 +29,10 @@ impl RunDir {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("cannot create run directory {}; set output_dir to a writable place", path.display())
+                        format!(
+                            "cannot create run directory {}; set output_dir to a writable place",
+                            path.display()
+                        )
                     });
                 }
             }

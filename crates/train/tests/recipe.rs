@@ -42,10 +42,19 @@ fn the_convnet_learns_and_the_run_directory_is_complete() {
         .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
         .collect();
     assert_eq!(losses.len(), 3, "{metrics}");
-    assert!(losses[2] < losses[0], "training loss should fall: {losses:?}");
+    assert!(
+        losses[2] < losses[0],
+        "training loss should fall: {losses:?}"
+    );
     assert_eq!(summary.evaluated_on, "test");
     assert!(summary.accuracy > 0.2, "10 easy classes: {summary:?}");
-    for file in ["config.toml", "model.json", "model.bpk", "metrics.csv", "summary.json"] {
+    for file in [
+        "config.toml",
+        "model.json",
+        "model.bpk",
+        "metrics.csv",
+        "summary.json",
+    ] {
         assert!(summary.run_dir.join(file).is_file(), "{file} missing");
     }
     let leftovers: Vec<_> = std::fs::read_dir(&summary.run_dir)
@@ -65,28 +74,64 @@ fn same_seed_same_numbers() {
     let config = make_config(&dir, &data, &["epochs=2"]);
     let read = |run: &Path| std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let strip_seconds = |csv: String| -> Vec<String> {
-        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 1).map(|(_, v)| v).collect::<Vec<_>>().join(",")).collect()
+        csv.lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != 1)
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
     };
     let first = recipe::run(&config, "a", &AtomicBool::new(false)).unwrap();
     let second = recipe::run(&config, "a", &AtomicBool::new(false)).unwrap();
-    assert_ne!(first.run_dir, second.run_dir, "each run gets its own directory");
-    assert_eq!(strip_seconds(read(&first.run_dir)), strip_seconds(read(&second.run_dir)));
+    assert_ne!(
+        first.run_dir, second.run_dir,
+        "each run gets its own directory"
+    );
+    assert_eq!(
+        strip_seconds(read(&first.run_dir)),
+        strip_seconds(read(&second.run_dir))
+    );
     assert_eq!(first.loss, second.loss);
-    let other = recipe::run(&make_config(&dir, &data, &["epochs=2", "seed=7"]), "a", &AtomicBool::new(false)).unwrap();
-    assert_ne!(strip_seconds(read(&first.run_dir)), strip_seconds(read(&other.run_dir)));
+    let other = recipe::run(
+        &make_config(&dir, &data, &["epochs=2", "seed=7"]),
+        "a",
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_ne!(
+        strip_seconds(read(&first.run_dir)),
+        strip_seconds(read(&other.run_dir))
+    );
 }
 
 #[test]
 fn image_folders_without_test_split_report_validation() {
     let dir = temp_dir("folders");
     let classes: Vec<String> = ["circle", "square"].map(String::from).to_vec();
-    synthetic::write_folder(&synthetic::images(2, 20, 24, 3), &classes, &dir.join("pics"), "train").unwrap();
-    let config = make_config(&dir, &dir.join("pics"), &["data.image_size=24", "epochs=1", "valid_size=0.5"]);
+    synthetic::write_folder(
+        &synthetic::images(2, 20, 24, 3),
+        &classes,
+        &dir.join("pics"),
+        "train",
+    )
+    .unwrap();
+    let config = make_config(
+        &dir,
+        &dir.join("pics"),
+        &["data.image_size=24", "epochs=1", "valid_size=0.5"],
+    );
     let summary = recipe::run(&config, "pics", &AtomicBool::new(false)).unwrap();
     assert_eq!(summary.evaluated_on, "validation");
     assert_eq!((summary.train_images, summary.valid_images), (20, 20));
     let manifest = std::fs::read_to_string(summary.run_dir.join("model.json")).unwrap();
-    assert!(manifest.contains("\"circle\"") && manifest.contains("per_pixel"), "{manifest}");
+    assert!(
+        manifest.contains("\"circle\"") && manifest.contains("per_pixel"),
+        "{manifest}"
+    );
 }
 
 #[test]
@@ -105,6 +150,14 @@ fn an_unwritable_output_directory_is_named() {
     std::fs::write(&blocker, b"not a directory").unwrap();
     let mut config = make_config(&dir, &cifar_copy(&dir, 1), &[]);
     config.output_dir = blocker.join("runs");
-    let err = format!("{:#}", recipe::run(&config, "x", &AtomicBool::new(false)).err().unwrap());
-    assert!(err.contains(&blocker.display().to_string()) && err.contains("output_dir"), "{err}");
+    let err = format!(
+        "{:#}",
+        recipe::run(&config, "x", &AtomicBool::new(false))
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains(&blocker.display().to_string()) && err.contains("output_dir"),
+        "{err}"
+    );
 }

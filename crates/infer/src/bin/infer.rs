@@ -46,7 +46,10 @@ fn run() -> anyhow::Result<()> {
         println!("weights ready at {}", path.display());
         return Ok(());
     }
-    anyhow::ensure!(!args.images.is_empty(), "no images given; usage: infer IMAGE… (see --help)");
+    anyhow::ensure!(
+        !args.images.is_empty(),
+        "no images given; usage: infer IMAGE… (see --help)"
+    );
     let device = train::device::device();
     eprintln!("backend: {}", train::device::backend_name());
     let predictor = match (&args.checkpoint, &args.weights) {
