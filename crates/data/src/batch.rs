@@ -25,6 +25,29 @@ pub fn images(
     )
 }
 
+/// The images at `indices` resized to `side` x `side` (bilinear, as `infer` resizes files) and
+/// normalized: `[indices.len(), 3, side, side]`.
+pub fn resized_images(
+    set: &ImageSet,
+    indices: &[usize],
+    side: usize,
+    norm: &Normalization,
+    device: &Device,
+) -> Tensor<4> {
+    let n = 3 * side * side;
+    let mut values = vec![0f32; indices.len() * n];
+    values.par_chunks_mut(n).zip(indices).for_each(|(out, &i)| {
+        norm.apply(
+            &crate::images::resize_planar(set.image(i), set.side, side),
+            out,
+        )
+    });
+    Tensor::from_data(
+        TensorData::new(values, [indices.len(), 3, side, side]),
+        device,
+    )
+}
+
 /// The labels at `indices`: `[indices.len()]`.
 pub fn labels(set: &ImageSet, indices: &[usize], device: &Device) -> Tensor<1, Int> {
     let values: Vec<i64> = indices.iter().map(|&i| i64::from(set.labels[i])).collect();

@@ -32,7 +32,10 @@ pub fn parse_batch(bytes: &[u8], classes: usize, path: &Path) -> Result<ImageSet
     };
     // The official files hold 10,000 records each; smaller whole batches are accepted so that
     // tests and subsets stay small.
-    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) || bytes.len() > RECORDS_PER_BATCH * RECORD {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(RECORD)
+        || bytes.len() > RECORDS_PER_BATCH * RECORD
+    {
         return Err(corrupt(format!(
             "{} bytes, but a CIFAR-10 batch file holds whole records of {RECORD} bytes ({} in the official files); the file is truncated or not a CIFAR-10 batch, download it again",
             bytes.len(),

@@ -59,8 +59,9 @@ pub fn decode_file(path: &Path, side: usize) -> Result<Vec<u8>, DataError> {
 
 /// Decode image bytes into planar RGB bytes of `side` x `side` (grayscale and alpha dropped to RGB).
 pub fn decode(bytes: &[u8], side: usize) -> Result<Vec<u8>, String> {
-    let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
-    let rgb = image.to_rgb8();
+    let rgb = image::load_from_memory(bytes)
+        .map_err(|e| e.to_string())?
+        .to_rgb8();
     let rgb = if rgb.dimensions() == (side as u32, side as u32) {
         rgb
     } else {

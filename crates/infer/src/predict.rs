@@ -46,7 +46,7 @@ pub struct Prediction {
 impl Predictor {
     /// EfficientNet-Lite0 with its ImageNet weights.
     pub fn imagenet(weights: &Path, device: &Device) -> anyhow::Result<(Self, LoadReport)> {
-        let (net, report) = crate::pretrained::load(weights, device)?;
+        let (net, report) = train::pretrained::load(weights, device)?;
         let predictor = Self {
             classifier: Classifier::EfficientNet(net),
             labels: crate::imagenet::labels(),

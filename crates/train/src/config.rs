@@ -35,6 +35,7 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub model: ModelConfig,
     pub data: DataConfig,
+    pub transfer: TransferConfig,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +50,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             model: ModelConfig::default(),
             data: DataConfig::default(),
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -98,6 +100,8 @@ impl Default for OptimizerConfig {
 pub enum ModelName {
     /// The tutorial's convnet.
     Convnet,
+    /// The pretrained EfficientNet-Lite0 backbone, frozen, with a new head (see `[transfer]`).
+    EfficientnetLite0,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +144,42 @@ impl Default for DataConfig {
             cache_dir: None,
             image_size: 32,
             skip_broken_images: false,
+        }
+    }
+}
+
+/// The transfer recipe (`model.name = "efficientnet_lite0"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Side the images are resized to before the backbone (ImageNet used 224).
+    pub resolution: usize,
+    /// The EfficientNet-Lite0 ImageNet weights; unset means the cached copy (fetched once).
+    pub weights: Option<PathBuf>,
+    /// Dropout before the new head's dense layer.
+    pub dropout: f64,
+    /// Keep the backbone's pooled features on disk and reuse them in later runs.
+    pub cache_features: bool,
+    /// Images per batch while extracting features.
+    pub extract_batch_size: usize,
+    /// Second stage: unfreeze this many of the last MBConv blocks (and the head convolution) and
+    /// fine-tune them with the new head; 0 skips the stage.
+    pub finetune_blocks: usize,
+    pub finetune_epochs: usize,
+    pub finetune_lr: f64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            resolution: 128,
+            weights: None,
+            dropout: 0.2,
+            cache_features: true,
+            extract_batch_size: 64,
+            finetune_blocks: 0,
+            finetune_epochs: 0,
+            finetune_lr: 1e-4,
         }
     }
 }
@@ -196,6 +236,9 @@ impl TrainConfig {
                 "valid_size must be in (0, 1), got {}",
                 self.valid_size
             ));
+        }
+        if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {
+            return Err("transfer.resolution must be at least 32 and transfer.extract_batch_size at least 1".into());
         }
         if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
             return Err(format!(

@@ -23,6 +23,10 @@ pub struct FitOptions {
     pub seed: u64,
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
+    /// Number of the first epoch (a later stage continues the count).
+    pub first_epoch: usize,
+    /// The val_loss to beat: the model given is the best so far unless an epoch does better.
+    pub best_val_loss: f64,
 }
 
 /// One row of `metrics.csv`.
@@ -129,12 +133,13 @@ pub fn fit<M: Network>(
     let loss_fn = loss_config.init(device);
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
     let mut best = model.valid();
-    let (mut best_epoch, mut best_loss) = (None, f64::INFINITY);
+    let (mut best_epoch, mut best_loss) = (None, options.best_val_loss);
     let mut history = Vec::new();
     let mut stop = Stop::Completed;
     let mut step = 0;
-    for epoch in 1..=options.epochs {
-        println!("Epoch {epoch}/{}", options.epochs);
+    let last_epoch = options.first_epoch + options.epochs - 1;
+    for epoch in options.first_epoch..=last_epoch {
+        println!("Epoch {epoch}/{last_epoch}");
         let started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         Rng::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);

@@ -1,6 +1,8 @@
 //! The training recipes behind the `train` binary: the config file ([`config`]), the loop
-//! ([`fit`]), what it trains ([`network`]), checkpoints and run directories ([`checkpoint`],
-//! [`run`]), and whole runs ([`recipe`]). Also the compile-time choice of device ([`device`]),
+//! ([`fit`]), what it trains ([`network`]), the transfer recipe and its feature cache
+//! ([`transfer`], [`features`]), checkpoints and run directories ([`checkpoint`],
+//! [`run`]), the pretrained EfficientNet-Lite0 weights ([`pretrained`]), and whole runs
+//! ([`recipe`]). Also the compile-time choice of device ([`device`]),
 //! which `infer` shares.
 //!
 //! Not here: network definitions (`models`) or data loading (`data`).
@@ -8,7 +10,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod features;
 pub mod fit;
 pub mod network;
+pub mod pretrained;
 pub mod recipe;
 pub mod run;
+pub mod transfer;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
 use crate::fit::{self, EpochMetrics, Evaluation, FitOptions, Observer, Stop};
-use crate::network::{Images, Network};
+use crate::network::{Examples, Images, Network};
 use crate::run::{self, RunDir};
 
 /// `summary.json`.
@@ -111,85 +111,127 @@ impl<M> Observer<M> for RunObserver<'_, M> {
     }
 }
 
-/// The parts every recipe shares once it has its examples and network.
-pub struct Plan<'a, M: Network> {
-    pub config: &'a TrainConfig,
-    pub run: &'a RunDir,
+/// One training stage: a network, its examples, and how to turn it into a saved classifier.
+pub struct Stage<'a, M: Network> {
     pub model: M,
-    pub train: &'a dyn crate::network::Examples<M::Input>,
-    pub valid: &'a dyn crate::network::Examples<M::Input>,
-    pub test: Option<&'a dyn crate::network::Examples<M::Input>>,
+    pub train: &'a dyn Examples<M::Input>,
+    pub valid: &'a dyn Examples<M::Input>,
     pub to_classifier: &'a dyn Fn(&M) -> Classifier,
-    pub skipped_images: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerConfig,
 }
 
-/// Train, reload the best weights, evaluate them on the test split (or validation), and write
-/// `summary.json`.
-pub fn execute<M: Network>(
-    plan: Plan<M>,
+/// The metrics of the stages so far and the best val_loss among them.
+#[derive(Default)]
+pub struct Progress {
+    pub history: Vec<EpochMetrics>,
+    pub best_epoch: Option<usize>,
+    pub stop: Option<Stop>,
+    started: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self {
+            started: Some(Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    fn best_val_loss(&self) -> f64 {
+        self.best_epoch
+            .map_or(f64::INFINITY, |e| self.history[e - 1].val_loss)
+    }
+}
+
+/// Train one stage, continuing the epoch count and the best val_loss of `progress`; returns the
+/// best weights (the given ones if no epoch beat the earlier stages).
+pub fn train_stage<M: Network>(
+    stage: Stage<M>,
+    config: &TrainConfig,
+    run: &RunDir,
+    progress: &mut Progress,
     device: &Device,
     interrupted: &AtomicBool,
-) -> anyhow::Result<Summary> {
-    let started = Instant::now();
-    let config = plan.config;
-    let mut optimizer = optimizer(&config.optimizer);
-    let lr = config.optimizer.lr;
+) -> anyhow::Result<M> {
+    let mut optimizer = optimizer(&stage.optimizer);
+    let lr = stage.optimizer.lr;
     let options = FitOptions {
-        epochs: config.epochs,
+        epochs: stage.epochs,
         batch_size: config.batch_size,
         patience: config.early_stopping_patience,
         seed: config.seed,
         label_smoothing: None,
+        first_epoch: progress.history.len() + 1,
+        best_val_loss: progress.best_val_loss(),
     };
     let mut observer = RunObserver {
-        run: plan.run,
-        history: Vec::new(),
-        to_classifier: plan.to_classifier,
+        run,
+        history: std::mem::take(&mut progress.history),
+        to_classifier: stage.to_classifier,
     };
     let outcome = fit::fit(
-        plan.model,
+        stage.model,
         &mut optimizer,
         &|_| lr,
-        plan.train,
-        plan.valid,
+        stage.train,
+        stage.valid,
         device,
         &options,
         &mut observer,
         interrupted,
     )?;
+    progress.history = observer.history;
+    progress.best_epoch = outcome.best_epoch.or(progress.best_epoch);
+    progress.stop = Some(outcome.stop);
+    Ok(outcome.best)
+}
+
+/// Evaluate the best weights on the test split (or validation) and write `summary.json`.
+#[allow(clippy::too_many_arguments)]
+pub fn finish<M: Network>(
+    best: &M,
+    valid: &dyn Examples<M::Input>,
+    test: Option<&dyn Examples<M::Input>>,
+    progress: &Progress,
+    config: &TrainConfig,
+    run: &RunDir,
+    train_images: usize,
+    skipped_images: usize,
+    device: &Device,
+) -> anyhow::Result<Summary> {
     let eval_device = device.clone().inner();
-    let (evaluated_on, final_metrics) = match plan.test {
+    let (evaluated_on, Evaluation { loss, acc }) = match test {
         Some(test) => (
             "test",
-            fit::evaluate(&outcome.best, test, config.batch_size, &eval_device),
+            fit::evaluate(best, test, config.batch_size, &eval_device),
         ),
         None => {
             println!("no test split: reporting the validation metrics of the best checkpoint");
             (
                 "validation",
-                fit::evaluate(&outcome.best, plan.valid, config.batch_size, &eval_device),
+                fit::evaluate(best, valid, config.batch_size, &eval_device),
             )
         }
     };
-    let Evaluation { loss, acc } = final_metrics;
-    let best = outcome.best_epoch.map(|e| &outcome.history[e - 1]);
+    let best_metrics = progress.best_epoch.map(|e| &progress.history[e - 1]);
     let summary = Summary {
-        run_dir: plan.run.path.clone(),
-        stop: outcome.stop,
-        epochs_run: outcome.history.len(),
-        best_epoch: outcome.best_epoch,
+        run_dir: run.path.clone(),
+        stop: progress.stop.unwrap_or(Stop::Completed),
+        epochs_run: progress.history.len(),
+        best_epoch: progress.best_epoch,
         evaluated_on,
         loss,
         accuracy: acc,
-        best_val_loss: best.map(|m| m.val_loss),
-        best_val_acc: best.map(|m| m.val_acc),
-        train_images: plan.train.len(),
-        valid_images: plan.valid.len(),
-        skipped_images: plan.skipped_images,
-        seconds: started.elapsed().as_secs_f64(),
+        best_val_loss: best_metrics.map(|m| m.val_loss),
+        best_val_acc: best_metrics.map(|m| m.val_acc),
+        train_images,
+        valid_images: valid.len(),
+        skipped_images,
+        seconds: progress.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
         peak_memory_mib: run::peak_memory_mib(),
     };
-    plan.run.write_json("summary.json", &summary)?;
+    run.write_json("summary.json", &summary)?;
     println!("{evaluated_on} loss: {loss:.4}");
     println!("{evaluated_on} accuracy: {acc:.4}");
     Ok(summary)
@@ -214,6 +256,9 @@ pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow
     run.write("config.toml", config.to_toml().as_bytes())?;
     match config.model.name {
         ModelName::Convnet => run_convnet(config, &dataset, &run, &device, interrupted),
+        ModelName::EfficientnetLite0 => {
+            crate::transfer::run(config, &dataset, &run, &device, interrupted)
+        }
     }
 }
 
@@ -251,27 +296,42 @@ fn run_convnet(
         .with_num_classes(manifest.classes.len())
         .with_image_size(train.side)
         .init(device);
-    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
-    execute(
-        Plan {
-            config,
-            run,
-            model,
-            train: &Images {
-                set: &train,
-                norm: &norm,
-            },
-            valid: &Images {
-                set: &valid,
-                norm: &norm,
-            },
-            test: test
-                .as_ref()
-                .map(|t| t as &dyn crate::network::Examples<Tensor<4>>),
-            to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
-            skipped_images: dataset.skipped.len(),
+    let mut progress = Progress::new();
+    let (train_examples, valid_examples) = (
+        Images {
+            set: &train,
+            norm: &norm,
         },
+        Images {
+            set: &valid,
+            norm: &norm,
+        },
+    );
+    let best = train_stage(
+        Stage {
+            model,
+            train: &train_examples,
+            valid: &valid_examples,
+            to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
+            epochs: config.epochs,
+            optimizer: config.optimizer.clone(),
+        },
+        config,
+        run,
+        &mut progress,
         device,
         interrupted,
+    )?;
+    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
+    finish(
+        &best,
+        &valid_examples,
+        test.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        &progress,
+        config,
+        run,
+        train.len(),
+        dataset.skipped.len(),
+        device,
     )
 }

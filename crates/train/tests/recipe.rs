@@ -1,11 +1,20 @@
 //! Whole runs on small generated data.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use data::synthetic;
 use train::config::TrainConfig;
 use train::recipe;
+
+/// Burn's random numbers are global to the process, so runs take turns: a run's numbers then
+/// depend on its seed alone.
+static RANDOM: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    RANDOM.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn temp_dir(name: &str) -> PathBuf {
     data::testing::scratch_dir(&format!("train-{name}"))
@@ -32,6 +41,7 @@ fn make_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
 
 #[test]
 fn the_convnet_learns_and_the_run_directory_is_complete() {
+    let _turn = turn();
     let dir = temp_dir("learns");
     let config = make_config(&dir, &cifar_copy(&dir, 4), &[]);
     let summary = recipe::run(&config, "tiny", &AtomicBool::new(false)).unwrap();
@@ -69,6 +79,7 @@ fn the_convnet_learns_and_the_run_directory_is_complete() {
 
 #[test]
 fn same_seed_same_numbers() {
+    let _turn = turn();
     let dir = temp_dir("seeded");
     let data = cifar_copy(&dir, 2);
     let config = make_config(&dir, &data, &["epochs=2"]);
@@ -110,6 +121,7 @@ fn same_seed_same_numbers() {
 
 #[test]
 fn image_folders_without_test_split_report_validation() {
+    let _turn = turn();
     let dir = temp_dir("folders");
     let classes: Vec<String> = ["circle", "square"].map(String::from).to_vec();
     synthetic::write_folder(
@@ -136,6 +148,7 @@ fn image_folders_without_test_split_report_validation() {
 
 #[test]
 fn an_interrupted_run_still_evaluates_and_saves_a_summary() {
+    let _turn = turn();
     let dir = temp_dir("interrupted");
     let config = make_config(&dir, &cifar_copy(&dir, 2), &[]);
     let summary = recipe::run(&config, "stop", &AtomicBool::new(true)).unwrap();
@@ -145,6 +158,7 @@ fn an_interrupted_run_still_evaluates_and_saves_a_summary() {
 
 #[test]
 fn an_unwritable_output_directory_is_named() {
+    let _turn = turn();
     let dir = temp_dir("unwritable");
     let blocker = dir.join("file");
     std::fs::write(&blocker, b"not a directory").unwrap();

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use infer::predict::Predictor;
-use infer::pretrained;
+use train::pretrained;
 
 /// Classify images with the pretrained EfficientNet-Lite0 (ImageNet classes) or a model `train`
 /// saved.

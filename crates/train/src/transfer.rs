@@ -1,0 +1,251 @@
+//! The transfer recipe: EfficientNet-Lite0's ImageNet backbone, frozen, computes pooled features
+//! for every image once (cached on disk); a new head learns the classes on them. An optional
+//! second stage unfreezes the last blocks and fine-tunes them on the images.
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use burn::prelude::*;
+use data::normalize::Normalization;
+use data::{Dataset, ImageSet};
+use models::efficientnet::{Backbone, ClassifierHead, EfficientNet};
+use models::transfer::{TransferConfig as HeadConfig, with_frozen_backbone};
+
+use crate::checkpoint::{self, Architecture, Classifier, Manifest};
+use crate::config::{OptimizerConfig, TrainConfig};
+use crate::features::{self, FeatureSet};
+use crate::network::Examples;
+use crate::recipe::{self, Progress, Stage, Summary};
+use crate::run::RunDir;
+
+/// Images resized to the backbone's resolution and scaled as it was trained.
+pub struct ResizedImages<'a> {
+    pub set: &'a ImageSet,
+    pub side: usize,
+}
+
+impl Examples<Tensor<4>> for ResizedImages<'_> {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        (
+            data::batch::resized_images(
+                self.set,
+                indices,
+                self.side,
+                &Normalization::EFFICIENTNET_LITE,
+                device,
+            ),
+            data::batch::labels(self.set, indices, device),
+        )
+    }
+}
+
+/// Features of `set`, from the cache when allowed and present.
+fn features_of(
+    backbone: &Backbone,
+    set: &ImageSet,
+    what: &str,
+    weights_sha256: &str,
+    config: &TrainConfig,
+    device: &Device,
+) -> anyhow::Result<FeatureSet> {
+    let resolution = config.transfer.resolution;
+    let extract = || {
+        features::extract(
+            backbone,
+            set,
+            resolution,
+            config.transfer.extract_batch_size,
+            what,
+            device,
+        )
+    };
+    if !config.transfer.cache_features {
+        return Ok(extract());
+    }
+    let cache = config
+        .data
+        .cache_dir
+        .clone()
+        .unwrap_or_else(data::fetch::cache_dir);
+    let key = features::cache_key(weights_sha256, resolution, set);
+    let (features, reused) = features::cached(&cache, &key, extract)?;
+    if reused {
+        println!(
+            "{what} features: reused {}",
+            features::cache_file(&cache, &key).display()
+        );
+    }
+    Ok(features)
+}
+
+pub fn run(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    device: &Device,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let cache = config
+        .data
+        .cache_dir
+        .clone()
+        .unwrap_or_else(data::fetch::cache_dir);
+    let weights = match &config.transfer.weights {
+        Some(path) => path.clone(),
+        None => crate::pretrained::fetch(&cache)?,
+    };
+    let weights_sha256 = data::fetch::sha256_file(&weights)?;
+    let (pretrained, report) = crate::pretrained::load(&weights, device)?;
+    println!(
+        "loaded {} pretrained tensors from {}",
+        report.loaded,
+        weights.display()
+    );
+    let (train, valid) = recipe::split(dataset, config);
+    let resolution = config.transfer.resolution;
+    let manifest = Manifest {
+        architecture: Architecture::EfficientnetLite0,
+        classes: dataset.classes.clone(),
+        image_size: resolution,
+        normalization: Normalization::EFFICIENTNET_LITE,
+    };
+    run.write_json(checkpoint::MANIFEST, &manifest)
+        .context("cannot write the model manifest")?;
+    println!(
+        "{} training / {} validation images of {} classes, resized to {resolution}x{resolution}",
+        train.len(),
+        valid.len(),
+        manifest.classes.len()
+    );
+
+    let frozen = pretrained.backbone.valid();
+    let eval_device = device.clone().inner();
+    let train_features = features_of(
+        &frozen,
+        &train,
+        "training",
+        &weights_sha256,
+        config,
+        &eval_device,
+    )?;
+    let valid_features = features_of(
+        &frozen,
+        &valid,
+        "validation",
+        &weights_sha256,
+        config,
+        &eval_device,
+    )?;
+    let test_features = match &dataset.test {
+        Some(test) => Some(features_of(
+            &frozen,
+            test,
+            "test",
+            &weights_sha256,
+            config,
+            &eval_device,
+        )?),
+        None => None,
+    };
+
+    let head = HeadConfig::new(manifest.classes.len())
+        .with_dropout(config.transfer.dropout)
+        .init_head(device);
+    let whole = |head: &ClassifierHead| {
+        Classifier::EfficientNet(EfficientNet {
+            backbone: frozen.clone(),
+            head: head.clone(),
+        })
+    };
+    let mut progress = Progress::new();
+    let best_head = recipe::train_stage(
+        Stage {
+            model: head,
+            train: &train_features,
+            valid: &valid_features,
+            to_classifier: &whole,
+            epochs: config.epochs,
+            optimizer: config.optimizer.clone(),
+        },
+        config,
+        run,
+        &mut progress,
+        device,
+        interrupted,
+    )?;
+
+    let stopped_by_user = progress.stop == Some(crate::fit::Stop::Interrupted);
+    let blocks = config.transfer.finetune_blocks;
+    if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
+        return recipe::finish(
+            &best_head,
+            &valid_features,
+            test_features
+                .as_ref()
+                .map(|t| t as &dyn Examples<Tensor<2>>),
+            &progress,
+            config,
+            run,
+            train.len(),
+            dataset.skipped.len(),
+            device,
+        );
+    }
+
+    println!(
+        "fine-tuning the last {blocks} blocks at lr {}",
+        config.transfer.finetune_lr
+    );
+    let model = with_frozen_backbone(pretrained, best_head.train());
+    let model = EfficientNet {
+        backbone: model.backbone.unfreeze_last_blocks(blocks),
+        head: model.head,
+    };
+    let (train_images, valid_images) = (
+        ResizedImages {
+            set: &train,
+            side: resolution,
+        },
+        ResizedImages {
+            set: &valid,
+            side: resolution,
+        },
+    );
+    let best = recipe::train_stage(
+        Stage {
+            model,
+            train: &train_images,
+            valid: &valid_images,
+            to_classifier: &|m: &EfficientNet| Classifier::EfficientNet(m.clone()),
+            epochs: config.transfer.finetune_epochs,
+            optimizer: OptimizerConfig {
+                lr: config.transfer.finetune_lr,
+                ..config.optimizer.clone()
+            },
+        },
+        config,
+        run,
+        &mut progress,
+        device,
+        interrupted,
+    )?;
+    let test_images = dataset.test.as_ref().map(|set| ResizedImages {
+        set,
+        side: resolution,
+    });
+    recipe::finish(
+        &best,
+        &valid_images,
+        test_images.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        &progress,
+        config,
+        run,
+        train.len(),
+        dataset.skipped.len(),
+        device,
+    )
+}

@@ -1,0 +1,200 @@
+//! The transfer recipe: freezing really freezes, the feature cache is reused exactly when it
+//! should be, and a small run end to end.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn_store::ModuleSnapshot;
+use data::synthetic;
+use data::testing::scratch_dir;
+use models::efficientnet::{EfficientNet, EfficientNetConfig};
+use models::transfer::{TransferConfig, with_frozen_backbone};
+use train::features::{self, FeatureSet};
+
+/// Every tensor of `module` (parameters and BatchNorm statistics) by path.
+fn tensors(module: &EfficientNet) -> BTreeMap<String, Vec<u8>> {
+    module
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            let (path, _, _, _, bytes) = t.into_parts().unwrap();
+            (path, bytes.to_vec())
+        })
+        .collect()
+}
+
+/// Burn's random numbers are global to the process, so tests that draw them or compare whole runs
+/// take turns.
+static RANDOM: Mutex<()> = Mutex::new(());
+
+/// Two Adam steps on random images (BatchNorm's running statistics show one step late); returns
+/// the network after them.
+fn two_steps(mut model: EfficientNet, device: &Device) -> EfficientNet {
+    let mut optimizer = AdamConfig::new().init();
+    for _ in 0..2 {
+        let images = Tensor::<4>::random(
+            [4, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [4]), device);
+        let loss = CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(model.forward(images), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(0.01, model, grads);
+    }
+    model
+}
+
+fn changed(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[test]
+fn a_frozen_backbone_stays_exactly_as_it_was() {
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let pretrained = EfficientNetConfig::new().init(&device);
+    let head = TransferConfig::new(3).init_head(&device);
+    let model = with_frozen_backbone(pretrained, head);
+    let before = tensors(&model);
+    assert!(
+        before.keys().any(|k| k.ends_with("running_var")),
+        "statistics are compared too"
+    );
+    let after = tensors(&two_steps(model, &device));
+    let changed = changed(&before, &after);
+    assert!(!changed.is_empty());
+    assert!(
+        changed.iter().all(|k| k.starts_with("head.")),
+        "only the head may change: {changed:?}"
+    );
+}
+
+#[test]
+fn fine_tuning_unfreezes_only_the_last_blocks() {
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(2);
+    let model = with_frozen_backbone(
+        EfficientNetConfig::new().init(&device),
+        TransferConfig::new(3).init_head(&device),
+    );
+    let model = EfficientNet {
+        backbone: model.backbone.unfreeze_last_blocks(1),
+        head: model.head,
+    };
+    let before = tensors(&model);
+    let changed = changed(&before, &tensors(&two_steps(model, &device)));
+    assert!(
+        changed.iter().any(|k| k.starts_with("backbone.blocks.15.")),
+        "{changed:?}"
+    );
+    assert!(
+        changed
+            .iter()
+            .any(|k| k.starts_with("backbone.head.bn.running_mean")),
+        "{changed:?}"
+    );
+    let allowed = |k: &String| {
+        k.starts_with("head.")
+            || k.starts_with("backbone.blocks.15.")
+            || k.starts_with("backbone.head.")
+    };
+    assert!(changed.iter().all(allowed), "{changed:?}");
+}
+
+#[test]
+fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
+    let cache = scratch_dir("feature-cache");
+    let set = synthetic::images(2, 3, 8, 1);
+    let computed = Cell::new(0);
+    let compute = || {
+        computed.set(computed.get() + 1);
+        FeatureSet {
+            dim: 2,
+            values: vec![0.5; 12],
+            labels: set.labels.clone(),
+        }
+    };
+    let key = features::cache_key("weights-a", 64, &set);
+    let (first, reused) = features::cached(&cache, &key, compute).unwrap();
+    assert!(!reused);
+    let (again, reused) = features::cached(&cache, &key, compute).unwrap();
+    assert!(reused);
+    assert_eq!((first, computed.get()), (again, 1));
+
+    let mut other_pixels = set.clone();
+    other_pixels.pixels[5] ^= 1;
+    let keys = [
+        features::cache_key("weights-b", 64, &set),
+        features::cache_key("weights-a", 96, &set),
+        features::cache_key("weights-a", 64, &other_pixels),
+        features::cache_key("weights-a", 64, &set.select(&[0, 1, 2])),
+    ];
+    for other in &keys {
+        assert_ne!(other, &key);
+    }
+    std::fs::write(features::cache_file(&cache, &key), b"damaged").unwrap();
+    let (_, reused) = features::cached(&cache, &key, compute).unwrap();
+    assert!(!reused, "a damaged file is recomputed");
+    assert_eq!(computed.get(), 2);
+}
+
+#[test]
+fn a_small_transfer_run_learns_and_reuses_its_features() {
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/weights/efficientnet-lite0-57934424.pth");
+    if !weights.exists() {
+        eprintln!(
+            "skipped: {} is absent (only developer and CI machines have ../shared)",
+            weights.display()
+        );
+        return;
+    }
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("transfer-run");
+    let archive = dir.join("cifar.tar.gz");
+    std::fs::write(&archive, synthetic::cifar_archive(2, 4)).unwrap();
+    let overrides = [
+        format!("data.dir={}", archive.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        format!("transfer.weights={}", weights.display()),
+        "model.name=\"efficientnet_lite0\"".into(),
+        "transfer.resolution=32".into(),
+        "epochs=4".into(),
+        "batch_size=20".into(),
+        "optimizer.lr=0.01".into(),
+    ];
+    let config = train::config::TrainConfig::parse("", &overrides).unwrap();
+    let first = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
+    assert!(first.accuracy > 0.3, "{first:?}");
+    let cached: Vec<_> = std::fs::read_dir(dir.join("cache/features"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 3, "training, validation and test features");
+    let second = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        second.loss, first.loss,
+        "the cached features give the same run"
+    );
+    let (classifier, manifest) = train::checkpoint::load(&second.run_dir, &Device::flex()).unwrap();
+    assert!(matches!(
+        classifier,
+        train::checkpoint::Classifier::EfficientNet(_)
+    ));
+    assert_eq!(manifest.image_size, 32);
+}
