@@ -57,17 +57,14 @@ fn assert_close(ours: &Maps, burn: Tensor<4>) {
 }
 
 fn cases() -> impl Iterator<Item = (usize, usize, Padding)> {
-    [1, 2]
-        .into_iter()
-        .flat_map(|s| {
-            [
-                (s, 2, Padding::Valid),
-                (s, 3, Padding::Valid),
-                (s, 3, Padding::Same),
-                (s, 4, Padding::Same),
-            ]
-        })
-        .map(|(s, k, p)| (s, k, p))
+    [1, 2].into_iter().flat_map(|s| {
+        [
+            (s, 2, Padding::Valid),
+            (s, 3, Padding::Valid),
+            (s, 3, Padding::Same),
+            (s, 4, Padding::Same),
+        ]
+    })
 }
 
 #[test]
