@@ -265,3 +265,72 @@ fn fetching_checks_the_weights() {
         .collect();
     assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
 }
+
+#[test]
+fn pictures_of_the_network_are_valid_pngs() {
+    let dir = scratch_dir("infer-pictures");
+    let run = trained_run(&dir);
+    let photo = dir.join("photo.png");
+    write_png(&photo, 32);
+    let (activations, kernels, explain) = (
+        dir.join("act.png"),
+        dir.join("kernels.png"),
+        dir.join("explain.png"),
+    );
+    let output = infer(
+        &[
+            "--checkpoint",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            "--list-layers",
+            "--activations",
+            activations.to_str().unwrap(),
+            "--layers",
+            "conv2d_1,maxpool_2",
+            "--channels",
+            "4",
+            "--kernels",
+            kernels.to_str().unwrap(),
+            "--explain",
+            explain.to_str().unwrap(),
+            "--class",
+            "class3",
+        ],
+        &dir,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed = stderr(&output);
+    assert!(
+        listed.contains("conv2d_1 [32, 30, 30]") && listed.contains("conv2d_4 [64, 6, 6]"),
+        "{listed}"
+    );
+    for png in [&activations, &kernels, &explain] {
+        let image = image::open(png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(image.width() > 100, "{}", png.display());
+    }
+    // Two layers, one labelled row each, four 64-pixel cells wide.
+    let grid = image::open(&activations).unwrap();
+    assert_eq!(
+        (grid.width(), grid.height()),
+        (8 * 2 + 4 * (64 + 4), 8 * 2 + 2 * (10 + 2 + 64 + 8))
+    );
+
+    let output = infer(
+        &[
+            "--checkpoint",
+            run.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            "--activations",
+            activations.to_str().unwrap(),
+            "--layers",
+            "fc9",
+        ],
+        &dir,
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no layer named fc9"),
+        "{}",
+        stderr(&output)
+    );
+}

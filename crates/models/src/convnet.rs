@@ -99,7 +99,7 @@ impl ConvNet {
     /// Images `[batch, channels, 32, 32]` → class logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let maps = self.features(images, |_, _| {});
-        self.classify(maps)
+        self.classify_maps(maps)
     }
 
     /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
@@ -113,7 +113,7 @@ impl ConvNet {
                 });
             }
         });
-        (self.classify(maps), kept)
+        (self.classify_maps(maps), kept)
     }
 
     /// The convolutional part, reporting each named output to `seen`.
@@ -131,7 +131,8 @@ impl ConvNet {
         x
     }
 
-    fn classify(&self, maps: Tensor<4>) -> Tensor<2> {
+    /// The dense part: `conv2d_4`'s output `[b, 64, 6, 6]` → logits (where Grad-CAM starts).
+    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = maps.flatten(1, 3); // [b, 2304]
         let x = self.activation.forward(self.fc1.forward(x)); // [b, 1024]
         let x = self.activation.forward(self.fc2.forward(x)); // [b, 1024]

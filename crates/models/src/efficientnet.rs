@@ -66,6 +66,12 @@ pub fn map_layers() -> Vec<String> {
     names
 }
 
+/// Global average pooling: `[b, c, h, w]` → `[b, c]`.
+fn pool(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, _, _] = x.dims();
+    x.mean_dims(&[2, 3]).reshape([b, c])
+}
+
 fn relu6(x: Tensor<4>) -> Tensor<4> {
     x.clamp(0.0, 6.0)
 }
@@ -221,8 +227,7 @@ impl Backbone {
         // stage7: [b, 320, 7, 7] at 224
         let x = relu6(self.head.forward(x)); // [b, 1280, 7, 7]
         keep("head", &x);
-        let [b, c, _, _] = x.dims();
-        (x.mean_dims(&[2, 3]).reshape([b, c]), kept) // [b, 1280]
+        (pool(x), kept)
     }
 
     fn stage_index(&self, block: usize) -> usize {
@@ -303,6 +308,12 @@ impl EfficientNet {
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
         let (features, maps) = self.backbone.forward_maps(images, layers);
         (self.head.forward(features), maps)
+    }
+
+    /// The part after the backbone's last map: `"head"`'s output `[b, 1280, h, w]` → logits
+    /// (where Grad-CAM starts).
+    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
+        self.head.forward(pool(maps))
     }
 }
 

@@ -80,6 +80,29 @@ impl Classifier {
         }
     }
 
+    /// The last feature-map layer, and the rest of the network from its output to the logits.
+    pub fn last_maps_layer(&self) -> &'static str {
+        match self {
+            Classifier::ConvNet(_) => "conv2d_4",
+            Classifier::EfficientNet(_) => "head",
+        }
+    }
+
+    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
+        match self {
+            Classifier::ConvNet(net) => net.classify_maps(maps),
+            Classifier::EfficientNet(net) => net.classify_maps(maps),
+        }
+    }
+
+    /// Move the weights to `device` (an autodiff device for gradients), keeping inference mode.
+    pub fn fork(self, device: &Device) -> Self {
+        match self {
+            Classifier::ConvNet(net) => Classifier::ConvNet(net.valid().fork(device)),
+            Classifier::EfficientNet(net) => Classifier::EfficientNet(net.valid().fork(device)),
+        }
+    }
+
     /// The first convolution's filters.
     pub fn first_filters(&self) -> Tensor<4> {
         match self {

@@ -102,6 +102,57 @@ pub fn evaluate<M: Network>(
     }
 }
 
+/// What the network said about one example.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Output {
+    pub label: usize,
+    pub predicted: usize,
+    /// Probability of the predicted class.
+    pub probability: f32,
+    /// Cross-entropy of the true class.
+    pub loss: f32,
+}
+
+/// Per-example outputs of `model` (in validation mode) on `examples`, in order.
+pub fn outputs<M: Network>(
+    model: &M,
+    examples: &dyn Examples<M::Input>,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<Output> {
+    let order: Vec<usize> = (0..examples.len()).collect();
+    let mut all = Vec::with_capacity(order.len());
+    for indices in batches(&order, batch_size) {
+        let (input, labels) = examples.batch(indices, device);
+        let log_probabilities = burn::tensor::activation::log_softmax(model.logits(input), 1);
+        let classes = log_probabilities.dims()[1];
+        let values: Vec<f32> = log_probabilities
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data");
+        let labels: Vec<i64> = labels
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("i64 data");
+        for (row, &label) in values.chunks(classes).zip(&labels) {
+            let (predicted, best) = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .expect("classes");
+            all.push(Output {
+                label: label as usize,
+                predicted,
+                probability: best.exp(),
+                loss: -row[label as usize],
+            });
+        }
+    }
+    all
+}
+
 fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
     let predicted = logits.argmax(1).flatten::<1>(0, 1);
     predicted.equal(labels).int().sum().into_scalar::<i64>()

@@ -15,5 +15,6 @@ pub mod fit;
 pub mod network;
 pub mod pretrained;
 pub mod recipe;
+pub mod report;
 pub mod run;
 pub mod transfer;

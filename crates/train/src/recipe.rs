@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
-use crate::fit::{self, EpochMetrics, Evaluation, FitOptions, Observer, Stop};
+use crate::fit::{self, EpochMetrics, FitOptions, Observer, Stop};
 use crate::network::{Examples, Images, Network};
 use crate::run::{self, RunDir};
 
@@ -187,12 +187,21 @@ pub fn train_stage<M: Network>(
     Ok(outcome.best)
 }
 
-/// Evaluate the best weights on the test split (or validation) and write `summary.json`.
+/// Where the final evaluation happens: the examples for the network and the same images as
+/// pictures (for `mistakes.png`).
+pub struct Evaluated<'a, I> {
+    pub examples: &'a dyn Examples<I>,
+    pub pictures: &'a ImageSet,
+}
+
+/// Evaluate the best weights on the test split (or validation), draw the run's pictures and write
+/// `summary.json`.
 #[allow(clippy::too_many_arguments)]
 pub fn finish<M: Network>(
     best: &M,
-    valid: &dyn Examples<M::Input>,
-    test: Option<&dyn Examples<M::Input>>,
+    valid: Evaluated<M::Input>,
+    test: Option<Evaluated<M::Input>>,
+    classes: &[String],
     progress: &Progress,
     config: &TrainConfig,
     run: &RunDir,
@@ -201,19 +210,18 @@ pub fn finish<M: Network>(
     device: &Device,
 ) -> anyhow::Result<Summary> {
     let eval_device = device.clone().inner();
-    let (evaluated_on, Evaluation { loss, acc }) = match test {
-        Some(test) => (
-            "test",
-            fit::evaluate(best, test, config.batch_size, &eval_device),
-        ),
+    let valid_images = valid.examples.len();
+    let (evaluated_on, split) = match test {
+        Some(test) => ("test", test),
         None => {
             println!("no test split: reporting the validation metrics of the best checkpoint");
-            (
-                "validation",
-                fit::evaluate(best, valid, config.batch_size, &eval_device),
-            )
+            ("validation", valid)
         }
     };
+    let outputs = fit::outputs(best, split.examples, config.batch_size, &eval_device);
+    let n = outputs.len().max(1) as f64;
+    let loss = outputs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n;
+    let acc = outputs.iter().filter(|o| o.label == o.predicted).count() as f64 / n;
     let best_metrics = progress.best_epoch.map(|e| &progress.history[e - 1]);
     let summary = Summary {
         run_dir: run.path.clone(),
@@ -226,7 +234,7 @@ pub fn finish<M: Network>(
         best_val_loss: best_metrics.map(|m| m.val_loss),
         best_val_acc: best_metrics.map(|m| m.val_acc),
         train_images,
-        valid_images: valid.len(),
+        valid_images,
         skipped_images,
         seconds: progress.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
         peak_memory_mib: run::peak_memory_mib(),
@@ -234,6 +242,16 @@ pub fn finish<M: Network>(
     run.write_json("summary.json", &summary)?;
     println!("{evaluated_on} loss: {loss:.4}");
     println!("{evaluated_on} accuracy: {acc:.4}");
+    for path in crate::report::draw(
+        run,
+        &progress.history,
+        classes,
+        split.pictures,
+        &outputs,
+        evaluated_on,
+    )? {
+        println!("saved {}", path.display());
+    }
     Ok(summary)
 }
 
@@ -322,11 +340,21 @@ fn run_convnet(
         device,
         interrupted,
     )?;
-    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
+    let test = dataset
+        .test
+        .as_ref()
+        .map(|set| (set, Images { set, norm: &norm }));
     finish(
         &best,
-        &valid_examples,
-        test.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        Evaluated {
+            examples: &valid_examples,
+            pictures: &valid,
+        },
+        test.as_ref().map(|(set, t)| Evaluated {
+            examples: t as &dyn Examples<Tensor<4>>,
+            pictures: set,
+        }),
+        &dataset.classes,
         &progress,
         config,
         run,

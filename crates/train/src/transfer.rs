@@ -15,7 +15,7 @@ use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::features::{self, FeatureSet};
 use crate::network::Examples;
-use crate::recipe::{self, Progress, Stage, Summary};
+use crate::recipe::{self, Evaluated, Progress, Stage, Summary};
 use crate::run::RunDir;
 
 /// Images resized to the backbone's resolution and scaled as it was trained.
@@ -181,12 +181,18 @@ pub fn run(
     let stopped_by_user = progress.stop == Some(crate::fit::Stop::Interrupted);
     let blocks = config.transfer.finetune_blocks;
     if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
+        let test = dataset.test.as_ref().zip(test_features.as_ref());
         return recipe::finish(
             &best_head,
-            &valid_features,
-            test_features
-                .as_ref()
-                .map(|t| t as &dyn Examples<Tensor<2>>),
+            Evaluated {
+                examples: &valid_features,
+                pictures: &valid,
+            },
+            test.map(|(set, t)| Evaluated {
+                examples: t as &dyn Examples<Tensor<2>>,
+                pictures: set,
+            }),
+            &dataset.classes,
             &progress,
             config,
             run,
@@ -233,14 +239,26 @@ pub fn run(
         device,
         interrupted,
     )?;
-    let test_images = dataset.test.as_ref().map(|set| ResizedImages {
-        set,
-        side: resolution,
+    let test_images = dataset.test.as_ref().map(|set| {
+        (
+            set,
+            ResizedImages {
+                set,
+                side: resolution,
+            },
+        )
     });
     recipe::finish(
         &best,
-        &valid_images,
-        test_images.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        Evaluated {
+            examples: &valid_images,
+            pictures: &valid,
+        },
+        test_images.as_ref().map(|(set, t)| Evaluated {
+            examples: t as &dyn Examples<Tensor<4>>,
+            pictures: set,
+        }),
+        &dataset.classes,
         &progress,
         config,
         run,

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Parser;
 use infer::predict::Predictor;
+use infer::visualize;
 use train::pretrained;
 
 /// Classify images with the pretrained EfficientNet-Lite0 (ImageNet classes) or a model `train`
@@ -26,6 +28,27 @@ struct Args {
     /// Fetch the EfficientNet-Lite0 weights into the cache and exit.
     #[arg(long)]
     fetch_weights: bool,
+    /// Print the layers whose maps --activations can draw, with their shapes for the first image.
+    #[arg(long)]
+    list_layers: bool,
+    /// Draw the first image's feature maps, one row per layer, to this PNG.
+    #[arg(long, value_name = "PNG")]
+    activations: Option<PathBuf>,
+    /// Layers for --activations, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C")]
+    layers: Vec<String>,
+    /// Channel maps per layer for --activations.
+    #[arg(long, default_value_t = 8)]
+    channels: usize,
+    /// Draw the first convolution's filters to this PNG.
+    #[arg(long, value_name = "PNG")]
+    kernels: Option<PathBuf>,
+    /// Draw Grad-CAM and occlusion sensitivity for the first image to this PNG.
+    #[arg(long, value_name = "PNG")]
+    explain: Option<PathBuf>,
+    /// Class to explain (a label); default: the predicted class.
+    #[arg(long, value_name = "NAME")]
+    class: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +97,12 @@ fn run() -> anyhow::Result<()> {
         }
     };
     let predictions = predictor.predict(&args.images, args.top, &device)?;
+    draw(
+        &args,
+        &predictor,
+        predictions[0].predictions[0].index,
+        &device,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
         return Ok(());
@@ -84,5 +113,53 @@ fn run() -> anyhow::Result<()> {
             println!("  {}: {:.2}%", ranked.label, 100.0 * ranked.probability);
         }
     }
+    Ok(())
+}
+
+/// The pictures asked for, of the first image.
+fn draw(
+    args: &Args,
+    predictor: &Predictor,
+    predicted: usize,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<()> {
+    let image = predictor.read_image(&args.images[0])?;
+    if args.list_layers {
+        for (layer, shape) in visualize::layer_shapes(predictor, &image, device) {
+            eprintln!("{layer} {shape:?}");
+        }
+    }
+    if let Some(path) = &args.activations {
+        let grid = visualize::activations(predictor, &image, &args.layers, args.channels, device)?;
+        save(&grid.canvas, path, "activations")?;
+    }
+    if let Some(path) = &args.kernels {
+        save(&visualize::kernels(predictor), path, "filters")?;
+    }
+    if let Some(path) = &args.explain {
+        let class = match &args.class {
+            Some(name) => predictor
+                .labels
+                .iter()
+                .position(|l| l == name)
+                .with_context(|| {
+                    format!("no class named {name}; the classes are the labels printed by infer")
+                })?,
+            None => predicted,
+        };
+        save(
+            &visualize::explain(predictor, &image, class, device),
+            path,
+            "explanation",
+        )?;
+    }
+    Ok(())
+}
+
+fn save(canvas: &viz::Canvas, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    canvas
+        .save(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("{what} saved to {}", path.display());
     Ok(())
 }

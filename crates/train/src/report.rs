@@ -1,0 +1,101 @@
+//! The pictures every run leaves in its directory: `curves.png`, `confusion.png`, `mistakes.png`.
+
+use std::path::PathBuf;
+
+use data::ImageSet;
+use viz::Picture;
+use viz::plots::{self, Curve, Mistake};
+
+use crate::fit::{EpochMetrics, Output};
+use crate::run::RunDir;
+
+/// How many of the highest-loss images `mistakes.png` shows.
+const MISTAKES: usize = 24;
+
+/// Draw the run's pictures; `outputs` are the best weights' answers on `pictures` (the split named
+/// `split`). Returns the files written.
+pub fn draw(
+    run: &RunDir,
+    history: &[EpochMetrics],
+    classes: &[String],
+    pictures: &ImageSet,
+    outputs: &[Output],
+    split: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let series = |f: fn(&EpochMetrics) -> f64| history.iter().map(f).collect::<Vec<_>>();
+    let (loss, val_loss, acc, val_acc) = (
+        series(|m| m.loss),
+        series(|m| m.val_loss),
+        series(|m| m.acc),
+        series(|m| m.val_acc),
+    );
+    let curves = plots::curves(
+        Curve {
+            title: "loss per epoch",
+            train: &loss,
+            valid: &val_loss,
+        },
+        Curve {
+            title: "accuracy per epoch",
+            train: &acc,
+            valid: &val_acc,
+        },
+    );
+    let mut written = vec![save(run, "curves.png", &curves)?];
+
+    let mut counts = vec![vec![0usize; classes.len()]; classes.len()];
+    for o in outputs {
+        counts[o.label][o.predicted] += 1;
+    }
+    let title = format!(
+        "{split} split, {} images: rows are the true classes",
+        outputs.len()
+    );
+    written.push(save(
+        run,
+        "confusion.png",
+        &plots::confusion(&counts, classes, &title),
+    )?);
+
+    let mut wrong: Vec<(usize, &Output)> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.label != o.predicted)
+        .collect();
+    wrong.sort_by(|a, b| b.1.loss.total_cmp(&a.1.loss));
+    let shown: Vec<(Picture, &Output)> = wrong
+        .iter()
+        .take(MISTAKES)
+        .map(|&(i, o)| {
+            (
+                Picture {
+                    side: pictures.side,
+                    planar: pictures.image(i).to_vec(),
+                },
+                o,
+            )
+        })
+        .collect();
+    let items: Vec<Mistake> = shown
+        .iter()
+        .map(|(picture, o)| Mistake {
+            picture,
+            truth: &classes[o.label],
+            predicted: &classes[o.predicted],
+            probability: o.probability,
+        })
+        .collect();
+    let scale = (96 / pictures.side.max(1)).max(1) as u32;
+    written.push(save(
+        run,
+        "mistakes.png",
+        &plots::mistakes(&items, scale, 8),
+    )?);
+    Ok(written)
+}
+
+fn save(run: &RunDir, name: &str, canvas: &viz::Canvas) -> anyhow::Result<PathBuf> {
+    let path = run.file(name);
+    canvas.save(&path)?;
+    Ok(path)
+}
