@@ -1,7 +1,6 @@
 //! Pooled backbone features, computed once per image and cached on disk: the backbone of the
 //! transfer recipe never changes, so after the first run an epoch only trains the head.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -77,6 +76,7 @@ pub fn extract(
         .expect("valid template"),
     );
     bar.set_message(what.to_string());
+    let started = std::time::Instant::now();
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut values = Vec::with_capacity(set.len() * models::efficientnet::FEATURES);
     for chunk in indices.chunks(batch_size) {
@@ -92,6 +92,12 @@ pub fn extract(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{what} features: {} images at {resolution}x{resolution} in {seconds:.0}s ({:.0} images/s)",
+        set.len(),
+        set.len() as f64 / seconds.max(1e-9)
+    );
     FeatureSet {
         dim: models::efficientnet::FEATURES,
         values,
@@ -162,7 +168,6 @@ pub fn cached(
     }
     let features = compute();
     data::fetch::write_atomic(&path, &encode(&features))?;
-    let _ = std::io::stdout().flush();
     Ok((features, false))
 }
 
