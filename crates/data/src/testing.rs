@@ -39,3 +39,15 @@ pub fn serve(
     });
     format!("http://{address}/{file_name}")
 }
+
+/// A file from `../shared` beside the checkout (developer and CI machines only), or `None` after
+/// saying that the calling test skips because it is absent.
+pub fn shared_file(relative: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", path.display());
+        None
+    }
+}

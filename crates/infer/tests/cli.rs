@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::AtomicBool;
 
 use data::synthetic;
-use data::testing::{scratch_dir, serve};
+use data::testing::{scratch_dir, serve, shared_file};
 
 fn infer(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infer"))
@@ -18,20 +18,6 @@ fn infer(args: &[&str], cache: &Path) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn shared_weights() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/weights/efficientnet-lite0-57934424.pth");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (only developer and CI machines have ../shared)",
-            path.display()
-        );
-        None
-    }
 }
 
 /// A convnet trained for one epoch on generated 32x32 pictures; returns its run directory.

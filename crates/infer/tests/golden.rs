@@ -5,25 +5,11 @@
 use std::path::PathBuf;
 
 use burn::prelude::*;
+use data::testing::shared_file;
 use infer::predict::Predictor;
 
-fn shared(path: &str) -> Option<PathBuf> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(path);
-    if full.exists() {
-        Some(full)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (only developer and CI machines have ../shared)",
-            full.display()
-        );
-        None
-    }
-}
-
 fn weights() -> Option<PathBuf> {
-    shared("weights/efficientnet-lite0-57934424.pth")
+    shared_file("weights/efficientnet-lite0-57934424.pth")
 }
 
 /// The reference script's input, already normalized: sin(0.05 (h+1)(c+1)) cos(0.031 (w+3c)).
@@ -76,7 +62,7 @@ fn logits_match_the_numpy_reference() {
 
 #[test]
 fn the_koala_is_a_koala() {
-    let (Some(weights), Some(koala)) = (weights(), shared("images/koala.jpg")) else {
+    let (Some(weights), Some(koala)) = (weights(), shared_file("images/koala.jpg")) else {
         return;
     };
     let device = Device::flex();

@@ -1,25 +1,12 @@
-use std::path::PathBuf;
-
 use burn::prelude::*;
+use data::testing::shared_file;
 use models::efficientnet::EfficientNetConfig;
-
-fn shared_weights() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/weights/efficientnet-lite0-57934424.pth");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (only developer and CI machines have ../shared)",
-            path.display()
-        );
-        None
-    }
-}
 
 #[test]
 fn every_checkpoint_tensor_lands_in_the_model() {
-    let Some(path) = shared_weights() else { return };
+    let Some(path) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+        return;
+    };
     let device = Device::flex();
     let model = EfficientNetConfig::new().init(&device);
     let (model, report) = model.load_pytorch(&path).expect("weights load");

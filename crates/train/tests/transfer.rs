@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
@@ -12,7 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use data::synthetic;
-use data::testing::scratch_dir;
+use data::testing::{scratch_dir, shared_file};
 use models::efficientnet::{EfficientNet, EfficientNetConfig};
 use models::transfer::{TransferConfig, with_frozen_backbone};
 use train::features::{self, FeatureSet};
@@ -155,15 +154,9 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
 
 #[test]
 fn a_small_transfer_run_learns_and_reuses_its_features() {
-    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/weights/efficientnet-lite0-57934424.pth");
-    if !weights.exists() {
-        eprintln!(
-            "skipped: {} is absent (only developer and CI machines have ../shared)",
-            weights.display()
-        );
+    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
         return;
-    }
+    };
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("transfer-run");
     let archive = dir.join("cifar.tar.gz");

@@ -123,7 +123,7 @@ pub fn confusion(counts: &[Vec<usize>], classes: &[String], title: &str) -> Canv
     for (t, row) in counts.iter().enumerate() {
         let total = row.iter().sum::<usize>().max(1) as f32;
         let y = top + t as u32 * cell;
-        let name: String = classes[t].chars().take(14).collect();
+        let name: String = format!("{t:>2} {}", classes[t].chars().take(14).collect::<String>());
         canvas.text(MARGIN, y + cell / 2 - 4, &name, BLACK, 1);
         for (p, &count) in row.iter().enumerate() {
             let x = left + p as u32 * cell;
