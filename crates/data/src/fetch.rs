@@ -138,7 +138,13 @@ pub fn download(
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(DataError::io(parent))?;
     }
-    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+    // The system's certificate store, so that machines behind a proxy with its own authority
+    // (common in companies) download as their browsers do.
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
     let length = response
         .headers()
         .get("content-length")

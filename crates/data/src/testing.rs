@@ -43,11 +43,16 @@ pub fn serve(
 /// A file from `../shared` beside the checkout (developer and CI machines only), or `None` after
 /// saying that the calling test skips because it is absent.
 pub fn shared_file(relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(relative);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(relative);
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is absent (only developer and CI machines have ../shared)", path.display());
+        eprintln!(
+            "skipped: {} is absent (only developer and CI machines have ../shared)",
+            path.display()
+        );
         None
     }
 }

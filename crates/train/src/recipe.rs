@@ -121,7 +121,7 @@ pub struct Stage<'a, M: Network> {
     pub optimizer: OptimizerConfig,
 }
 
-/// The metrics of the stages so far and the best val_loss among them.
+/// The metrics of the stages so far, the best val_loss among them, and when the run started.
 #[derive(Default)]
 pub struct Progress {
     pub history: Vec<EpochMetrics>,
@@ -267,15 +267,16 @@ pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
 
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
 pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let progress = Progress::new();
     let device = crate::device::device().autodiff();
     device.seed(config.seed);
     let dataset = load_data(config)?;
     let run = RunDir::create(&config.output_dir, name)?;
     run.write("config.toml", config.to_toml().as_bytes())?;
     match config.model.name {
-        ModelName::Convnet => run_convnet(config, &dataset, &run, &device, interrupted),
+        ModelName::Convnet => run_convnet(config, &dataset, &run, &device, progress, interrupted),
         ModelName::EfficientnetLite0 => {
-            crate::transfer::run(config, &dataset, &run, &device, interrupted)
+            crate::transfer::run(config, &dataset, &run, &device, progress, interrupted)
         }
     }
 }
@@ -285,6 +286,7 @@ fn run_convnet(
     dataset: &Dataset,
     run: &RunDir,
     device: &Device,
+    mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let (train, valid) = split(dataset, config);
@@ -314,7 +316,6 @@ fn run_convnet(
         .with_num_classes(manifest.classes.len())
         .with_image_size(train.side)
         .init(device);
-    let mut progress = Progress::new();
     let (train_examples, valid_examples) = (
         Images {
             set: &train,

@@ -87,6 +87,7 @@ pub fn run(
     dataset: &Dataset,
     run: &RunDir,
     device: &Device,
+    mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let cache = config
@@ -161,7 +162,6 @@ pub fn run(
             head: head.clone(),
         })
     };
-    let mut progress = Progress::new();
     let best_head = recipe::train_stage(
         Stage {
             model: head,
