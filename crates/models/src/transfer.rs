@@ -3,17 +3,17 @@
 
 use burn::prelude::*;
 
-use crate::efficientnet::{ClassifierHead, EfficientNet, FEATURES};
+use crate::efficientnet::{ClassifierHead, EfficientNet};
 
 #[derive(Config, Debug)]
-pub struct TransferConfig {
+pub struct TransferHeadConfig {
     pub num_classes: usize,
     /// Dropout on the pooled features before the new dense layer.
     #[config(default = 0.2)]
     pub dropout: f64,
 }
 
-impl TransferConfig {
+impl TransferHeadConfig {
     /// A new head for `[batch, 1280]` pooled backbone features.
     pub fn init_head(&self, device: &Device) -> ClassifierHead {
         ClassifierHead::new(self.num_classes, self.dropout, device)
@@ -28,6 +28,3 @@ pub fn with_frozen_backbone(pretrained: EfficientNet, head: ClassifierHead) -> E
         head,
     }
 }
-
-/// Width of the features the head takes.
-pub const HEAD_INPUT: usize = FEATURES;

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use data::normalize::Normalization;
 use data::{Dataset, ImageSet};
 use models::efficientnet::{Backbone, ClassifierHead, EfficientNet};
-use models::transfer::{TransferConfig as HeadConfig, with_frozen_backbone};
+use models::transfer::{TransferHeadConfig, with_frozen_backbone};
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
@@ -153,7 +153,7 @@ pub fn run(
         None => None,
     };
 
-    let head = HeadConfig::new(manifest.classes.len())
+    let head = TransferHeadConfig::new(manifest.classes.len())
         .with_dropout(config.transfer.dropout)
         .init_head(device);
     let whole = |head: &ClassifierHead| {

@@ -13,7 +13,7 @@ use burn_store::ModuleSnapshot;
 use data::synthetic;
 use data::testing::{scratch_dir, shared_file};
 use models::efficientnet::{EfficientNet, EfficientNetConfig};
-use models::transfer::{TransferConfig, with_frozen_backbone};
+use models::transfer::{TransferHeadConfig, with_frozen_backbone};
 use train::features::{self, FeatureSet};
 
 /// Every tensor of `module` (parameters and BatchNorm statistics) by path.
@@ -66,7 +66,7 @@ fn a_frozen_backbone_stays_exactly_as_it_was() {
     let device = Device::flex().autodiff();
     device.seed(1);
     let pretrained = EfficientNetConfig::new().init(&device);
-    let head = TransferConfig::new(3).init_head(&device);
+    let head = TransferHeadConfig::new(3).init_head(&device);
     let model = with_frozen_backbone(pretrained, head);
     let before = tensors(&model);
     assert!(
@@ -89,7 +89,7 @@ fn fine_tuning_unfreezes_only_the_last_blocks() {
     device.seed(2);
     let model = with_frozen_backbone(
         EfficientNetConfig::new().init(&device),
-        TransferConfig::new(3).init_head(&device),
+        TransferHeadConfig::new(3).init_head(&device),
     );
     let model = EfficientNet {
         backbone: model.backbone.unfreeze_last_blocks(1),
