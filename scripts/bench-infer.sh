@@ -26,7 +26,7 @@ for i in $(seq 1 "$n"); do ln -s "$(realpath "$photo")" "$copies/$i.jpg"; done
 seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1; end=$(date +%s.%N); echo "$end - $start" | bc; }
 
 "$infer" "$photo"
-"$PYTHON" scripts/lite0_torch.py "$weights" "$photo" 1 | head -1
+"$PYTHON" scripts/lite0_torch.py "$weights" "$photo" 1 | sed -n 1p
 echo "== one photo, whole process: seconds per run (burn, pytorch), interleaved"
 for _ in 1 2 3 4 5; do
     echo "$(seconds "$infer" "$photo") $(seconds "$PYTHON" scripts/lite0_torch.py "$weights" "$photo" 1)"
