@@ -102,7 +102,7 @@ pub fn confusion(counts: &[Vec<usize>], classes: &[String], title: &str) -> Canv
     let cell = 36;
     let label_width = classes
         .iter()
-        .map(|c| c.len().min(14) as u32 * 8)
+        .map(|c| (c.len().min(14) as u32 + 3) * 8)
         .max()
         .unwrap_or(0)
         + 8;
@@ -116,7 +116,7 @@ pub fn confusion(counts: &[Vec<usize>], classes: &[String], title: &str) -> Canv
     canvas.text(
         left,
         MARGIN + LINE + 4,
-        "predicted: columns, in the order of the rows",
+        "columns: the predicted class, by number",
         GRAY,
         1,
     );
@@ -142,14 +142,9 @@ pub fn confusion(counts: &[Vec<usize>], classes: &[String], title: &str) -> Canv
     }
     let bottom = top + n * cell + 4;
     for p in 0..n {
-        let initial: String = classes[p as usize].chars().take(4).collect();
-        canvas.text(
-            left + p * cell + 2,
-            bottom + if p % 2 == 0 { 0 } else { LINE },
-            &initial,
-            BLACK,
-            1,
-        );
+        let number = p.to_string();
+        let x = left + p * cell + (cell - 8 * number.len() as u32) / 2;
+        canvas.text(x, bottom, &number, BLACK, 1);
     }
     canvas
 }
@@ -172,6 +167,9 @@ pub fn mistakes(items: &[Mistake], scale: u32, per_row: usize) -> Canvas {
         MARGIN + per_row as u32 * cell_w,
         MARGIN + rows.max(1) * cell_h,
     );
+    if items.is_empty() {
+        canvas.text(MARGIN, MARGIN, "no misclassified images", BLACK, 1);
+    }
     for (i, item) in items.iter().enumerate() {
         let (x, y) = (
             MARGIN + (i % per_row) as u32 * cell_w,
