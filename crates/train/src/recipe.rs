@@ -122,19 +122,21 @@ pub struct Stage<'a, M: Network> {
 }
 
 /// The metrics of the stages so far, the best val_loss among them, and when the run started.
-#[derive(Default)]
 pub struct Progress {
     pub history: Vec<EpochMetrics>,
     pub best_epoch: Option<usize>,
     pub stop: Option<Stop>,
-    started: Option<Instant>,
+    started: Instant,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    /// A run starting now.
+    pub fn start() -> Self {
         Self {
-            started: Some(Instant::now()),
-            ..Self::default()
+            history: Vec::new(),
+            best_epoch: None,
+            stop: None,
+            started: Instant::now(),
         }
     }
 
@@ -236,7 +238,7 @@ pub fn finish<M: Network>(
         train_images,
         valid_images,
         skipped_images,
-        seconds: progress.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+        seconds: progress.started.elapsed().as_secs_f64(),
         peak_memory_mib: run::peak_memory_mib(),
     };
     run.write_json("summary.json", &summary)?;
@@ -267,7 +269,7 @@ pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
 
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
 pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
-    let progress = Progress::new();
+    let progress = Progress::start();
     let device = crate::device::device().autodiff();
     device.seed(config.seed);
     let dataset = load_data(config)?;
