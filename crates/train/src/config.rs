@@ -30,6 +30,8 @@ pub struct TrainConfig {
     pub valid_size: f64,
     /// Epochs without a better val_loss before stopping; 0 never stops early.
     pub early_stopping_patience: usize,
+    /// Label smoothing of the training loss (0 turns it off; 0.1 is common).
+    pub label_smoothing: f32,
     /// Runs are written to `<output_dir>/<config name>-<n>`.
     pub output_dir: PathBuf,
     pub optimizer: OptimizerConfig,
@@ -46,6 +48,7 @@ impl Default for TrainConfig {
             batch_size: 128,
             valid_size: 0.25,
             early_stopping_patience: 5,
+            label_smoothing: 0.0,
             output_dir: PathBuf::from("runs"),
             optimizer: OptimizerConfig::default(),
             model: ModelConfig::default(),
@@ -133,6 +136,15 @@ pub struct DataConfig {
     pub image_size: usize,
     /// Leave out images that do not decode (one warning each) instead of stopping.
     pub skip_broken_images: bool,
+}
+
+impl DataConfig {
+    /// The cache directory: `cache_dir`, else `$CONVKIT_CACHE` or the XDG cache.
+    pub fn cache(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(data::fetch::cache_dir)
+    }
 }
 
 impl Default for DataConfig {
@@ -237,6 +249,12 @@ impl TrainConfig {
                 self.valid_size
             ));
         }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
         if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {
             return Err("transfer.resolution must be at least 32 and transfer.extract_batch_size at least 1".into());
         }
@@ -318,6 +336,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected key=value"), "{err}");
+        let err = TrainConfig::parse("label_smoothing = 1.5", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("label_smoothing must be in [0, 1)"), "{err}");
         let err = TrainConfig::parse("", &["data.nope=1".into()])
             .unwrap_err()
             .to_string();

@@ -21,6 +21,7 @@ pub struct FitOptions {
     /// Epochs without improvement before stopping; 0 never stops early.
     pub patience: usize,
     pub seed: u64,
+    pub lr: f64,
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
     /// Number of the first epoch (a later stage continues the count).
@@ -170,7 +171,6 @@ fn progress(steps: usize) -> ProgressBar {
 pub fn fit<M: Network>(
     mut model: M,
     optimizer: &mut ModuleOptimizer,
-    lr_at_step: &dyn Fn(usize) -> f64,
     train: &dyn Examples<M::Input>,
     valid: &dyn Examples<M::Input>,
     device: &Device,
@@ -187,7 +187,6 @@ pub fn fit<M: Network>(
     let (mut best_epoch, mut best_loss) = (None, options.best_val_loss);
     let mut history = Vec::new();
     let mut stop = Stop::Completed;
-    let mut step = 0;
     let last_epoch = options.first_epoch + options.epochs - 1;
     for epoch in options.first_epoch..=last_epoch {
         println!("Epoch {epoch}/{last_epoch}");
@@ -196,12 +195,10 @@ pub fn fit<M: Network>(
         Rng::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
         let bar = progress(steps_per_epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        let mut lr = lr_at_step(step);
         for indices in batches(&order, options.batch_size) {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            lr = lr_at_step(step);
             let (input, labels) = train.batch(indices, device);
             let logits = model.logits(input);
             let loss = loss_fn.forward(logits.clone(), labels.clone());
@@ -214,11 +211,10 @@ pub fn fit<M: Network>(
                 );
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
+            model = optimizer.step(options.lr, model, grads);
             loss_sum += batch_loss * indices.len() as f64;
             correct += count_correct(logits.detach(), labels);
             seen += indices.len();
-            step += 1;
             bar.inc(1);
             bar.set_message(format!(
                 "loss: {:.4} - acc: {:.4}",
@@ -237,7 +233,7 @@ pub fn fit<M: Network>(
         let metrics = EpochMetrics {
             epoch,
             seconds: started.elapsed().as_secs_f64(),
-            lr,
+            lr: options.lr,
             loss: loss_sum / seen.max(1) as f64,
             acc: correct as f64 / seen.max(1) as f64,
             val_loss: val.loss,

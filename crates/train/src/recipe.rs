@@ -74,11 +74,7 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<Dataset> {
         dir: config.data.dir.clone(),
         url: config.data.url.clone(),
         md5: config.data.md5.clone(),
-        cache: config
-            .data
-            .cache_dir
-            .clone()
-            .unwrap_or_else(data::fetch::cache_dir),
+        cache: config.data.cache(),
         image_size: config.data.image_size,
         skip_broken: config.data.skip_broken_images,
     };
@@ -157,13 +153,13 @@ pub fn train_stage<M: Network>(
     interrupted: &AtomicBool,
 ) -> anyhow::Result<M> {
     let mut optimizer = optimizer(&stage.optimizer);
-    let lr = stage.optimizer.lr;
     let options = FitOptions {
         epochs: stage.epochs,
         batch_size: config.batch_size,
         patience: config.early_stopping_patience,
         seed: config.seed,
-        label_smoothing: None,
+        lr: stage.optimizer.lr,
+        label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
     };
@@ -175,7 +171,6 @@ pub fn train_stage<M: Network>(
     let outcome = fit::fit(
         stage.model,
         &mut optimizer,
-        &|_| lr,
         stage.train,
         stage.valid,
         device,
@@ -189,38 +184,35 @@ pub fn train_stage<M: Network>(
     Ok(outcome.best)
 }
 
-/// Where the final evaluation happens: the examples for the network and the same images as
-/// pictures (for `mistakes.png`).
-pub struct Evaluated<'a, I> {
-    pub examples: &'a dyn Examples<I>,
-    pub pictures: &'a ImageSet,
+/// The images of a run: the dataset and its training/validation split.
+pub struct Splits<'a> {
+    pub dataset: &'a Dataset,
+    pub train: &'a ImageSet,
+    pub valid: &'a ImageSet,
 }
 
 /// Evaluate the best weights on the test split (or validation), draw the run's pictures and write
-/// `summary.json`.
+/// `summary.json`. `valid` and `test` are the network's view of `splits`' images.
 #[allow(clippy::too_many_arguments)]
 pub fn finish<M: Network>(
     best: &M,
-    valid: Evaluated<M::Input>,
-    test: Option<Evaluated<M::Input>>,
-    classes: &[String],
+    valid: &dyn Examples<M::Input>,
+    test: Option<&dyn Examples<M::Input>>,
+    splits: &Splits,
     progress: &Progress,
     config: &TrainConfig,
     run: &RunDir,
-    train_images: usize,
-    skipped_images: usize,
     device: &Device,
 ) -> anyhow::Result<Summary> {
     let eval_device = device.clone().inner();
-    let valid_images = valid.examples.len();
-    let (evaluated_on, split) = match test {
-        Some(test) => ("test", test),
-        None => {
+    let (evaluated_on, examples, pictures) = match (test, &splits.dataset.test) {
+        (Some(test), Some(pictures)) => ("test", test, pictures),
+        _ => {
             println!("no test split: reporting the validation metrics of the best checkpoint");
-            ("validation", valid)
+            ("validation", valid, splits.valid)
         }
     };
-    let outputs = fit::outputs(best, split.examples, config.batch_size, &eval_device);
+    let outputs = fit::outputs(best, examples, config.batch_size, &eval_device);
     let n = outputs.len().max(1) as f64;
     let loss = outputs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n;
     let acc = outputs.iter().filter(|o| o.label == o.predicted).count() as f64 / n;
@@ -235,9 +227,9 @@ pub fn finish<M: Network>(
         accuracy: acc,
         best_val_loss: best_metrics.map(|m| m.val_loss),
         best_val_acc: best_metrics.map(|m| m.val_acc),
-        train_images,
-        valid_images,
-        skipped_images,
+        train_images: splits.train.len(),
+        valid_images: splits.valid.len(),
+        skipped_images: splits.dataset.skipped.len(),
         seconds: progress.started.elapsed().as_secs_f64(),
         peak_memory_mib: run::peak_memory_mib(),
     };
@@ -247,8 +239,8 @@ pub fn finish<M: Network>(
     for path in crate::report::draw(
         run,
         &progress.history,
-        classes,
-        split.pictures,
+        &splits.dataset.classes,
+        pictures,
         &outputs,
         evaluated_on,
     )? {
@@ -343,26 +335,19 @@ fn run_convnet(
         device,
         interrupted,
     )?;
-    let test = dataset
-        .test
-        .as_ref()
-        .map(|set| (set, Images { set, norm: &norm }));
+    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
     finish(
         &best,
-        Evaluated {
-            examples: &valid_examples,
-            pictures: &valid,
+        &valid_examples,
+        test.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        &Splits {
+            dataset,
+            train: &train,
+            valid: &valid,
         },
-        test.as_ref().map(|(set, t)| Evaluated {
-            examples: t as &dyn Examples<Tensor<4>>,
-            pictures: set,
-        }),
-        &dataset.classes,
         &progress,
         config,
         run,
-        train.len(),
-        dataset.skipped.len(),
         device,
     )
 }

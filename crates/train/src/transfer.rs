@@ -15,7 +15,7 @@ use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::features::{self, FeatureSet};
 use crate::network::Examples;
-use crate::recipe::{self, Evaluated, Progress, Stage, Summary};
+use crate::recipe::{self, Progress, Splits, Stage, Summary};
 use crate::run::RunDir;
 
 /// Images resized to the backbone's resolution and scaled as it was trained.
@@ -66,11 +66,7 @@ fn features_of(
     if !config.transfer.cache_features {
         return Ok(extract());
     }
-    let cache = config
-        .data
-        .cache_dir
-        .clone()
-        .unwrap_or_else(data::fetch::cache_dir);
+    let cache = config.data.cache();
     let key = features::cache_key(weights_sha256, resolution, set);
     let (features, reused) = features::cached(&cache, &key, extract)?;
     if reused {
@@ -90,11 +86,7 @@ pub fn run(
     mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
-    let cache = config
-        .data
-        .cache_dir
-        .clone()
-        .unwrap_or_else(data::fetch::cache_dir);
+    let cache = config.data.cache();
     let weights = match &config.transfer.weights {
         Some(path) => path.clone(),
         None => crate::pretrained::fetch(&cache)?,
@@ -107,6 +99,11 @@ pub fn run(
         weights.display()
     );
     let (train, valid) = recipe::split(dataset, config);
+    let splits = Splits {
+        dataset,
+        train: &train,
+        valid: &valid,
+    };
     let resolution = config.transfer.resolution;
     let manifest = Manifest {
         architecture: Architecture::EfficientnetLite0,
@@ -181,23 +178,16 @@ pub fn run(
     let stopped_by_user = progress.stop == Some(crate::fit::Stop::Interrupted);
     let blocks = config.transfer.finetune_blocks;
     if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
-        let test = dataset.test.as_ref().zip(test_features.as_ref());
         return recipe::finish(
             &best_head,
-            Evaluated {
-                examples: &valid_features,
-                pictures: &valid,
-            },
-            test.map(|(set, t)| Evaluated {
-                examples: t as &dyn Examples<Tensor<2>>,
-                pictures: set,
-            }),
-            &dataset.classes,
+            &valid_features,
+            test_features
+                .as_ref()
+                .map(|t| t as &dyn Examples<Tensor<2>>),
+            &splits,
             &progress,
             config,
             run,
-            train.len(),
-            dataset.skipped.len(),
             device,
         );
     }
@@ -239,31 +229,18 @@ pub fn run(
         device,
         interrupted,
     )?;
-    let test_images = dataset.test.as_ref().map(|set| {
-        (
-            set,
-            ResizedImages {
-                set,
-                side: resolution,
-            },
-        )
+    let test_images = dataset.test.as_ref().map(|set| ResizedImages {
+        set,
+        side: resolution,
     });
     recipe::finish(
         &best,
-        Evaluated {
-            examples: &valid_images,
-            pictures: &valid,
-        },
-        test_images.as_ref().map(|(set, t)| Evaluated {
-            examples: t as &dyn Examples<Tensor<4>>,
-            pictures: set,
-        }),
-        &dataset.classes,
+        &valid_images,
+        test_images.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        &splits,
         &progress,
         config,
         run,
-        train.len(),
-        dataset.skipped.len(),
         device,
     )
 }

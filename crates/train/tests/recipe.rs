@@ -120,6 +120,38 @@ fn same_seed_same_numbers() {
 }
 
 #[test]
+fn label_smoothing_changes_training() {
+    let _turn = turn();
+    let dir = temp_dir("smoothing");
+    let data = cifar_copy(&dir, 2);
+    let epoch_loss = |extra: &[&str]| {
+        let summary = recipe::run(
+            &make_config(&dir, &data, extra),
+            "s",
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let csv = std::fs::read_to_string(summary.run_dir.join("metrics.csv")).unwrap();
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .skip(3)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (row[0], row[2])
+    };
+    let (plain_loss, plain_val) = epoch_loss(&["epochs=1"]);
+    let (smoothed_loss, smoothed_val) = epoch_loss(&["epochs=1", "label_smoothing=0.2"]);
+    assert_ne!(smoothed_loss, plain_loss);
+    assert_ne!(
+        smoothed_val, plain_val,
+        "the weights differ after a smoothed epoch"
+    );
+}
+
+#[test]
 fn image_folders_without_test_split_report_validation() {
     let _turn = turn();
     let dir = temp_dir("folders");
