@@ -14,8 +14,8 @@ struct Args {
     /// Image files (JPEG, PNG, BMP, WebP; any size); all are classified as one batch.
     images: Vec<PathBuf>,
     /// How many classes to print per image.
-    #[arg(long, default_value_t = 3)]
-    top: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
     /// Print one JSON array with an object per image instead of text.
     #[arg(long)]
     json: bool,
@@ -96,7 +96,7 @@ fn run() -> anyhow::Result<()> {
             predictor
         }
     };
-    let predictions = predictor.predict(&args.images, args.top, &device)?;
+    let predictions = predictor.predict(&args.images, args.top.into(), &device)?;
     draw(
         &args,
         &predictor,
