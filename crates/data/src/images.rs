@@ -76,15 +76,20 @@ pub fn interleaved_to_planar(rgb: &[u8], pixels: usize) -> Vec<u8> {
     planar
 }
 
+/// `[r…, g…, b…]` → `[r, g, b, r, g, b, …]` (the inverse of [`interleaved_to_planar`]).
+pub fn planar_to_interleaved(planar: &[u8]) -> Vec<u8> {
+    let plane = planar.len() / 3;
+    (0..plane)
+        .flat_map(|p| [planar[p], planar[plane + p], planar[2 * plane + p]])
+        .collect()
+}
+
 /// Resize planar RGB bytes from `from` x `from` to `to` x `to` (bilinear).
 pub fn resize_planar(planar: &[u8], from: usize, to: usize) -> Vec<u8> {
     if from == to {
         return planar.to_vec();
     }
-    let plane = from * from;
-    let rgb: Vec<u8> = (0..plane)
-        .flat_map(|p| [planar[p], planar[plane + p], planar[2 * plane + p]])
-        .collect();
+    let rgb = planar_to_interleaved(planar);
     let image = image::RgbImage::from_raw(from as u32, from as u32, rgb).expect("sized buffer");
     let resized = image::imageops::resize(
         &image,

@@ -69,14 +69,10 @@ pub fn write_folder(
     dir: &Path,
     split: &str,
 ) -> Result<(), DataError> {
-    let plane = set.side * set.side;
     for i in 0..set.len() {
         let class_dir = dir.join(split).join(&classes[set.labels[i] as usize]);
         std::fs::create_dir_all(&class_dir).map_err(DataError::io(&class_dir))?;
-        let planar = set.image(i);
-        let rgb: Vec<u8> = (0..plane)
-            .flat_map(|p| [planar[p], planar[plane + p], planar[2 * plane + p]])
-            .collect();
+        let rgb = crate::images::planar_to_interleaved(set.image(i));
         let path = class_dir.join(format!("{i:04}.png"));
         let image =
             image::RgbImage::from_raw(set.side as u32, set.side as u32, rgb).expect("sized buffer");
