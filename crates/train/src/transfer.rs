@@ -87,11 +87,13 @@ pub fn run(
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let cache = config.data.cache();
-    let weights = match &config.transfer.weights {
-        Some(path) => path.clone(),
-        None => crate::pretrained::fetch(&cache)?,
+    let (weights, weights_sha256) = match &config.transfer.weights {
+        Some(path) => (path.clone(), data::fetch::sha256_file(path)?),
+        None => (
+            crate::pretrained::fetch(&cache)?,
+            crate::pretrained::SHA256.to_string(),
+        ),
     };
-    let weights_sha256 = data::fetch::sha256_file(&weights)?;
     let (pretrained, report) = crate::pretrained::load(&weights, device)?;
     println!(
         "loaded {} pretrained tensors from {}",

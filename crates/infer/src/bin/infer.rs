@@ -80,11 +80,7 @@ fn run() -> anyhow::Result<()> {
         (None, weights) => {
             let path = match weights {
                 Some(path) => path.clone(),
-                None => {
-                    let path = pretrained::fetch(&cache)?;
-                    pretrained::verify(&path)?;
-                    path
-                }
+                None => pretrained::fetch(&cache)?,
             };
             let (predictor, report) = Predictor::imagenet(&path, &device)?;
             eprintln!(
