@@ -84,22 +84,17 @@ pub fn evaluate<M: Network>(
     batch_size: usize,
     device: &Device,
 ) -> Evaluation {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let order: Vec<usize> = (0..examples.len()).collect();
-    let (mut loss_sum, mut correct) = (0.0f64, 0i64);
-    for indices in batches(&order, batch_size) {
-        let (input, labels) = examples.batch(indices, device);
-        let logits = model.logits(input);
-        let loss: f64 = loss_fn
-            .forward(logits.clone(), labels.clone())
-            .into_scalar::<f64>();
-        loss_sum += loss * indices.len() as f64;
-        correct += count_correct(logits, labels);
-    }
-    let n = examples.len().max(1) as f64;
-    Evaluation {
-        loss: loss_sum / n,
-        acc: correct as f64 / n,
+    Evaluation::of(&outputs(model, examples, batch_size, device))
+}
+
+impl Evaluation {
+    /// Mean loss and accuracy over per-example outputs.
+    pub fn of(outputs: &[Output]) -> Self {
+        let n = outputs.len().max(1) as f64;
+        Evaluation {
+            loss: outputs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n,
+            acc: outputs.iter().filter(|o| o.label == o.predicted).count() as f64 / n,
+        }
     }
 }
 

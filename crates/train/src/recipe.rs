@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
-use crate::fit::{self, EpochMetrics, FitOptions, Observer, Stop};
+use crate::fit::{self, EpochMetrics, Evaluation, FitOptions, Observer, Stop};
 use crate::network::{Examples, Images, Network};
 use crate::run::{self, RunDir};
 
@@ -213,9 +213,7 @@ pub fn finish<M: Network>(
         }
     };
     let outputs = fit::outputs(best, examples, config.batch_size, &eval_device);
-    let n = outputs.len().max(1) as f64;
-    let loss = outputs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n;
-    let acc = outputs.iter().filter(|o| o.label == o.predicted).count() as f64 / n;
+    let Evaluation { loss, acc } = Evaluation::of(&outputs);
     let best_metrics = progress.best_epoch.map(|e| &progress.history[e - 1]);
     let summary = Summary {
         run_dir: run.path.clone(),
