@@ -11,7 +11,7 @@ pub enum DataError {
     #[error("{path}: {problem}")]
     Corrupt { path: PathBuf, problem: String },
     #[error(
-        "cannot decode image {path}: {problem} (remove or replace the file, or set data.skip_broken_images = true)"
+        "cannot use image {path}: {problem} (remove or replace the file, or set data.skip_broken_images = true)"
     )]
     Image { path: PathBuf, problem: String },
     #[error("download of {url} failed: {problem}; {fix}")]

@@ -48,20 +48,15 @@ fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
     Ok(classes)
 }
 
-/// Decode one image file into planar RGB bytes of `side` x `side`.
-pub fn decode_file(path: &Path, side: usize) -> Result<Vec<u8>, DataError> {
-    let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    decode(&bytes, side).map_err(|problem| DataError::Image {
-        path: path.to_path_buf(),
-        problem,
-    })
+/// Read and decode one image file into planar RGB bytes of `side` x `side`.
+fn read_image(path: &Path, side: usize) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode(&bytes, side)
 }
 
 /// Decode image bytes into planar RGB bytes of `side` x `side` (grayscale and alpha dropped to RGB).
 pub fn decode(bytes: &[u8], side: usize) -> Result<Vec<u8>, String> {
-    let rgb = image::load_from_memory(bytes)
-        .map_err(|e| e.to_string())?
-        .to_rgb8();
+    let rgb = crate::images::decode_image(bytes)?.to_rgb8();
     let rgb = if rgb.dimensions() == (side as u32, side as u32) {
         rgb
     } else {
@@ -108,7 +103,7 @@ fn load_split(
         .par_iter()
         .map(|(path, label)| {
             bar.inc(1);
-            (path, *label, decode_file(path, side))
+            (path, *label, read_image(path, side))
         })
         .collect();
     bar.finish_and_clear();
@@ -116,24 +111,33 @@ fn load_split(
     for (path, label, image) in decoded {
         match image {
             Ok(pixels) => set.push(&pixels, label),
-            Err(error) if skip_broken => {
-                eprintln!("warning: skipping {}: {error}", path.display());
+            Err(problem) if skip_broken => {
+                eprintln!("warning: skipping {}: {problem}", path.display());
                 skipped.push(path.clone());
             }
-            Err(error) => return Err(error),
+            Err(problem) => {
+                return Err(DataError::Image {
+                    path: path.clone(),
+                    problem,
+                });
+            }
         }
     }
     if set.is_empty() {
         return Err(DataError::Layout {
             path: split.to_path_buf(),
-            problem: format!("no usable images (looked for {})", EXTENSIONS.join(", ")),
+            problem: match skipped.len() {
+                0 => format!("no images (looked for {})", EXTENSIONS.join(", ")),
+                n => format!("no usable images ({n} could not be read or decoded)"),
+            },
         });
     }
     Ok(set)
 }
 
 /// Load `<dir>/train` and, if present, `<dir>/test`, resizing every image to `side`.
-/// A file that does not decode is an error, or with `skip_broken` a warning that names it.
+/// A file that cannot be read or decoded is an error, or with `skip_broken` a warning that names
+/// it; a split left with no image is an error either way.
 pub fn load(dir: &Path, side: usize, skip_broken: bool) -> Result<Dataset, DataError> {
     let train_dir = dir.join("train");
     let classes = class_names(&train_dir)?;

@@ -1,5 +1,23 @@
 //! Decoded images held in memory as bytes.
 
+/// Largest width or height decoded, and most memory one decode may take: a file claiming
+/// more is refused rather than exhausting memory.
+const MAX_SIDE: u32 = 32_768;
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Decode an image file's bytes (any format the `image` crate reads here), with bounded memory.
+pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    reader.limits(limits);
+    reader.decode().map_err(|e| e.to_string())
+}
+
 /// Images of one size, channel planes first: image `i` is
 /// `pixels[i * 3 * side * side..][..3 * side * side]`, red plane, green plane, blue plane, each
 /// row-major (CIFAR-10's own layout).

@@ -5,12 +5,13 @@ use image::imageops::FilterType;
 /// Side the shorter edge is resized to before the centre crop.
 pub const RESIZE: u32 = 256;
 
+/// Bound on the resized image (about 1:1000 at the usual sizes), which keeps memory bounded.
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
 /// Decode `bytes` (any format and size, grayscale or with alpha) into planar RGB bytes of
 /// `crop` x `crop`, resized so the shorter side is `crop * 256 / 224` and centre-cropped.
 pub fn center_crop(bytes: &[u8], crop: u32) -> Result<Vec<u8>, String> {
-    let image = image::load_from_memory(bytes)
-        .map_err(|e| e.to_string())?
-        .to_rgb8();
+    let image = crate::images::decode_image(bytes)?.to_rgb8();
     let (w, h) = image.dimensions();
     let short = (crop * RESIZE).div_ceil(224);
     let (rw, rh) = if w <= h {
@@ -24,6 +25,11 @@ pub fn center_crop(bytes: &[u8], crop: u32) -> Result<Vec<u8>, String> {
             short,
         )
     };
+    if u64::from(rw) * u64::from(rh) > MAX_RESIZED_PIXELS {
+        return Err(format!(
+            "{w}x{h} pixels: too narrow to resize and centre-crop; crop it nearer to a square first"
+        ));
+    }
     let resized = image::imageops::resize(&image, rw, rh, FilterType::Triangle);
     let (x, y) = ((rw - crop) / 2, (rh - crop) / 2);
     let cropped = image::imageops::crop_imm(&resized, x, y, crop, crop).to_image();

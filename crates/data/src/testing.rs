@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
+use crate::split::Rng;
+
 /// A fresh, empty directory under the system's temporary directory.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("convkit-test-{name}-{}", std::process::id()));
@@ -55,4 +57,77 @@ pub fn shared_file(relative: &str) -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Feed `check` mutated copies of `seeds` (bit flips, odd values, inserted, deleted, repeated and
+/// spliced bytes, cut ends): `CONVKIT_FUZZ_ITERATIONS` of them, 300 unless set. An input that
+/// makes `check` panic or run for over `SLOW` is written to the temporary directory and the test
+/// fails naming that file. `name` seeds the mutations, so a run is reproducible.
+pub fn fuzz(name: &str, seeds: &[Vec<u8>], mut check: impl FnMut(&[u8])) {
+    const SLOW: std::time::Duration = std::time::Duration::from_secs(20);
+    let iterations = std::env::var("CONVKIT_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    let mut rng = Rng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }));
+    for i in 0..iterations {
+        let input = mutate(seeds, &mut rng);
+        let started = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&input)));
+        let problem = match outcome {
+            Err(_) => "panicked",
+            Ok(()) if started.elapsed() > SLOW => "ran too long",
+            Ok(()) => continue,
+        };
+        let saved = std::env::temp_dir().join(format!("convkit-fuzz-{name}-{i}.bin"));
+        std::fs::write(&saved, &input).expect("temporary directory is writable");
+        panic!(
+            "fuzz {name}: input {i} {problem}; it is saved in {}",
+            saved.display()
+        );
+    }
+}
+
+const INTERESTING: [u32; 8] = [0, 1, 0x7f, 0x80, 0xff, 0xffff, 0x7fff_ffff, 0xffff_ffff];
+
+fn mutate(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
+    let mut bytes = seeds[rng.below(seeds.len())].clone();
+    for _ in 0..=rng.below(8) {
+        let at = rng.below(bytes.len() + 1);
+        let span = 1 + rng.below(64);
+        match rng.below(8) {
+            0 if at < bytes.len() => bytes[at] ^= 1 << rng.below(8),
+            1 if at < bytes.len() => bytes[at] = INTERESTING[rng.below(5)] as u8,
+            2 if at + 4 <= bytes.len() => {
+                let value = INTERESTING[rng.below(INTERESTING.len())];
+                let word = if rng.below(2) == 0 {
+                    value.to_le_bytes()
+                } else {
+                    value.to_be_bytes()
+                };
+                bytes[at..at + 4].copy_from_slice(&word);
+            }
+            3 => {
+                let noise: Vec<u8> = (0..span).map(|_| rng.next_u64() as u8).collect();
+                bytes.splice(at..at, noise);
+            }
+            4 => {
+                bytes.drain(at..(at + span).min(bytes.len()));
+            }
+            5 => {
+                let copy = bytes[at..(at + span).min(bytes.len())].to_vec();
+                bytes.splice(at..at, copy);
+            }
+            6 => {
+                let other = &seeds[rng.below(seeds.len())];
+                let from = rng.below(other.len() + 1);
+                bytes.truncate(at);
+                bytes.extend_from_slice(&other[from..]);
+            }
+            _ => bytes.truncate(at),
+        }
+    }
+    bytes
 }

@@ -169,6 +169,40 @@ fn a_corrupt_image_is_named_or_skipped() {
 }
 
 #[test]
+fn unreadable_files_are_skipped_until_nothing_is_left() {
+    let dir = temp_dir("unreadable");
+    let unreadable = dir.join("train/a/folder.png");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    std::fs::write(dir.join("train/a/empty.png"), b"").unwrap();
+    let cache = temp_dir("unreadable-cache");
+    let src = Source {
+        dir: Some(dir.clone()),
+        skip_broken: true,
+        ..source(&cache, String::new(), String::new())
+    };
+    let err = source::load(&src).unwrap_err().to_string();
+    assert!(
+        err.contains("train") && err.contains("no usable images (2 could not be read or decoded)"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("train/a/good.png"),
+        std::fs::read(temp_png(&temp_dir("unreadable-png"))).unwrap(),
+    )
+    .unwrap();
+    let dataset = source::load(&src).unwrap();
+    assert_eq!(dataset.train.len(), 1);
+    assert_eq!(dataset.skipped.len(), 2);
+}
+
+/// One small PNG written by the synthetic folder writer.
+fn temp_png(dir: &Path) -> PathBuf {
+    let classes = vec!["x".to_string()];
+    synthetic::write_folder(&synthetic::images(1, 1, 4, 2), &classes, dir, "train").unwrap();
+    dir.join("train/x/0000.png")
+}
+
+#[test]
 fn a_local_archive_is_unpacked_into_the_cache() {
     let dir = temp_dir("archive");
     let path = dir.join("copy.tar.gz");

@@ -56,6 +56,20 @@ impl Classifier {
         }
     }
 
+    pub fn into_convnet(self) -> Option<ConvNet> {
+        match self {
+            Classifier::ConvNet(net) => Some(net),
+            Classifier::EfficientNet(_) => None,
+        }
+    }
+
+    pub fn into_efficientnet(self) -> Option<EfficientNet> {
+        match self {
+            Classifier::EfficientNet(net) => Some(net),
+            Classifier::ConvNet(_) => None,
+        }
+    }
+
     /// `[batch, 3, side, side]` normalized images → logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {

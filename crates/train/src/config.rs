@@ -134,7 +134,7 @@ pub struct DataConfig {
     pub cache_dir: Option<PathBuf>,
     /// Side that images from folders are resized to.
     pub image_size: usize,
-    /// Leave out images that do not decode (one warning each) instead of stopping.
+    /// Leave out files that do not decode or cannot be read (one warning each) instead of stopping.
     pub skip_broken_images: bool,
 }
 
@@ -155,7 +155,7 @@ impl Default for DataConfig {
             md5: data::source::CIFAR10_MD5.to_string(),
             cache_dir: None,
             image_size: 32,
-            skip_broken_images: false,
+            skip_broken_images: true,
         }
     }
 }

@@ -10,7 +10,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use data::split::Rng;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::network::{Examples, Network};
 
@@ -30,8 +30,14 @@ pub struct FitOptions {
     pub best_val_loss: f64,
 }
 
+/// Where a resumed stage stands: its best weights so far and the epoch they come from.
+pub struct Resumed<M> {
+    pub best: M,
+    pub best_epoch: Option<usize>,
+}
+
 /// One row of `metrics.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub seconds: f64,
@@ -42,7 +48,7 @@ pub struct EpochMetrics {
     pub val_acc: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stop {
     Completed,
@@ -70,7 +76,23 @@ pub trait Observer<M> {
     /// The best weights so far: save them; returns where they went.
     fn improved(&mut self, model: &M) -> anyhow::Result<PathBuf>;
     /// An epoch finished (after `improved`, if it improved).
-    fn epoch_done(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()>;
+    fn epoch_done(&mut self, metrics: &EpochMetrics, end: EpochEnd<'_, M>) -> anyhow::Result<()>;
+}
+
+/// The training state after an epoch, everything needed to continue from it.
+pub struct EpochEnd<'a, M> {
+    pub model: &'a M,
+    pub optimizer: &'a ModuleOptimizer,
+    /// The best epoch of this stage so far.
+    pub best_epoch: Option<usize>,
+    /// Set when this was the stage's last epoch.
+    pub stop: Option<Stop>,
+}
+
+/// The seed of an epoch's shuffle and of its random layers (dropout), so that a run resumed at
+/// any epoch draws the same numbers as one that never stopped.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).next_u64()
 }
 
 fn batches(order: &[usize], size: usize) -> impl Iterator<Item = &[usize]> {
@@ -165,6 +187,7 @@ fn progress(steps: usize) -> ProgressBar {
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: Network>(
     mut model: M,
+    resumed: Option<Resumed<M>>,
     optimizer: &mut ModuleOptimizer,
     train: &dyn Examples<M::Input>,
     valid: &dyn Examples<M::Input>,
@@ -178,16 +201,21 @@ pub fn fit<M: Network>(
     loss_config.smoothing = options.label_smoothing;
     let loss_fn = loss_config.init(device);
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
-    let mut best = model.valid();
-    let (mut best_epoch, mut best_loss) = (None, options.best_val_loss);
+    let (mut best, mut best_epoch) = match resumed {
+        Some(resumed) => (resumed.best, resumed.best_epoch),
+        None => (model.valid(), None),
+    };
+    let mut best_loss = options.best_val_loss;
     let mut history = Vec::new();
     let mut stop = Stop::Completed;
     let last_epoch = options.first_epoch + options.epochs - 1;
     for epoch in options.first_epoch..=last_epoch {
         println!("Epoch {epoch}/{last_epoch}");
         let started = Instant::now();
+        let seed = epoch_seed(options.seed, epoch);
+        device.seed(seed);
         let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::new(options.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut order);
+        Rng::new(seed).shuffle(&mut order);
         let bar = progress(steps_per_epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
         for indices in batches(&order, options.batch_size) {
@@ -251,9 +279,24 @@ pub fn fit<M: Network>(
         } else {
             println!("val_loss did not improve from {best_loss:.5}");
         }
-        observer.epoch_done(&metrics)?;
+        let early_stop =
+            options.patience > 0 && best_epoch.is_some_and(|b| epoch - b >= options.patience);
+        let ended = if early_stop {
+            Some(Stop::EarlyStopping)
+        } else {
+            (epoch == last_epoch).then_some(Stop::Completed)
+        };
+        observer.epoch_done(
+            &metrics,
+            EpochEnd {
+                model: &model,
+                optimizer,
+                best_epoch,
+                stop: ended,
+            },
+        )?;
         history.push(metrics);
-        if options.patience > 0 && best_epoch.is_some_and(|b| epoch - b >= options.patience) {
+        if early_stop {
             println!(
                 "Epoch {epoch}: early stopping (no improvement in {} epochs)",
                 options.patience

@@ -16,5 +16,6 @@ pub mod network;
 pub mod pretrained;
 pub mod recipe;
 pub mod report;
+pub mod resume;
 pub mod run;
 pub mod transfer;

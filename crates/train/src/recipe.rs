@@ -1,7 +1,7 @@
 //! A whole training run from a config: data, split, normalization, network, optimizer, the loop,
 //! the final evaluation of the best weights, and the run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
-use crate::fit::{self, EpochMetrics, Evaluation, FitOptions, Observer, Stop};
+use crate::fit::{self, EpochEnd, EpochMetrics, Evaluation, FitOptions, Observer, Resumed, Stop};
 use crate::network::{Examples, Images, Network};
+use crate::resume::{self, TrainingState};
 use crate::run::{self, RunDir};
 
 /// `summary.json`.
@@ -88,31 +89,44 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<Dataset> {
     Ok(dataset)
 }
 
-/// Saves the best weights and the metrics into the run directory as the loop reports them.
+/// Saves the best weights, the metrics and the resume state into the run directory as the loop
+/// reports them.
 struct RunObserver<'a, M> {
     run: &'a RunDir,
+    stage: usize,
+    first_epoch: usize,
+    earlier_best_epoch: Option<usize>,
     history: Vec<EpochMetrics>,
     to_classifier: &'a dyn Fn(&M) -> Classifier,
 }
 
-impl<M> Observer<M> for RunObserver<'_, M> {
+impl<M: Network> Observer<M> for RunObserver<'_, M> {
     fn improved(&mut self, model: &M) -> anyhow::Result<PathBuf> {
         checkpoint::save_weights((self.to_classifier)(model), &self.run.path)
     }
 
-    fn epoch_done(&mut self, metrics: &EpochMetrics) -> anyhow::Result<()> {
+    fn epoch_done(&mut self, metrics: &EpochMetrics, end: EpochEnd<'_, M>) -> anyhow::Result<()> {
         self.history.push(metrics.clone());
         self.run.write_metrics(&self.history)?;
-        Ok(())
+        let state = TrainingState {
+            stage: self.stage,
+            stage_epochs: metrics.epoch + 1 - self.first_epoch,
+            stage_stop: end.stop,
+            best_epoch: end.best_epoch.or(self.earlier_best_epoch),
+            history: self.history.clone(),
+        };
+        resume::save(&self.run.path, &state, end.model, end.optimizer)
     }
 }
 
-/// One training stage: a network, its examples, and how to turn it into a saved classifier.
+/// One training stage: a network, its examples, and how it becomes a saved classifier and back.
 pub struct Stage<'a, M: Network> {
     pub model: M,
     pub train: &'a dyn Examples<M::Input>,
     pub valid: &'a dyn Examples<M::Input>,
     pub to_classifier: &'a dyn Fn(&M) -> Classifier,
+    /// This stage's network inside a saved classifier (`None`: another architecture).
+    pub from_classifier: &'a dyn Fn(Classifier) -> Option<M>,
     pub epochs: usize,
     pub optimizer: OptimizerConfig,
 }
@@ -122,6 +136,10 @@ pub struct Progress {
     pub history: Vec<EpochMetrics>,
     pub best_epoch: Option<usize>,
     pub stop: Option<Stop>,
+    /// The number of stages started.
+    stages: usize,
+    /// The state a resumed run continues from.
+    resume: Option<TrainingState>,
     started: Instant,
 }
 
@@ -132,7 +150,19 @@ impl Progress {
             history: Vec::new(),
             best_epoch: None,
             stop: None,
+            stages: 0,
+            resume: None,
             started: Instant::now(),
+        }
+    }
+
+    /// A run continuing from `state`.
+    pub fn resume(state: TrainingState) -> Self {
+        Self {
+            history: state.history.clone(),
+            best_epoch: state.best_epoch,
+            resume: Some(state),
+            ..Self::start()
         }
     }
 
@@ -142,8 +172,24 @@ impl Progress {
     }
 }
 
-/// Train one stage, continuing the epoch count and the best val_loss of `progress`; returns the
-/// best weights (the given ones if no epoch beat the earlier stages).
+/// The run's best checkpoint as this stage's network.
+fn saved_best<M: Network>(
+    from_classifier: &dyn Fn(Classifier) -> Option<M>,
+    run: &RunDir,
+    device: &Device,
+) -> anyhow::Result<M> {
+    let (classifier, _) = checkpoint::load(&run.path, &device.clone().inner())?;
+    from_classifier(classifier).with_context(|| {
+        format!(
+            "{} does not hold this stage's network; delete the run's resume folder to restart it",
+            run.file(checkpoint::WEIGHTS).display()
+        )
+    })
+}
+
+/// Train one stage, continuing the epoch count and the best val_loss of `progress` (and, when
+/// resuming, the saved state of this stage); returns the best weights (the given ones if no epoch
+/// beat the earlier stages).
 pub fn train_stage<M: Network>(
     stage: Stage<M>,
     config: &TrainConfig,
@@ -152,9 +198,48 @@ pub fn train_stage<M: Network>(
     device: &Device,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<M> {
+    let index = progress.stages;
+    progress.stages += 1;
+    let saved = progress.resume.take_if(|state| state.stage >= index);
     let mut optimizer = optimizer(&stage.optimizer);
+    let (model, resumed, stage_first_epoch, epochs) = match saved {
+        Some(state) if state.stage > index || state.stage_stop.is_some() => {
+            println!(
+                "resuming after epoch {}: training stage {} had ended",
+                state.epoch(),
+                index + 1
+            );
+            progress.stop = state.stage_stop.filter(|_| state.stage == index);
+            if state.stage > index {
+                progress.resume = Some(state);
+            }
+            return saved_best(stage.from_classifier, run, device);
+        }
+        Some(state) => {
+            println!(
+                "resuming after epoch {} from {}",
+                state.epoch(),
+                run.path.join(resume::DIR).display()
+            );
+            let model;
+            (model, optimizer) = resume::load_training(&run.path, &state, stage.model, optimizer)?;
+            let stage_best = state
+                .best_epoch
+                .filter(|&epoch| epoch >= state.stage_first_epoch());
+            let resumed = Resumed {
+                best: match state.best_epoch {
+                    Some(_) => saved_best(stage.from_classifier, run, device)?,
+                    None => model.valid(),
+                },
+                best_epoch: stage_best,
+            };
+            let remaining = stage.epochs.saturating_sub(state.stage_epochs);
+            (model, Some(resumed), state.stage_first_epoch(), remaining)
+        }
+        None => (stage.model, None, progress.history.len() + 1, stage.epochs),
+    };
     let options = FitOptions {
-        epochs: stage.epochs,
+        epochs,
         batch_size: config.batch_size,
         patience: config.early_stopping_patience,
         seed: config.seed,
@@ -165,11 +250,15 @@ pub fn train_stage<M: Network>(
     };
     let mut observer = RunObserver {
         run,
+        stage: index,
+        first_epoch: stage_first_epoch,
+        earlier_best_epoch: progress.best_epoch,
         history: std::mem::take(&mut progress.history),
         to_classifier: stage.to_classifier,
     };
     let outcome = fit::fit(
-        stage.model,
+        model,
+        resumed,
         &mut optimizer,
         stage.train,
         stage.valid,
@@ -232,6 +321,9 @@ pub fn finish<M: Network>(
         peak_memory_mib: run::peak_memory_mib(),
     };
     run.write_json("summary.json", &summary)?;
+    if summary.stop != Stop::Interrupted {
+        resume::clear(&run.path)?;
+    }
     println!("{evaluated_on} loss: {loss:.4}");
     println!("{evaluated_on} accuracy: {acc:.4}");
     for path in crate::report::draw(
@@ -260,15 +352,56 @@ pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
 pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
     let progress = Progress::start();
-    let device = crate::device::device().autodiff();
-    device.seed(config.seed);
     let dataset = load_data(config)?;
     let run = RunDir::create(&config.output_dir, name)?;
     run.write("config.toml", config.to_toml().as_bytes())?;
+    train_in(config, &dataset, &run, progress, interrupted)
+}
+
+/// Continue the run in `run_dir` from its last completed epoch, with the config it was started
+/// with; it ends as it would have without the interruption.
+pub fn resume(run_dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let run = RunDir::open(run_dir)?;
+    let config = TrainConfig::load(&run.file("config.toml"), &[])?;
+    let summary = run.file("summary.json");
+    if let Ok(text) = std::fs::read_to_string(&summary) {
+        let ended: Option<Stop> = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["stop"].clone()).ok());
+        anyhow::ensure!(
+            ended == Some(Stop::Interrupted),
+            "{} has finished ({}); start a new run to train more",
+            run.path.display(),
+            summary.display()
+        );
+    }
+    let progress = match resume::load_state(&run.path)? {
+        Some(state) => Progress::resume(state),
+        None => {
+            println!(
+                "no epoch of {} completed: starting it again",
+                run.path.display()
+            );
+            Progress::start()
+        }
+    };
+    let dataset = load_data(&config)?;
+    train_in(&config, &dataset, &run, progress, interrupted)
+}
+
+fn train_in(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    progress: Progress,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let device = crate::device::device().autodiff();
+    device.seed(config.seed);
     match config.model.name {
-        ModelName::Convnet => run_convnet(config, &dataset, &run, &device, progress, interrupted),
+        ModelName::Convnet => run_convnet(config, dataset, run, &device, progress, interrupted),
         ModelName::EfficientnetLite0 => {
-            crate::transfer::run(config, &dataset, &run, &device, progress, interrupted)
+            crate::transfer::run(config, dataset, run, &device, progress, interrupted)
         }
     }
 }
@@ -324,6 +457,7 @@ fn run_convnet(
             train: &train_examples,
             valid: &valid_examples,
             to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
+            from_classifier: &Classifier::into_convnet,
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),
         },

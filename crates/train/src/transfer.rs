@@ -167,6 +167,7 @@ pub fn run(
             train: &train_features,
             valid: &valid_features,
             to_classifier: &whole,
+            from_classifier: &|c: Classifier| c.into_efficientnet().map(|net| net.head),
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),
         },
@@ -219,6 +220,7 @@ pub fn run(
             train: &train_images,
             valid: &valid_images,
             to_classifier: &|m: &EfficientNet| Classifier::EfficientNet(m.clone()),
+            from_classifier: &Classifier::into_efficientnet,
             epochs: config.transfer.finetune_epochs,
             optimizer: OptimizerConfig {
                 lr: config.transfer.finetune_lr,

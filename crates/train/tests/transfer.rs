@@ -191,3 +191,77 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
     ));
     assert_eq!(manifest.image_size, 32);
 }
+
+/// Interrupt a run once its resume state reaches `epoch`, then resume it to the end.
+fn interrupted_then_resumed(
+    config: &train::config::TrainConfig,
+    epoch: usize,
+) -> train::recipe::Summary {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let watch = {
+        let stop = stop.clone();
+        let run_dir = config.output_dir.join(format!("stopped-at-{epoch}-1"));
+        std::thread::spawn(move || {
+            while train::resume::load_state(&run_dir)
+                .ok()
+                .flatten()
+                .is_none_or(|state| state.epoch() < epoch)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let name = format!("stopped-at-{epoch}");
+    let stopped = train::recipe::run(config, &name, &stop).unwrap();
+    watch.join().unwrap();
+    assert_eq!(stopped.stop, train::fit::Stop::Interrupted);
+    assert!(stopped.epochs_run >= epoch, "{stopped:?}");
+    train::recipe::resume(&stopped.run_dir, &AtomicBool::new(false)).unwrap()
+}
+
+#[test]
+fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
+    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+        return;
+    };
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("transfer-resume");
+    let archive = dir.join("cifar.tar.gz");
+    std::fs::write(&archive, synthetic::cifar_archive(2, 6)).unwrap();
+    let overrides = [
+        format!("data.dir={}", archive.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        format!("transfer.weights={}", weights.display()),
+        "model.name=\"efficientnet_lite0\"".into(),
+        "transfer.resolution=32".into(),
+        "epochs=3".into(),
+        "transfer.finetune_blocks=1".into(),
+        "transfer.finetune_epochs=2".into(),
+        "early_stopping_patience=0".into(),
+        "batch_size=20".into(),
+        "optimizer.lr=0.01".into(),
+    ];
+    let config = train::config::TrainConfig::parse("", &overrides).unwrap();
+    let whole = train::recipe::run(&config, "whole", &AtomicBool::new(false)).unwrap();
+    assert_eq!(whole.epochs_run, 5);
+    for epoch in [1, 3, 4] {
+        let resumed = interrupted_then_resumed(&config, epoch);
+        assert_eq!(
+            (
+                resumed.epochs_run,
+                resumed.best_epoch,
+                resumed.loss,
+                resumed.accuracy
+            ),
+            (
+                whole.epochs_run,
+                whole.best_epoch,
+                whole.loss,
+                whole.accuracy
+            ),
+            "stopped after epoch {epoch}"
+        );
+    }
+}

@@ -11,11 +11,15 @@ use train::config::TrainConfig;
 #[command(version, about)]
 struct Args {
     /// The TOML config (see configs/cifar.toml for every key).
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
     /// Override a config key, e.g. --set epochs=5 --set optimizer.lr=0.0005 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
     overrides: Vec<String>,
+    /// Continue an interrupted run (its directory, e.g. runs/cifar-1) from its last completed
+    /// epoch, with the config it was started with.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    resume: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,12 +34,6 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = TrainConfig::load(&args.config, &args.overrides)?;
-    let name = args
-        .config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || {
@@ -46,7 +44,18 @@ fn run() -> anyhow::Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     println!("backend: {}", train::device::backend_name());
-    let summary = train::recipe::run(&config, &name, &interrupted)?;
+    let summary = match (&args.resume, &args.config) {
+        (Some(run_dir), _) => train::recipe::resume(run_dir, &interrupted)?,
+        (None, Some(path)) => {
+            let config = TrainConfig::load(path, &args.overrides)?;
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+            train::recipe::run(&config, &name, &interrupted)?
+        }
+        (None, None) => unreachable!("clap requires --config without --resume"),
+    };
     println!(
         "{} epochs in {:.0}s; run saved to {}",
         summary.epochs_run,

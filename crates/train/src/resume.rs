@@ -1,0 +1,136 @@
+//! What `train --resume` continues from, saved in `<run>/resume/` after every epoch: the model
+//! as it was training, the optimizer's state and `state.json` (stage, epochs, early-stopping state,
+//! metrics history). The weight files carry their epoch in their name and `state.json`, written
+//! last, names the epoch to load, so a process killed at any moment leaves a complete state.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use crate::fit::{EpochMetrics, Stop};
+use crate::network::Network;
+
+pub const DIR: &str = "resume";
+const STATE: &str = "state.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// The stage that wrote it: 0 for the first (or only) one, 1 for fine-tuning.
+    pub stage: usize,
+    /// Epochs of that stage completed.
+    pub stage_epochs: usize,
+    /// How that stage ended, once it has.
+    pub stage_stop: Option<Stop>,
+    /// The run's best epoch so far, over every stage.
+    pub best_epoch: Option<usize>,
+    pub history: Vec<EpochMetrics>,
+}
+
+impl TrainingState {
+    /// The epoch the state was saved after.
+    pub fn epoch(&self) -> usize {
+        self.history.len()
+    }
+
+    /// The first epoch of the stage that wrote it.
+    pub fn stage_first_epoch(&self) -> usize {
+        self.epoch() + 1 - self.stage_epochs
+    }
+}
+
+fn model_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch}-model.bpk"))
+}
+
+fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch}-optimizer.bpk"))
+}
+
+fn write_via_temporary(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), burn::store::RecordError>,
+) -> anyhow::Result<()> {
+    let partial = data::fetch::temporary_sibling(path);
+    write(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Save the state after an epoch into `<run_dir>/resume/`, then remove older epochs' files.
+pub fn save<M: Network>(
+    run_dir: &Path,
+    state: &TrainingState,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+) -> anyhow::Result<()> {
+    let dir = run_dir.join(DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let epoch = state.epoch();
+    write_via_temporary(&model_file(&dir, epoch), |path| {
+        model.clone().save_file(path)
+    })?;
+    write_via_temporary(&optimizer_file(&dir, epoch), |path| optimizer.save(path))?;
+    data::fetch::write_atomic(
+        &dir.join(STATE),
+        serde_json::to_string_pretty(state)?.as_bytes(),
+    )?;
+    let current = [model_file(&dir, epoch), optimizer_file(&dir, epoch)];
+    for entry in std::fs::read_dir(&dir)?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "bpk") && !current.contains(&path) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The state saved in `run_dir`, if any epoch completed.
+pub fn load_state(run_dir: &Path) -> anyhow::Result<Option<TrainingState>> {
+    let path = run_dir.join(DIR).join(STATE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let state = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is corrupt; delete the resume folder to restart the run from scratch",
+            path.display()
+        )
+    })?;
+    Ok(Some(state))
+}
+
+/// The training model and optimizer saved with `state`, loaded into `model` and `optimizer`
+/// (built as the stage builds them, so frozen parts stay frozen).
+pub fn load_training<M: Network>(
+    run_dir: &Path,
+    state: &TrainingState,
+    model: M,
+    optimizer: ModuleOptimizer,
+) -> anyhow::Result<(M, ModuleOptimizer)> {
+    let dir = run_dir.join(DIR);
+    let fix = "delete the resume folder to restart the run from scratch";
+    let path = model_file(&dir, state.epoch());
+    let model = model
+        .try_load_file(&path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {fix}", path.display()))?;
+    let path = optimizer_file(&dir, state.epoch());
+    let optimizer = optimizer
+        .load(&path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {fix}", path.display()))?;
+    Ok((model, optimizer))
+}
+
+/// Remove the resume state of a run that has ended.
+pub fn clear(run_dir: &Path) -> anyhow::Result<()> {
+    let dir = run_dir.join(DIR);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
