@@ -4,7 +4,9 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::ImageSet;
+use crate::augment::Augment;
 use crate::normalize::Normalization;
+use crate::split::Rng;
 
 /// The images at `indices`, normalized: `[indices.len(), 3, side, side]`.
 pub fn images(
@@ -19,6 +21,32 @@ pub fn images(
         .par_chunks_mut(n)
         .zip(indices)
         .for_each(|(out, &i)| norm.apply(set.image(i), out));
+    Tensor::from_data(
+        TensorData::new(values, [indices.len(), 3, set.side, set.side]),
+        device,
+    )
+}
+
+/// The images at `indices`, each augmented with a generator seeded from `seed` and its place in
+/// the batch, then normalized: `[indices.len(), 3, side, side]`.
+pub fn augmented_images(
+    set: &ImageSet,
+    indices: &[usize],
+    augment: &Augment,
+    seed: u64,
+    norm: &Normalization,
+    device: &Device,
+) -> Tensor<4> {
+    let n = set.image_len();
+    let mut values = vec![0f32; indices.len() * n];
+    values
+        .par_chunks_mut(n)
+        .zip(indices)
+        .enumerate()
+        .for_each(|(k, (out, &i))| {
+            let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            norm.apply(&augment.apply(set.image(i), set.side, &mut rng), out)
+        });
     Tensor::from_data(
         TensorData::new(values, [indices.len(), 3, set.side, set.side]),
         device,

@@ -5,6 +5,7 @@
 //!
 //! Not here: networks (the `models` crate) or the training recipe (the `train` crate).
 
+pub mod augment;
 pub mod batch;
 pub mod cifar;
 pub mod error;

@@ -1,4 +1,5 @@
-//! Network definitions and nothing else: the tutorial's small convnet ([`convnet`]), the
+//! Network definitions and nothing else: the tutorial's small convnet ([`convnet`]), a fast
+//! BatchNorm convnet for CPU training ([`fastnet`]), the
 //! EfficientNet-Lite0 ImageNet network split into a backbone and a head ([`efficientnet`]), and the
 //! transfer classifier that puts a new head on that backbone ([`transfer`]).
 //!
@@ -9,6 +10,7 @@
 
 pub mod convnet;
 pub mod efficientnet;
+pub mod fastnet;
 pub mod transfer;
 
 use burn::Tensor;

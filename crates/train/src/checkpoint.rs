@@ -9,6 +9,7 @@ use data::normalize::Normalization;
 use models::FeatureMap;
 use models::convnet::{self, ConvNet, ConvNetConfig};
 use models::efficientnet::{self, EfficientNet, EfficientNetConfig};
+use models::fastnet::{self, FastNet, FastNetConfig};
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST: &str = "model.json";
@@ -18,6 +19,7 @@ pub const WEIGHTS: &str = "model.bpk";
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
     Convnet,
+    Fastnet { widths: [usize; 4] },
     EfficientnetLite0,
 }
 
@@ -34,6 +36,7 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub enum Classifier {
     ConvNet(ConvNet),
+    FastNet(FastNet),
     EfficientNet(EfficientNet),
 }
 
@@ -48,6 +51,12 @@ impl Classifier {
                     .with_image_size(manifest.image_size)
                     .init(device),
             ),
+            Architecture::Fastnet { widths } => Classifier::FastNet(
+                FastNetConfig::new()
+                    .with_num_classes(classes)
+                    .with_widths(widths)
+                    .init(device),
+            ),
             Architecture::EfficientnetLite0 => Classifier::EfficientNet(
                 EfficientNetConfig::new()
                     .with_num_classes(classes)
@@ -59,14 +68,21 @@ impl Classifier {
     pub fn into_convnet(self) -> Option<ConvNet> {
         match self {
             Classifier::ConvNet(net) => Some(net),
-            Classifier::EfficientNet(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn into_fastnet(self) -> Option<FastNet> {
+        match self {
+            Classifier::FastNet(net) => Some(net),
+            _ => None,
         }
     }
 
     pub fn into_efficientnet(self) -> Option<EfficientNet> {
         match self {
             Classifier::EfficientNet(net) => Some(net),
-            Classifier::ConvNet(_) => None,
+            _ => None,
         }
     }
 
@@ -74,6 +90,7 @@ impl Classifier {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Classifier::ConvNet(net) => net.forward(images),
+            Classifier::FastNet(net) => net.forward(images),
             Classifier::EfficientNet(net) => net.forward(images),
         }
     }
@@ -82,6 +99,7 @@ impl Classifier {
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
         match self {
             Classifier::ConvNet(net) => net.forward_maps(images, layers),
+            Classifier::FastNet(net) => net.forward_maps(images, layers),
             Classifier::EfficientNet(net) => net.forward_maps(images, layers),
         }
     }
@@ -90,6 +108,7 @@ impl Classifier {
     pub fn map_layers(&self) -> Vec<String> {
         match self {
             Classifier::ConvNet(_) => convnet::MAP_LAYERS.iter().map(|s| s.to_string()).collect(),
+            Classifier::FastNet(_) => fastnet::MAP_LAYERS.iter().map(|s| s.to_string()).collect(),
             Classifier::EfficientNet(_) => efficientnet::map_layers(),
         }
     }
@@ -98,6 +117,7 @@ impl Classifier {
     pub fn last_maps_layer(&self) -> &'static str {
         match self {
             Classifier::ConvNet(_) => "conv2d_4",
+            Classifier::FastNet(_) => "block3",
             Classifier::EfficientNet(_) => "head",
         }
     }
@@ -105,6 +125,7 @@ impl Classifier {
     pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
         match self {
             Classifier::ConvNet(net) => net.classify_maps(maps),
+            Classifier::FastNet(net) => net.classify_maps(maps),
             Classifier::EfficientNet(net) => net.classify_maps(maps),
         }
     }
@@ -113,6 +134,7 @@ impl Classifier {
     pub fn fork(self, device: &Device) -> Self {
         match self {
             Classifier::ConvNet(net) => Classifier::ConvNet(net.valid().fork(device)),
+            Classifier::FastNet(net) => Classifier::FastNet(net.valid().fork(device)),
             Classifier::EfficientNet(net) => Classifier::EfficientNet(net.valid().fork(device)),
         }
     }
@@ -121,6 +143,7 @@ impl Classifier {
     pub fn first_filters(&self) -> Tensor<4> {
         match self {
             Classifier::ConvNet(net) => net.first_filters(),
+            Classifier::FastNet(net) => net.first_filters(),
             Classifier::EfficientNet(net) => net.backbone.first_filters(),
         }
     }
@@ -128,6 +151,7 @@ impl Classifier {
     fn save(self, path: &Path) -> Result<(), burn::store::RecordError> {
         match self {
             Classifier::ConvNet(net) => net.save_file(path),
+            Classifier::FastNet(net) => net.save_file(path),
             Classifier::EfficientNet(net) => net.save_file(path),
         }
     }
@@ -135,6 +159,7 @@ impl Classifier {
     fn load(self, path: &Path) -> Result<Self, burn::store::RecordError> {
         Ok(match self {
             Classifier::ConvNet(net) => Classifier::ConvNet(net.try_load_file(path)?),
+            Classifier::FastNet(net) => Classifier::FastNet(net.try_load_file(path)?),
             Classifier::EfficientNet(net) => Classifier::EfficientNet(net.try_load_file(path)?),
         })
     }

@@ -34,7 +34,14 @@ pub struct TrainConfig {
     pub label_smoothing: f32,
     /// Runs are written to `<output_dir>/<config name>-<n>`.
     pub output_dir: PathBuf,
+    /// Fit training into this many minutes of wall time: the number of epochs is chosen from the
+    /// speed of the first steps (at most `epochs`); unset trains `epochs`.
+    pub time_budget_minutes: Option<f64>,
+    /// Evaluate on each image and its mirror image, averaging the predictions.
+    pub test_time_flip: bool,
     pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleConfig,
+    pub augment: data::augment::Augment,
     pub model: ModelConfig,
     pub data: DataConfig,
     pub transfer: TransferConfig,
@@ -50,7 +57,11 @@ impl Default for TrainConfig {
             early_stopping_patience: 5,
             label_smoothing: 0.0,
             output_dir: PathBuf::from("runs"),
+            time_budget_minutes: None,
+            test_time_flip: false,
             optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            augment: data::augment::Augment::default(),
             model: ModelConfig::default(),
             data: DataConfig::default(),
             transfer: TransferConfig::default(),
@@ -100,9 +111,44 @@ impl Default for OptimizerConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum ScheduleName {
+    /// `optimizer.lr` throughout (after the warm-up).
+    Constant,
+    /// From `optimizer.lr` down to `final_lr_fraction` of it along a half cosine.
+    Cosine,
+    /// From `optimizer.lr` down to `final_lr_fraction` of it in a straight line (with a warm-up,
+    /// a one-cycle schedule).
+    Linear,
+}
+
+/// The learning rate at each step of a stage: a linear warm-up from 0, then the named decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    pub name: ScheduleName,
+    /// Length of the warm-up in epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    /// The last step's learning rate as a fraction of `optimizer.lr`.
+    pub final_lr_fraction: f64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            name: ScheduleName::Constant,
+            warmup_epochs: 0.0,
+            final_lr_fraction: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelName {
     /// The tutorial's convnet.
     Convnet,
+    /// A BatchNorm convnet chosen for accuracy per CPU second (see `model.widths`).
+    Fastnet,
     /// The pretrained EfficientNet-Lite0 backbone, frozen, with a new head (see `[transfer]`).
     EfficientnetLite0,
 }
@@ -111,12 +157,15 @@ pub enum ModelName {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     pub name: ModelName,
+    /// `fastnet` only: channels of its stem and of its three blocks.
+    pub widths: [usize; 4],
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             name: ModelName::Convnet,
+            widths: [32, 64, 128, 256],
         }
     }
 }
@@ -257,6 +306,21 @@ impl TrainConfig {
         }
         if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {
             return Err("transfer.resolution must be at least 32 and transfer.extract_batch_size at least 1".into());
+        }
+        if let Some(minutes) = self.time_budget_minutes
+            && !(minutes.is_finite() && minutes > 0.0)
+        {
+            return Err(format!(
+                "time_budget_minutes must be positive, got {minutes}"
+            ));
+        }
+        let warmup = self.schedule.warmup_epochs;
+        let warmup_ok = warmup.is_finite() && warmup >= 0.0;
+        if !warmup_ok || !(0.0..=1.0).contains(&self.schedule.final_lr_fraction) {
+            return Err("schedule.warmup_epochs must be at least 0 and schedule.final_lr_fraction in [0, 1]".into());
+        }
+        if self.model.widths.contains(&0) {
+            return Err("model.widths must all be at least 1".into());
         }
         if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
             return Err(format!(

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{Examples, Network};
+use crate::schedule::Schedule;
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {
@@ -21,7 +22,12 @@ pub struct FitOptions {
     /// Epochs without improvement before stopping; 0 never stops early.
     pub patience: usize,
     pub seed: u64,
-    pub lr: f64,
+    /// The learning rate of each step of the stage.
+    pub schedule: Schedule,
+    /// The first epoch of the stage (where the schedule's step 0 is).
+    pub stage_first_epoch: usize,
+    /// Evaluate on each input and its mirror image.
+    pub test_time_flip: bool,
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
     /// Number of the first epoch (a later stage continues the count).
@@ -99,16 +105,6 @@ fn batches(order: &[usize], size: usize) -> impl Iterator<Item = &[usize]> {
     order.chunks(size)
 }
 
-/// Mean loss and accuracy of `model` (in validation mode) on `examples`.
-pub fn evaluate<M: Network>(
-    model: &M,
-    examples: &dyn Examples<M::Input>,
-    batch_size: usize,
-    device: &Device,
-) -> Evaluation {
-    Evaluation::of(&outputs(model, examples, batch_size, device))
-}
-
 impl Evaluation {
     /// Mean loss and accuracy over per-example outputs.
     pub fn of(outputs: &[Output]) -> Self {
@@ -131,18 +127,26 @@ pub struct Output {
     pub loss: f32,
 }
 
-/// Per-example outputs of `model` (in validation mode) on `examples`, in order.
+/// Per-example outputs of `model` (in validation mode) on `examples`, in order; with
+/// `mirror_too`, from the mean of the log-probabilities of each input and its mirror image.
 pub fn outputs<M: Network>(
     model: &M,
     examples: &dyn Examples<M::Input>,
     batch_size: usize,
     device: &Device,
+    mirror_too: bool,
 ) -> Vec<Output> {
     let order: Vec<usize> = (0..examples.len()).collect();
     let mut all = Vec::with_capacity(order.len());
     for indices in batches(&order, batch_size) {
         let (input, labels) = examples.batch(indices, device);
-        let log_probabilities = burn::tensor::activation::log_softmax(model.logits(input), 1);
+        let mirrored = M::mirrored(&input).filter(|_| mirror_too);
+        let log_softmax = |logits| burn::tensor::activation::log_softmax(logits, 1);
+        let mut log_probabilities = log_softmax(model.logits(input));
+        if let Some(mirrored) = mirrored {
+            let both = log_probabilities.exp() + log_softmax(model.logits(mirrored)).exp();
+            log_probabilities = (both / 2.0).log();
+        }
         let classes = log_probabilities.dims()[1];
         let values: Vec<f32> = log_probabilities
             .into_data()
@@ -218,33 +222,51 @@ pub fn fit<M: Network>(
         Rng::new(seed).shuffle(&mut order);
         let bar = progress(steps_per_epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        for indices in batches(&order, options.batch_size) {
-            if interrupted.load(Ordering::SeqCst) {
-                break;
+        let first_step = (epoch - options.stage_first_epoch) * steps_per_epoch;
+        let mut lr = options.schedule.lr(first_step);
+        model = std::thread::scope(|scope| -> anyhow::Result<M> {
+            let mut model = model;
+            // The next batches are read and augmented on another thread while this one trains.
+            let (sender, batches_ready) = std::sync::mpsc::sync_channel(2);
+            let order = &order;
+            scope.spawn(move || {
+                for (step, indices) in batches(order, options.batch_size).enumerate() {
+                    let batch_seed = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                    let batch = train.training_batch(indices, batch_seed, device);
+                    if sender.send((indices.len(), batch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (step, (size, (input, labels))) in batches_ready.into_iter().enumerate() {
+                if interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                let logits = model.logits(input);
+                let loss = loss_fn.forward(logits.clone(), labels.clone());
+                let batch_loss: f64 = loss.clone().into_scalar::<f64>();
+                if !batch_loss.is_finite() {
+                    bar.finish_and_clear();
+                    anyhow::bail!(
+                        "loss became {batch_loss} at epoch {epoch}, step {}; lower optimizer.lr (the best checkpoint so far is kept)",
+                        step + 1
+                    );
+                }
+                lr = options.schedule.lr(first_step + step);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer.step(lr, model, grads);
+                loss_sum += batch_loss * size as f64;
+                correct += count_correct(logits.detach(), labels);
+                seen += size;
+                bar.inc(1);
+                bar.set_message(format!(
+                    "loss: {:.4} - acc: {:.4}",
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64
+                ));
             }
-            let (input, labels) = train.batch(indices, device);
-            let logits = model.logits(input);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let batch_loss: f64 = loss.clone().into_scalar::<f64>();
-            if !batch_loss.is_finite() {
-                bar.finish_and_clear();
-                anyhow::bail!(
-                    "loss became {batch_loss} at epoch {epoch}, step {}; lower optimizer.lr (the best checkpoint so far is kept)",
-                    seen / options.batch_size + 1
-                );
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(options.lr, model, grads);
-            loss_sum += batch_loss * indices.len() as f64;
-            correct += count_correct(logits.detach(), labels);
-            seen += indices.len();
-            bar.inc(1);
-            bar.set_message(format!(
-                "loss: {:.4} - acc: {:.4}",
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64
-            ));
-        }
+            Ok(model)
+        })?;
         bar.finish_and_clear();
         if interrupted.load(Ordering::SeqCst) {
             println!("interrupted");
@@ -252,11 +274,17 @@ pub fn fit<M: Network>(
             break;
         }
         let snapshot = model.valid();
-        let val = evaluate(&snapshot, valid, options.batch_size, &eval_device);
+        let val = Evaluation::of(&outputs(
+            &snapshot,
+            valid,
+            options.batch_size,
+            &eval_device,
+            options.test_time_flip,
+        ));
         let metrics = EpochMetrics {
             epoch,
             seconds: started.elapsed().as_secs_f64(),
-            lr: options.lr,
+            lr,
             loss: loss_sum / seen.max(1) as f64,
             acc: correct as f64 / seen.max(1) as f64,
             val_loss: val.loss,
@@ -311,4 +339,33 @@ pub fn fit<M: Network>(
         history,
         stop,
     })
+}
+
+/// Seconds one training step of `model` takes on batches of `batch_size` from `train`, timed
+/// over a few steps after one to warm up, on copies that are then thrown away.
+pub fn seconds_per_step<M: Network>(
+    model: &M,
+    mut optimizer: ModuleOptimizer,
+    train: &dyn Examples<M::Input>,
+    batch_size: usize,
+    device: &Device,
+) -> f64 {
+    const TIMED: usize = 5;
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let order: Vec<usize> = (0..train.len()).collect();
+    let mut model = model.clone();
+    let mut started = Instant::now();
+    let mut steps = 0;
+    for (step, indices) in order.chunks(batch_size).cycle().take(TIMED + 1).enumerate() {
+        if step == 1 {
+            started = Instant::now();
+        }
+        let (input, labels) = train.training_batch(indices, step as u64, device);
+        let loss = loss_fn.forward(model.logits(input), labels);
+        let _ = loss.clone().into_scalar::<f64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(1e-6, model, grads);
+        steps = step;
+    }
+    started.elapsed().as_secs_f64() / steps.max(1) as f64
 }

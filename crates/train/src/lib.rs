@@ -18,4 +18,5 @@ pub mod recipe;
 pub mod report;
 pub mod resume;
 pub mod run;
+pub mod schedule;
 pub mod transfer;

@@ -10,10 +10,12 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
+use data::augment::Augment;
 use data::normalize::Normalization;
 use data::source::Source;
 use data::{Dataset, ImageSet};
 use models::convnet::{ConvNet, ConvNetConfig};
+use models::fastnet::{FastNet, FastNetConfig};
 use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
@@ -22,6 +24,7 @@ use crate::fit::{self, EpochEnd, EpochMetrics, Evaluation, FitOptions, Observer,
 use crate::network::{Examples, Images, Network};
 use crate::resume::{self, TrainingState};
 use crate::run::{self, RunDir};
+use crate::schedule::Schedule;
 
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +175,43 @@ impl Progress {
     }
 }
 
+/// How many epochs (at most the stage's) fit in what is left of `minutes` since the run started,
+/// from the speed of a few training steps; the run's `config.toml` is rewritten with that number
+/// so that `--resume` continues the same schedule.
+fn affordable_epochs<M: Network>(
+    stage: &Stage<M>,
+    minutes: f64,
+    config: &TrainConfig,
+    progress: &Progress,
+    run: &RunDir,
+    device: &Device,
+) -> anyhow::Result<usize> {
+    let step = fit::seconds_per_step(
+        &stage.model,
+        optimizer(&stage.optimizer),
+        stage.train,
+        config.batch_size,
+        device,
+    );
+    let steps = stage.train.len().div_ceil(config.batch_size) as f64;
+    // A forward pass costs about a third of a training step; mirroring doubles it.
+    let passes = if config.test_time_flip { 2.0 } else { 1.0 };
+    let validation =
+        steps * step * passes / 3.0 * stage.valid.len() as f64 / stage.train.len().max(1) as f64;
+    let epoch = steps * step + validation;
+    // The final evaluation and the pictures take about one more validation pass.
+    let left = minutes * 60.0 - progress.started.elapsed().as_secs_f64() - validation;
+    let epochs = ((left / epoch).floor().max(1.0) as usize).min(stage.epochs);
+    println!(
+        "time budget {minutes} min: about {epoch:.0} s per epoch, {:.0} s left: training {epochs} epochs",
+        left.max(0.0)
+    );
+    let mut planned = config.clone();
+    planned.epochs = epochs;
+    run.write("config.toml", planned.to_toml().as_bytes())?;
+    Ok(epochs)
+}
+
 /// The run's best checkpoint as this stage's network.
 fn saved_best<M: Network>(
     from_classifier: &dyn Fn(Classifier) -> Option<M>,
@@ -236,14 +276,31 @@ pub fn train_stage<M: Network>(
             let remaining = stage.epochs.saturating_sub(state.stage_epochs);
             (model, Some(resumed), state.stage_first_epoch(), remaining)
         }
-        None => (stage.model, None, progress.history.len() + 1, stage.epochs),
+        None => {
+            let epochs = match config.time_budget_minutes {
+                Some(minutes) if index == 0 => {
+                    affordable_epochs(&stage, minutes, config, progress, run, device)?
+                }
+                _ => stage.epochs,
+            };
+            (stage.model, None, progress.history.len() + 1, epochs)
+        }
     };
+    let steps_per_epoch = stage.train.len().div_ceil(config.batch_size);
+    let stage_epochs = epochs + progress.history.len() + 1 - stage_first_epoch;
     let options = FitOptions {
         epochs,
         batch_size: config.batch_size,
         patience: config.early_stopping_patience,
         seed: config.seed,
-        lr: stage.optimizer.lr,
+        schedule: Schedule {
+            config: config.schedule.clone(),
+            base_lr: stage.optimizer.lr,
+            steps_per_epoch,
+            total_steps: stage_epochs * steps_per_epoch,
+        },
+        stage_first_epoch,
+        test_time_flip: config.test_time_flip,
         label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
@@ -301,7 +358,13 @@ pub fn finish<M: Network>(
             ("validation", valid, splits.valid)
         }
     };
-    let outputs = fit::outputs(best, examples, config.batch_size, &eval_device);
+    let outputs = fit::outputs(
+        best,
+        examples,
+        config.batch_size,
+        &eval_device,
+        config.test_time_flip,
+    );
     let Evaluation { loss, acc } = Evaluation::of(&outputs);
     let best_metrics = progress.best_epoch.map(|e| &progress.history[e - 1]);
     let summary = Summary {
@@ -400,29 +463,36 @@ fn train_in(
     device.seed(config.seed);
     match config.model.name {
         ModelName::Convnet => run_convnet(config, dataset, run, &device, progress, interrupted),
+        ModelName::Fastnet => run_fastnet(config, dataset, run, &device, progress, interrupted),
         ModelName::EfficientnetLite0 => {
             crate::transfer::run(config, dataset, run, &device, progress, interrupted)
         }
     }
 }
 
-fn run_convnet(
+/// A network trained on the images themselves, and how it is saved.
+struct ImageNetwork<M> {
+    model: M,
+    architecture: Architecture,
+    to_classifier: fn(&M) -> Classifier,
+    from_classifier: fn(Classifier) -> Option<M>,
+}
+
+/// Train the network `network` builds for the training split.
+fn run_images<M: Network<Input = Tensor<4>>>(
     config: &TrainConfig,
     dataset: &Dataset,
+    network: impl FnOnce(&ImageSet) -> anyhow::Result<ImageNetwork<M>>,
     run: &RunDir,
     device: &Device,
     mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let (train, valid) = split(dataset, config);
-    anyhow::ensure!(
-        train.side >= ConvNetConfig::MIN_IMAGE_SIZE,
-        "the convnet needs images of at least {0}x{0}; set data.image_size to {0} or more",
-        ConvNetConfig::MIN_IMAGE_SIZE
-    );
+    let network = network(&train)?;
     let norm = Normalization::per_pixel(&train);
     let manifest = Manifest {
-        architecture: Architecture::Convnet,
+        architecture: network.architecture,
         classes: dataset.classes.clone(),
         image_size: train.side,
         normalization: norm.clone(),
@@ -437,27 +507,23 @@ fn run_convnet(
         train.side,
         train.side
     );
-    let model = ConvNetConfig::new()
-        .with_num_classes(manifest.classes.len())
-        .with_image_size(train.side)
-        .init(device);
-    let (train_examples, valid_examples) = (
-        Images {
-            set: &train,
-            norm: &norm,
-        },
-        Images {
-            set: &valid,
-            norm: &norm,
-        },
-    );
+    let images = |set| Images {
+        set,
+        norm: &norm,
+        augment: Augment::default(),
+    };
+    let train_examples = Images {
+        augment: config.augment,
+        ..images(&train)
+    };
+    let valid_examples = images(&valid);
     let best = train_stage(
         Stage {
-            model,
+            model: network.model,
             train: &train_examples,
             valid: &valid_examples,
-            to_classifier: &|m: &ConvNet| Classifier::ConvNet(m.clone()),
-            from_classifier: &Classifier::into_convnet,
+            to_classifier: &network.to_classifier,
+            from_classifier: &network.from_classifier,
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),
         },
@@ -467,7 +533,7 @@ fn run_convnet(
         device,
         interrupted,
     )?;
-    let test = dataset.test.as_ref().map(|set| Images { set, norm: &norm });
+    let test = dataset.test.as_ref().map(images);
     finish(
         &best,
         &valid_examples,
@@ -482,4 +548,58 @@ fn run_convnet(
         run,
         device,
     )
+}
+
+fn run_convnet(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    device: &Device,
+    progress: Progress,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let network = |train: &ImageSet| {
+        anyhow::ensure!(
+            train.side >= ConvNetConfig::MIN_IMAGE_SIZE,
+            "the convnet needs images of at least {0}x{0}; set data.image_size to {0} or more",
+            ConvNetConfig::MIN_IMAGE_SIZE
+        );
+        Ok(ImageNetwork {
+            model: ConvNetConfig::new()
+                .with_num_classes(dataset.classes.len())
+                .with_image_size(train.side)
+                .init(device),
+            architecture: Architecture::Convnet,
+            to_classifier: |m: &ConvNet| Classifier::ConvNet(m.clone()),
+            from_classifier: Classifier::into_convnet,
+        })
+    };
+    run_images(config, dataset, network, run, device, progress, interrupted)
+}
+
+fn run_fastnet(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    device: &Device,
+    progress: Progress,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let widths = config.model.widths;
+    let network = |train: &ImageSet| {
+        anyhow::ensure!(
+            train.side.is_multiple_of(8),
+            "fastnet halves the image side three times; set data.image_size to a multiple of 8"
+        );
+        Ok(ImageNetwork {
+            model: FastNetConfig::new()
+                .with_num_classes(dataset.classes.len())
+                .with_widths(widths)
+                .init(device),
+            architecture: Architecture::Fastnet { widths },
+            to_classifier: |m: &FastNet| Classifier::FastNet(m.clone()),
+            from_classifier: Classifier::into_fastnet,
+        })
+    };
+    run_images(config, dataset, network, run, device, progress, interrupted)
 }

@@ -16,10 +16,27 @@ struct Args {
     /// Override a config key, e.g. --set epochs=5 --set optimizer.lr=0.0005 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resume")]
     overrides: Vec<String>,
+    /// Fit the run into this much wall time, e.g. 30m, 1h, 90s (sets time_budget_minutes).
+    #[arg(long, value_name = "DURATION", value_parser = minutes, conflicts_with = "resume")]
+    time_budget: Option<f64>,
     /// Continue an interrupted run (its directory, e.g. runs/cifar-1) from its last completed
     /// epoch, with the config it was started with.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     resume: Option<PathBuf>,
+}
+
+/// `30m`, `1h`, `90s` or a plain number of minutes, in minutes.
+fn minutes(text: &str) -> Result<f64, String> {
+    let (number, per_minute) = match text.trim().char_indices().last() {
+        Some((i, 'h')) => (&text[..i], 60.0),
+        Some((i, 'm')) => (&text[..i], 1.0),
+        Some((i, 's')) => (&text[..i], 1.0 / 60.0),
+        _ => (text, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * per_minute),
+        _ => Err(format!("{text:?} is not a duration like 30m, 1h or 90s")),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,7 +64,10 @@ fn run() -> anyhow::Result<()> {
     let summary = match (&args.resume, &args.config) {
         (Some(run_dir), _) => train::recipe::resume(run_dir, &interrupted)?,
         (None, Some(path)) => {
-            let config = TrainConfig::load(path, &args.overrides)?;
+            let mut config = TrainConfig::load(path, &args.overrides)?;
+            if args.time_budget.is_some() {
+                config.time_budget_minutes = args.time_budget;
+            }
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
