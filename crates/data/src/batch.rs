@@ -15,12 +15,23 @@ pub fn images(
     norm: &Normalization,
     device: &Device,
 ) -> Tensor<4> {
+    normalized(set, indices, device, |_, image, out| norm.apply(image, out))
+}
+
+/// `[indices.len(), 3, side, side]` from `fill(place in batch, image, output)`, run in parallel.
+fn normalized(
+    set: &ImageSet,
+    indices: &[usize],
+    device: &Device,
+    fill: impl Fn(usize, &[u8], &mut [f32]) + Sync,
+) -> Tensor<4> {
     let n = set.image_len();
     let mut values = vec![0f32; indices.len() * n];
     values
         .par_chunks_mut(n)
         .zip(indices)
-        .for_each(|(out, &i)| norm.apply(set.image(i), out));
+        .enumerate()
+        .for_each(|(k, (out, &i))| fill(k, set.image(i), out));
     Tensor::from_data(
         TensorData::new(values, [indices.len(), 3, set.side, set.side]),
         device,
@@ -37,20 +48,10 @@ pub fn augmented_images(
     norm: &Normalization,
     device: &Device,
 ) -> Tensor<4> {
-    let n = set.image_len();
-    let mut values = vec![0f32; indices.len() * n];
-    values
-        .par_chunks_mut(n)
-        .zip(indices)
-        .enumerate()
-        .for_each(|(k, (out, &i))| {
-            let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-            norm.apply(&augment.apply(set.image(i), set.side, &mut rng), out)
-        });
-    Tensor::from_data(
-        TensorData::new(values, [indices.len(), 3, set.side, set.side]),
-        device,
-    )
+    normalized(set, indices, device, |k, image, out| {
+        let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        norm.apply(&augment.apply(image, set.side, &mut rng), out)
+    })
 }
 
 /// The images at `indices` resized to `side` x `side` (bilinear, as `infer` resizes files) and

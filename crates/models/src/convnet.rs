@@ -5,7 +5,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use crate::FeatureMap;
+use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
 pub const MAP_LAYERS: [&str; 5] = ["conv2d_1", "conv2d_2", "maxpool_2", "conv2d_3", "conv2d_4"];
@@ -104,16 +104,9 @@ impl ConvNet {
 
     /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut kept = Vec::new();
-        let maps = self.features(images, |layer, map| {
-            if layers.contains(&layer) {
-                kept.push(FeatureMap {
-                    layer: layer.to_string(),
-                    map: map.clone(),
-                });
-            }
-        });
-        (self.classify_maps(maps), kept)
+        let mut collector = MapCollector::new(layers);
+        let maps = self.features(images, |layer, map| collector.see(layer, map));
+        (self.classify_maps(maps), collector.kept)
     }
 
     /// The convolutional part, reporting each named output to `seen`.

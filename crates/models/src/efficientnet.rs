@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PytorchStore};
 use std::path::{Path, PathBuf};
 
-use crate::FeatureMap;
+use crate::{FeatureMap, MapCollector};
 
 /// The input side the ImageNet weights were trained at.
 pub const IMAGE_SIZE: usize = 224;
@@ -202,15 +202,8 @@ impl Backbone {
 
     /// Pooled features and the maps named in `layers` (see [`map_layers`]).
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut kept = Vec::new();
-        let mut keep = |layer: &str, map: &Tensor<4>| {
-            if layers.contains(&layer) {
-                kept.push(FeatureMap {
-                    layer: layer.to_string(),
-                    map: map.clone(),
-                });
-            }
-        };
+        let mut collector = MapCollector::new(layers);
+        let mut keep = |layer: &str, map: &Tensor<4>| collector.see(layer, map);
         let mut x = relu6(self.stem.forward(images)); // [b, 32, 112, 112] at 224
         keep("stem", &x);
         for (i, block) in self.blocks.iter().enumerate() {
@@ -227,7 +220,7 @@ impl Backbone {
         // stage7: [b, 320, 7, 7] at 224
         let x = relu6(self.head.forward(x)); // [b, 1280, 7, 7]
         keep("head", &x);
-        (pool(x), kept)
+        (pool(x), collector.kept)
     }
 
     fn stage_index(&self, block: usize) -> usize {

@@ -8,7 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
-use crate::FeatureMap;
+use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`FastNet::forward_maps`] can return, in network order.
 pub const MAP_LAYERS: [&str; 4] = ["stem", "block1", "block2", "block3"];
@@ -87,16 +87,9 @@ impl FastNet {
 
     /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut kept = Vec::new();
-        let maps = self.features(images, |layer, map| {
-            if layers.contains(&layer) {
-                kept.push(FeatureMap {
-                    layer: layer.to_string(),
-                    map: map.clone(),
-                });
-            }
-        });
-        (self.classify_maps(maps), kept)
+        let mut collector = MapCollector::new(layers);
+        let maps = self.features(images, |layer, map| collector.see(layer, map));
+        (self.classify_maps(maps), collector.kept)
     }
 
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {

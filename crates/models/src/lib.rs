@@ -1,7 +1,7 @@
-//! Network definitions and nothing else: the tutorial's small convnet ([`convnet`]), a fast
-//! BatchNorm convnet for CPU training ([`fastnet`]), the
-//! EfficientNet-Lite0 ImageNet network split into a backbone and a head ([`efficientnet`]), and the
-//! transfer classifier that puts a new head on that backbone ([`transfer`]).
+//! Network definitions and nothing else: the tutorial's small convnet ([`convnet`]), a BatchNorm
+//! convnet for fast CPU training ([`fastnet`]), the EfficientNet-Lite0 ImageNet network split into
+//! a backbone and a head ([`efficientnet`]), and the transfer classifier that puts a new head on
+//! that backbone ([`transfer`]).
 //!
 //! Not here: how networks are trained (the `train` crate), how images become tensors (the `data`
 //! crate), or where weights come from (the binaries). Every network can hand back its intermediate
@@ -20,4 +20,28 @@ use burn::Tensor;
 pub struct FeatureMap {
     pub layer: String,
     pub map: Tensor<4>,
+}
+
+/// Keeps the maps of the layers asked for as a network's forward pass reports each of its maps.
+pub(crate) struct MapCollector<'a> {
+    wanted: &'a [&'a str],
+    pub kept: Vec<FeatureMap>,
+}
+
+impl<'a> MapCollector<'a> {
+    pub fn new(wanted: &'a [&'a str]) -> Self {
+        Self {
+            wanted,
+            kept: Vec::new(),
+        }
+    }
+
+    pub fn see(&mut self, layer: &str, map: &Tensor<4>) {
+        if self.wanted.contains(&layer) {
+            self.kept.push(FeatureMap {
+                layer: layer.to_string(),
+                map: map.clone(),
+            });
+        }
+    }
 }

@@ -207,3 +207,100 @@ fn an_unwritable_output_directory_is_named() {
         "{err}"
     );
 }
+
+/// The fast recipe's pieces together on a small fastnet: augmentation, a schedule, flip
+/// test-time augmentation, Nesterov SGD.
+fn fast_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
+    let mut overrides = vec![
+        "model.name=\"fastnet\"",
+        "model.widths=[8, 16, 16, 32]",
+        "augment.flip=true",
+        "augment.translate=2",
+        "schedule.name=\"linear\"",
+        "schedule.warmup_epochs=0.5",
+        "schedule.final_lr_fraction=0.1",
+        "test_time_flip=true",
+        "optimizer.name=\"sgd\"",
+        "optimizer.lr=0.05",
+        "optimizer.nesterov=true",
+        "label_smoothing=0.1",
+    ];
+    overrides.extend(extra);
+    make_config(dir, data, &overrides)
+}
+
+fn column(run: &Path, index: usize) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(index).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_fast_recipe_learns_repeats_itself_and_follows_its_schedule() {
+    let _turn = turn();
+    let dir = temp_dir("fast");
+    let data = cifar_copy(&dir, 4);
+    let config = fast_config(&dir, &data, &["epochs=3"]);
+    let first = recipe::run(&config, "fast", &AtomicBool::new(false)).unwrap();
+    let losses = column(&first.run_dir, 3);
+    assert!(
+        losses[2] < losses[0],
+        "training loss should fall: {losses:?}"
+    );
+    assert!(first.accuracy > 0.2, "{first:?}");
+    let lrs = column(&first.run_dir, 2);
+    assert!(
+        (lrs[2] - 0.005).abs() < 1e-9,
+        "the last step ends the decay: {lrs:?}"
+    );
+    assert!(lrs[0] > lrs[1] && lrs[1] > lrs[2], "{lrs:?}");
+    let second = recipe::run(&config, "fast", &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        column(&first.run_dir, 5),
+        column(&second.run_dir, 5),
+        "augmentation is drawn from the seed"
+    );
+    let plain = recipe::run(
+        &make_config(
+            &dir,
+            &data,
+            &[
+                "epochs=3",
+                "model.name=\"fastnet\"",
+                "model.widths=[8, 16, 16, 32]",
+            ],
+        ),
+        "plain",
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_ne!(column(&first.run_dir, 3), column(&plain.run_dir, 3));
+    let (classifier, manifest) =
+        train::checkpoint::load(&first.run_dir, &burn::prelude::Device::flex()).unwrap();
+    assert!(matches!(
+        classifier,
+        train::checkpoint::Classifier::FastNet(_)
+    ));
+    assert_eq!(manifest.image_size, 32);
+}
+
+#[test]
+fn a_time_budget_chooses_the_epochs_and_records_them() {
+    let _turn = turn();
+    let dir = temp_dir("budget");
+    let data = cifar_copy(&dir, 4);
+    let tiny = fast_config(&dir, &data, &["epochs=50", "time_budget_minutes=0.001"]);
+    let summary = recipe::run(&tiny, "budget", &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        summary.epochs_run, 1,
+        "a budget too small for an epoch still trains one"
+    );
+    let written = TrainConfig::load(&summary.run_dir.join("config.toml"), &[]).unwrap();
+    assert_eq!(written.epochs, 1, "--resume must see the planned epochs");
+    let roomy = fast_config(&dir, &data, &["epochs=2", "time_budget_minutes=600"]);
+    let summary = recipe::run(&roomy, "budget", &AtomicBool::new(false)).unwrap();
+    assert_eq!(summary.epochs_run, 2, "never more than `epochs`");
+}

@@ -152,6 +152,29 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     assert_eq!(computed.get(), 2);
 }
 
+/// The transfer recipe at 32x32 on a generated CIFAR-10-like archive (`seed` picks the images).
+fn small_transfer(
+    dir: &std::path::Path,
+    weights: &std::path::Path,
+    seed: u64,
+    extra: &[&str],
+) -> train::config::TrainConfig {
+    let archive = dir.join("cifar.tar.gz");
+    std::fs::write(&archive, synthetic::cifar_archive(2, seed)).unwrap();
+    let mut overrides = vec![
+        format!("data.dir={}", archive.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        format!("transfer.weights={}", weights.display()),
+        "model.name=\"efficientnet_lite0\"".into(),
+        "transfer.resolution=32".into(),
+        "batch_size=20".into(),
+        "optimizer.lr=0.01".into(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    train::config::TrainConfig::parse("", &overrides).unwrap()
+}
+
 #[test]
 fn a_small_transfer_run_learns_and_reuses_its_features() {
     let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
@@ -159,20 +182,7 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
     };
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("transfer-run");
-    let archive = dir.join("cifar.tar.gz");
-    std::fs::write(&archive, synthetic::cifar_archive(2, 4)).unwrap();
-    let overrides = [
-        format!("data.dir={}", archive.display()),
-        format!("data.cache_dir={}", dir.join("cache").display()),
-        format!("output_dir={}", dir.join("runs").display()),
-        format!("transfer.weights={}", weights.display()),
-        "model.name=\"efficientnet_lite0\"".into(),
-        "transfer.resolution=32".into(),
-        "epochs=4".into(),
-        "batch_size=20".into(),
-        "optimizer.lr=0.01".into(),
-    ];
-    let config = train::config::TrainConfig::parse("", &overrides).unwrap();
+    let config = small_transfer(&dir, &weights, 4, &["epochs=4"]);
     let first = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
     assert!(first.accuracy > 0.3, "{first:?}");
     let cached: Vec<_> = std::fs::read_dir(dir.join("cache/features"))
@@ -227,23 +237,17 @@ fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
     };
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("transfer-resume");
-    let archive = dir.join("cifar.tar.gz");
-    std::fs::write(&archive, synthetic::cifar_archive(2, 6)).unwrap();
-    let overrides = [
-        format!("data.dir={}", archive.display()),
-        format!("data.cache_dir={}", dir.join("cache").display()),
-        format!("output_dir={}", dir.join("runs").display()),
-        format!("transfer.weights={}", weights.display()),
-        "model.name=\"efficientnet_lite0\"".into(),
-        "transfer.resolution=32".into(),
-        "epochs=3".into(),
-        "transfer.finetune_blocks=1".into(),
-        "transfer.finetune_epochs=2".into(),
-        "early_stopping_patience=0".into(),
-        "batch_size=20".into(),
-        "optimizer.lr=0.01".into(),
-    ];
-    let config = train::config::TrainConfig::parse("", &overrides).unwrap();
+    let config = small_transfer(
+        &dir,
+        &weights,
+        6,
+        &[
+            "epochs=3",
+            "transfer.finetune_blocks=1",
+            "transfer.finetune_epochs=2",
+            "early_stopping_patience=0",
+        ],
+    );
     let whole = train::recipe::run(&config, "whole", &AtomicBool::new(false)).unwrap();
     assert_eq!(whole.epochs_run, 5);
     for epoch in [1, 3, 4] {
