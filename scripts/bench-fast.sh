@@ -26,4 +26,4 @@ target/release/train --config "$config" --set data.dir="$data" --set output_dir=
 awk '/val_acc/ { t = $1; a = $4
         if (!r70 && a >= 0.70) r70 = t
         if (t <= 600) at10 = a }
-     END { printf "time to 70%%: %s s; accuracy at 10 min: %s\n", r70 ? r70 : "not reached", at10 ? at10 : "no epoch yet" }' "$out/curve.txt"
+     END { printf "time to 70%%: %s; accuracy at 10 min: %s\n", r70 ? r70 " s" : "not reached", at10 ? at10 : "no epoch yet" }' "$out/curve.txt"
