@@ -116,7 +116,16 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+    path.with_file_name(format!(".{name}{PARTIAL}{}", std::process::id()))
+}
+
+const PARTIAL: &str = ".partial-";
+
+/// Whether `path` is a [`temporary_sibling`], which a killed process may have left behind.
+pub fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n.starts_with('.') && n.contains(PARTIAL))
 }
 
 /// Download `url` to `dest` unless it is already there, checking `checksum` if there is one.

@@ -23,13 +23,13 @@ pub struct FastNetConfig {
 }
 
 #[derive(Module, Debug)]
-struct ConvBnRelu {
+struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
 }
 
-fn conv_bn(c_in: usize, c_out: usize, device: &Device) -> ConvBnRelu {
-    ConvBnRelu {
+fn conv_bn(c_in: usize, c_out: usize, device: &Device) -> ConvBn {
+    ConvBn {
         conv: Conv2dConfig::new([c_in, c_out], [3, 3])
             .with_padding(PaddingConfig2d::Same)
             .with_bias(false)
@@ -40,9 +40,9 @@ fn conv_bn(c_in: usize, c_out: usize, device: &Device) -> ConvBnRelu {
 
 #[derive(Module, Debug)]
 struct Block {
-    first: ConvBnRelu,
+    first: ConvBn,
     pool: MaxPool2d,
-    second: ConvBnRelu,
+    second: ConvBn,
 }
 
 impl Block {
@@ -55,7 +55,7 @@ impl Block {
 
 #[derive(Module, Debug)]
 pub struct FastNet {
-    stem: ConvBnRelu,
+    stem: ConvBn,
     blocks: Vec<Block>,
     fc: Linear,
     activation: Relu,

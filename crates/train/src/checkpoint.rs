@@ -168,13 +168,21 @@ impl Classifier {
 /// Save `weights` as `dir/model.bpk` through a temporary file and a rename.
 pub fn save_weights(classifier: Classifier, dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join(WEIGHTS);
-    let partial = data::fetch::temporary_sibling(&path);
-    classifier
-        .save(&partial)
-        .with_context(|| format!("cannot write checkpoint {}", partial.display()))?;
-    std::fs::rename(&partial, &path)
-        .with_context(|| format!("cannot write checkpoint {}", path.display()))?;
+    write_record(&path, "checkpoint", |partial| classifier.save(partial))?;
     Ok(path)
+}
+
+/// Write a Burn record (the `what` of the error messages) to `path` through a temporary sibling
+/// and a rename, so that a killed process never leaves half a record under the real name.
+pub(crate) fn write_record(
+    path: &Path,
+    what: &str,
+    write: impl FnOnce(&Path) -> Result<(), burn::store::RecordError>,
+) -> anyhow::Result<()> {
+    let partial = data::fetch::temporary_sibling(path);
+    write(&partial).with_context(|| format!("cannot write {what} {}", partial.display()))?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("cannot write {what} {}", path.display()))
 }
 
 /// Load the classifier a `train` run saved in `dir`.

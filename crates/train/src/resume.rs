@@ -9,6 +9,7 @@ use anyhow::Context;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::write_record;
 use crate::fit::{EpochMetrics, Stop};
 use crate::network::Network;
 
@@ -48,15 +49,6 @@ fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch}-optimizer.bpk"))
 }
 
-fn write_via_temporary(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), burn::store::RecordError>,
-) -> anyhow::Result<()> {
-    let partial = data::fetch::temporary_sibling(path);
-    write(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Save the state after an epoch into `<run_dir>/resume/`, then remove older epochs' files.
 pub fn save<M: Network>(
     run_dir: &Path,
@@ -67,10 +59,12 @@ pub fn save<M: Network>(
     let dir = run_dir.join(DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let epoch = state.epoch();
-    write_via_temporary(&model_file(&dir, epoch), |path| {
+    write_record(&model_file(&dir, epoch), "resume state", |path| {
         model.clone().save_file(path)
     })?;
-    write_via_temporary(&optimizer_file(&dir, epoch), |path| optimizer.save(path))?;
+    write_record(&optimizer_file(&dir, epoch), "resume state", |path| {
+        optimizer.save(path)
+    })?;
     data::fetch::write_atomic(
         &dir.join(STATE),
         serde_json::to_string_pretty(state)?.as_bytes(),

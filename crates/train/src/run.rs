@@ -132,8 +132,7 @@ fn remove_partial_files(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with('.') && name.contains(".partial-") {
+        if data::fetch::is_temporary(&path) {
             std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display()))?;
         }
