@@ -39,6 +39,8 @@ pub struct TrainConfig {
     pub time_budget_minutes: Option<f64>,
     /// Evaluate on each image and its mirror image, averaging the predictions.
     pub test_time_flip: bool,
+    /// Devices to train on together, each taking an equal share of every batch.
+    pub devices: usize,
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
     pub augment: data::augment::Augment,
@@ -59,6 +61,7 @@ impl Default for TrainConfig {
             output_dir: PathBuf::from("runs"),
             time_budget_minutes: None,
             test_time_flip: false,
+            devices: 1,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             augment: data::augment::Augment::default(),
@@ -291,6 +294,9 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             return Err("epochs must be at least 1".into());
+        }
+        if self.devices == 0 {
+            return Err("devices must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.valid_size) || self.valid_size == 0.0 {
             return Err(format!(

@@ -2,6 +2,7 @@
 //! `ndarray`, else Burn's `flex` CPU backend (the fastest CPU backend that builds offline).
 
 use burn::prelude::*;
+use burn::tensor::DeviceType;
 
 /// The device the binaries run on.
 pub fn device() -> Device {
@@ -14,6 +15,46 @@ pub fn device() -> Device {
     return Device::ndarray();
     #[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "ndarray")))]
     return Device::flex();
+}
+
+/// The backend's kind of device, for listing them all.
+fn device_type() -> DeviceType {
+    #[cfg(feature = "cuda")]
+    return DeviceType::Cuda;
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    return DeviceType::Wgpu;
+    #[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
+    return DeviceType::NdArray;
+    #[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "ndarray")))]
+    return DeviceType::Flex;
+}
+
+/// `count` devices of the backend to train on together: [`device`] alone for one, else the
+/// first `count` the backend lists.
+pub fn devices(count: usize) -> anyhow::Result<Vec<Device>> {
+    if count <= 1 {
+        return Ok(vec![device()]);
+    }
+    let found: Vec<Device> = Device::enumerate(device_type()).into_iter().collect();
+    anyhow::ensure!(
+        found.len() >= count,
+        "devices = {count}, but the {} backend has {} device{} here; set devices to at most {} (or build with --features cuda or wgpu on a machine with more GPUs)",
+        backend_name(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        found.len().max(1)
+    );
+    Ok(found.into_iter().take(count).collect())
+}
+
+/// The device as its driver names it (`NVIDIA H100 PCIe`, `llvmpipe (LLVM 15.0.6, 256 bits)`), or
+/// Burn's name for it on the CPU backends.
+pub fn describe(device: &Device) -> String {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if let Some(identity) = device.identity() {
+        return identity.name;
+    }
+    format!("{device:?}")
 }
 
 /// The backend's name, for the line the binaries print at start.

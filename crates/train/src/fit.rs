@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use data::split::Rng;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,6 +34,9 @@ pub struct FitOptions {
     pub first_epoch: usize,
     /// The val_loss to beat: the model given is the best so far unless an epoch does better.
     pub best_val_loss: f64,
+    /// More devices (autodiff), each taking an equal share of every batch beside the model's own
+    /// (data parallelism); empty trains on the model's device alone.
+    pub replicas: Vec<Device>,
 }
 
 /// Where a resumed stage stands: its best weights so far and the epoch they come from.
@@ -187,6 +190,114 @@ fn progress(steps: usize) -> ProgressBar {
     )
 }
 
+/// The seed of the `index`-th device's share of a batch (the first keeps the batch's seed).
+fn shard_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (index as u64).wrapping_mul(0xA076_1D64_78BD_642F)
+}
+
+/// One device's share of a training batch.
+struct Shard<I> {
+    size: usize,
+    input: I,
+    labels: Tensor<1, Int>,
+}
+
+/// The training batch at `indices` cut into one consecutive share per device, each made on its
+/// device (fewer shares than devices when the batch is that small).
+fn shards<I>(
+    train: &dyn Examples<I>,
+    indices: &[usize],
+    seed: u64,
+    devices: &[Device],
+) -> Vec<Shard<I>> {
+    indices
+        .chunks(indices.len().div_ceil(devices.len()).max(1))
+        .zip(devices)
+        .enumerate()
+        .map(|(index, (part, device))| {
+            let (input, labels) = train.training_batch(part, shard_seed(seed, index), device);
+            Shard {
+                size: part.len(),
+                input,
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// What a training step computed, before the optimizer uses it.
+struct StepResult {
+    /// The loss summed over the batch's examples.
+    loss_sum: f64,
+    correct: i64,
+    /// Gradients of the batch's mean loss, on the model's device.
+    grads: GradientsParams,
+}
+
+/// The loss and gradients of one shard, its loss weighted by its share `weight` of the batch so
+/// that the shards' gradients add up to those of the whole batch.
+fn shard_step<M: Network>(
+    model: &M,
+    shard: Shard<M::Input>,
+    weight: f64,
+    loss_config: &CrossEntropyLossConfig,
+    main: &Device,
+) -> StepResult {
+    let device = shard.labels.device();
+    let logits = model.logits(shard.input);
+    let loss = loss_config
+        .init(&device)
+        .forward(logits.clone(), shard.labels.clone());
+    let loss_sum = loss.clone().into_scalar::<f64>() * shard.size as f64;
+    let loss = if weight < 1.0 { loss * weight } else { loss };
+    let grads = GradientsParams::from_grads(loss.backward(), model).to_device(main, model);
+    StepResult {
+        loss_sum,
+        correct: count_correct(logits.detach(), shard.labels),
+        grads,
+    }
+}
+
+/// A training step over a batch cut into shards: the first on `model`, each other one on a copy
+/// of it on its own device in a thread of its own (whose BatchNorm statistics are dropped, as
+/// PyTorch's DataParallel does), the gradients added up on the model's device.
+fn step_gradients<M: Network>(
+    model: &M,
+    shards: Vec<Shard<M::Input>>,
+    loss_config: &CrossEntropyLossConfig,
+    devices: &[Device],
+) -> StepResult {
+    let total: usize = shards.iter().map(|shard| shard.size).sum();
+    let weight = |shard: &Shard<M::Input>| shard.size as f64 / total as f64;
+    let main = &devices[0];
+    let mut shards = shards.into_iter().zip(devices);
+    let (first, _) = shards.next().expect("a batch has at least one shard");
+    std::thread::scope(|scope| {
+        let others: Vec<_> = shards
+            .map(|(shard, device)| {
+                let replica = model.valid().train().fork(device);
+                let weight = weight(&shard);
+                scope.spawn(move || shard_step(&replica, shard, weight, loss_config, main))
+            })
+            .collect();
+        let first_weight = weight(&first);
+        let mut result = shard_step(model, first, first_weight, loss_config, main);
+        if others.is_empty() {
+            return result;
+        }
+        let mut grads = GradientsAccumulator::<M>::new();
+        grads.accumulate(model, result.grads);
+        for other in others {
+            let other = other.join().expect("a training thread panicked");
+            result.loss_sum += other.loss_sum;
+            result.correct += other.correct;
+            grads.accumulate(model, other.grads);
+        }
+        result.grads = grads.grads();
+        result
+    })
+}
+
 /// Train `model` (on an autodiff `device`) and return the best weights by val_loss.
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: Network>(
@@ -203,7 +314,9 @@ pub fn fit<M: Network>(
     let eval_device = device.clone().inner();
     let mut loss_config = CrossEntropyLossConfig::new();
     loss_config.smoothing = options.label_smoothing;
-    let loss_fn = loss_config.init(device);
+    let devices: Vec<Device> = std::iter::once(device.clone())
+        .chain(options.replicas.iter().cloned())
+        .collect();
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
     let (mut best, mut best_epoch) = match resumed {
         Some(resumed) => (resumed.best, resumed.best_epoch),
@@ -217,7 +330,9 @@ pub fn fit<M: Network>(
         println!("Epoch {epoch}/{last_epoch}");
         let started = Instant::now();
         let seed = epoch_seed(options.seed, epoch);
-        device.seed(seed);
+        for (index, device) in devices.iter().enumerate() {
+            device.seed(shard_seed(seed, index));
+        }
         let mut order: Vec<usize> = (0..train.len()).collect();
         Rng::new(seed).shuffle(&mut order);
         let bar = progress(steps_per_epoch);
@@ -228,23 +343,22 @@ pub fn fit<M: Network>(
             let mut model = model;
             // The next batches are read and augmented on another thread while this one trains.
             let (sender, batches_ready) = std::sync::mpsc::sync_channel(2);
-            let order = &order;
+            let (order, devices) = (&order, &devices);
             scope.spawn(move || {
                 for (step, indices) in batches(order, options.batch_size).enumerate() {
                     let batch_seed = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                    let batch = train.training_batch(indices, batch_seed, device);
-                    if sender.send((indices.len(), batch)).is_err() {
+                    if sender.send(shards(train, indices, batch_seed, devices)).is_err() {
                         break;
                     }
                 }
             });
-            for (step, (size, (input, labels))) in batches_ready.into_iter().enumerate() {
+            for (step, shards) in batches_ready.into_iter().enumerate() {
                 if interrupted.load(Ordering::SeqCst) {
                     break;
                 }
-                let logits = model.logits(input);
-                let loss = loss_fn.forward(logits.clone(), labels.clone());
-                let batch_loss: f64 = loss.clone().into_scalar::<f64>();
+                let size: usize = shards.iter().map(|shard| shard.size).sum();
+                let result = step_gradients(&model, shards, &loss_config, devices);
+                let batch_loss = result.loss_sum / size as f64;
                 if !batch_loss.is_finite() {
                     bar.finish_and_clear();
                     anyhow::bail!(
@@ -253,10 +367,9 @@ pub fn fit<M: Network>(
                     );
                 }
                 lr = options.schedule.lr(first_step + step);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(lr, model, grads);
-                loss_sum += batch_loss * size as f64;
-                correct += count_correct(logits.detach(), labels);
+                model = optimizer.step(lr, model, result.grads);
+                loss_sum += result.loss_sum;
+                correct += result.correct;
                 seen += size;
                 bar.inc(1);
                 bar.set_message(format!(

@@ -304,6 +304,11 @@ pub fn train_stage<M: Network>(
         label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
+        replicas: crate::device::devices(config.devices)?
+            .into_iter()
+            .skip(1)
+            .map(Device::autodiff)
+            .collect(),
     };
     let mut observer = RunObserver {
         run,
@@ -415,10 +420,11 @@ pub fn split(dataset: &Dataset, config: &TrainConfig) -> (ImageSet, ImageSet) {
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
 pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
     let progress = Progress::start();
+    let devices = crate::device::devices(config.devices)?;
     let dataset = load_data(config)?;
     let run = RunDir::create(&config.output_dir, name)?;
     run.write("config.toml", config.to_toml().as_bytes())?;
-    train_in(config, &dataset, &run, progress, interrupted)
+    train_in(config, &dataset, &run, &devices, progress, interrupted)
 }
 
 /// Continue the run in `run_dir` from its last completed epoch, with the config it was started
@@ -448,18 +454,22 @@ pub fn resume(run_dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<Summar
             Progress::start()
         }
     };
+    let devices = crate::device::devices(config.devices)?;
     let dataset = load_data(&config)?;
-    train_in(&config, &dataset, &run, progress, interrupted)
+    train_in(&config, &dataset, &run, &devices, progress, interrupted)
 }
 
 fn train_in(
     config: &TrainConfig,
     dataset: &Dataset,
     run: &RunDir,
+    devices: &[Device],
     progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
-    let device = crate::device::device().autodiff();
+    let names: Vec<String> = devices.iter().map(crate::device::describe).collect();
+    println!("device: {}", names.join(", "));
+    let device = devices[0].clone().autodiff();
     device.seed(config.seed);
     match config.model.name {
         ModelName::Convnet => run_convnet(config, dataset, run, &device, progress, interrupted),

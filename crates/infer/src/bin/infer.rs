@@ -74,7 +74,11 @@ fn run() -> anyhow::Result<()> {
         "no images given; usage: infer IMAGE… (see --help)"
     );
     let device = train::device::device();
-    eprintln!("backend: {}", train::device::backend_name());
+    eprintln!(
+        "backend: {} on {}",
+        train::device::backend_name(),
+        train::device::describe(&device)
+    );
     let predictor = match (&args.checkpoint, &args.weights) {
         (Some(run), _) => Predictor::from_run(run, &device)?,
         (None, weights) => {

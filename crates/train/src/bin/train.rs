@@ -19,6 +19,9 @@ struct Args {
     /// Fit the run into this much wall time, e.g. 30m, 1h, 90s (sets time_budget_minutes).
     #[arg(long, value_name = "DURATION", value_parser = minutes, conflicts_with = "resume")]
     time_budget: Option<f64>,
+    /// Train on this many devices together, each taking a share of every batch (sets devices).
+    #[arg(long, value_name = "N", conflicts_with = "resume")]
+    devices: Option<usize>,
     /// Continue an interrupted run (its directory, e.g. runs/cifar-1) from its last completed
     /// epoch, with the config it was started with.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
@@ -67,6 +70,9 @@ fn run() -> anyhow::Result<()> {
             let mut config = TrainConfig::load(path, &args.overrides)?;
             if args.time_budget.is_some() {
                 config.time_budget_minutes = args.time_budget;
+            }
+            if let Some(devices) = args.devices {
+                config.devices = devices;
             }
             let name = path
                 .file_stem()
