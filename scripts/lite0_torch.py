@@ -35,7 +35,8 @@ def bn(x, t, p):
     return F.batch_norm(x, t[p + ".running_mean"], t[p + ".running_var"], t[p + ".weight"], t[p + ".bias"], False, 0.0, 1e-3)
 
 
-def forward(t, x):
+def features(t, x):
+    """The pooled features, the classifier's input: [n, 1280]."""
     x = F.relu6(bn(conv_same(x, t["_conv_stem.weight"], 2), t, "_bn0"))
     block = 0
     for repeats, _, stride, expand, _ in STAGES:
@@ -49,7 +50,11 @@ def forward(t, x):
                 x = x + inputs
             block += 1
     x = F.relu6(bn(conv_same(x, t["_conv_head.weight"]), t, "_bn1"))
-    return F.linear(x.mean((2, 3)), t["_fc.weight"], t["_fc.bias"])
+    return x.mean((2, 3))
+
+
+def forward(t, x):
+    return F.linear(features(t, x), t["_fc.weight"], t["_fc.bias"])
 
 
 def preprocess(path):

@@ -48,13 +48,16 @@ pub fn devices(count: usize) -> anyhow::Result<Vec<Device>> {
 }
 
 /// The device as its driver names it (`NVIDIA H100 PCIe`, `llvmpipe (LLVM 15.0.6, 256 bits)`), or
-/// Burn's name for it on the CPU backends.
+/// the CPU and its threads.
 pub fn describe(device: &Device) -> String {
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     if let Some(identity) = device.identity() {
         return identity.name;
     }
-    format!("{device:?}")
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let _ = device;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("CPU ({threads} threads)")
 }
 
 /// The backend's name, for the line the binaries print at start.
