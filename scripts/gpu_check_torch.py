@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
 from lite0_torch import features, forward, preprocess
+from torch_nets import ConvNet
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -45,24 +45,6 @@ def load_images(path):
             images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
             labels.append(label)
     return np.stack(images), np.array(labels)
-
-
-class ConvNet(nn.Module):
-    """The tutorial's convnet, as crates/models/src/convnet.rs builds it."""
-
-    def __init__(self):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            [nn.Conv2d(3, 32, 3), nn.Conv2d(32, 32, 3), nn.Conv2d(32, 64, 5), nn.Conv2d(64, 64, 5)]
-        )
-        self.fc1, self.fc2, self.out = nn.Linear(6 * 6 * 64, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 10)
-
-    def forward(self, x):
-        x = F.relu(self.convs[1](F.relu(self.convs[0](x))))
-        x = F.max_pool2d(x, 2)
-        x = F.relu(self.convs[3](F.relu(self.convs[2](x))))
-        x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
-        return self.out(x)
 
 
 def convnet_epoch(images, labels):

@@ -1,19 +1,88 @@
-//! Training and inference speed of the project's networks on random 32x32 images with Adam:
-//! `cargo run --release -p train --example throughput -- [convnet|fastnet] [STEPS] [BATCH]
-//! [WIDTHS]` (WIDTHS for fastnet, e.g. 32,64,128,256). Prints images per second.
+//! Training and inference speed on random images with Adam, for `scripts/bench-cpu.sh`:
+//! `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
+//! [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the Keras
+//! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (WIDTHS e.g. 32,64,128,256) on
+//! 32x32 images, or `lite0` (EfficientNet-Lite0, 10 classes) on 224x224. Prints images per second.
 
 use std::time::Instant;
 
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use models::convnet::ConvNetConfig;
+use models::efficientnet::EfficientNetConfig;
 use models::fastnet::FastNetConfig;
 use train::network::Network;
 
-fn time<M: Network<Input = Tensor<4>>>(model: M, steps: usize, batch: usize, device: &Device) {
+/// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
+/// conv 64 (same), conv 64, pool, dropout 0.25, dense 512, dropout 0.5, dense 10.
+#[derive(Module, Debug)]
+struct KerasCnn {
+    convs: Vec<Conv2d>,
+    pool: MaxPool2d,
+    dropout: Dropout,
+    dense: Linear,
+    dropout_dense: Dropout,
+    predictions: Linear,
+    relu: Relu,
+}
+
+impl KerasCnn {
+    fn new(device: &Device) -> Self {
+        let conv = |c_in, c_out, same: bool| {
+            let padding = if same {
+                PaddingConfig2d::Same
+            } else {
+                PaddingConfig2d::Valid
+            };
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(padding)
+                .init(device)
+        };
+        Self {
+            convs: vec![
+                conv(3, 32, true),
+                conv(32, 32, false),
+                conv(32, 64, true),
+                conv(64, 64, false),
+            ],
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            dropout: DropoutConfig::new(0.25).init(),
+            dense: LinearConfig::new(6 * 6 * 64, 512).init(device),
+            dropout_dense: DropoutConfig::new(0.5).init(),
+            predictions: LinearConfig::new(512, 10).init(device),
+            relu: Relu::new(),
+        }
+    }
+}
+
+impl Network for KerasCnn {
+    type Input = Tensor<4>;
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for pair in self.convs.chunks(2) {
+            x = self.relu.forward(pair[0].forward(x));
+            x = self.relu.forward(pair[1].forward(x));
+            x = self.dropout.forward(self.pool.forward(x));
+        }
+        let x = self.relu.forward(self.dense.forward(x.flatten(1, 3)));
+        self.predictions.forward(self.dropout_dense.forward(x))
+    }
+}
+
+struct Sizes {
+    steps: usize,
+    train_batch: usize,
+    infer_batch: usize,
+    side: usize,
+}
+
+fn random_batch(batch: usize, side: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let images = Tensor::<4>::random(
-        [batch, 3, 32, 32],
+        [batch, 3, side, side],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         device,
     );
@@ -21,6 +90,11 @@ fn time<M: Network<Input = Tensor<4>>>(model: M, steps: usize, batch: usize, dev
         TensorData::new((0..batch as i64).map(|i| i % 10).collect(), [batch]),
         device,
     );
+    (images, labels)
+}
+
+fn time<M: Network<Input = Tensor<4>>>(model: M, sizes: &Sizes, device: &Device) {
+    let (images, labels) = random_batch(sizes.train_batch, sizes.side, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut optimizer = AdamConfig::new().init();
     let mut model = model;
@@ -31,41 +105,61 @@ fn time<M: Network<Input = Tensor<4>>>(model: M, steps: usize, batch: usize, dev
     };
     model = train_step(model);
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..sizes.steps {
         model = train_step(model);
     }
-    let train = (steps * batch) as f64 / started.elapsed().as_secs_f64();
+    let train = (sizes.steps * sizes.train_batch) as f64 / started.elapsed().as_secs_f64();
     let valid = model.valid();
-    let inputs = images.inner();
+    let inputs = random_batch(sizes.infer_batch, sizes.side, device)
+        .0
+        .inner();
     let _ = valid.logits(inputs.clone()).into_data();
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..sizes.steps {
         let _ = valid.logits(inputs.clone()).into_data();
     }
-    let infer = (steps * batch) as f64 / started.elapsed().as_secs_f64();
-    println!("train {train:.0} images/s, inference {infer:.0} images/s (batch {batch})");
+    let infer = (sizes.steps * sizes.infer_batch) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "train {train:.1} images/s (batch {}), inference {infer:.1} images/s (batch {})",
+        sizes.train_batch, sizes.infer_batch
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map_or("fastnet", String::as_str);
-    let steps = args.get(1).map_or(10, |s| s.parse().expect("STEPS"));
-    let batch = args.get(2).map_or(128, |s| s.parse().expect("BATCH"));
+    let number = |i: usize, default: usize| {
+        args.get(i)
+            .map_or(default, |s| s.parse().expect("a number"))
+    };
+    let side = if model == "lite0" { 224 } else { 32 };
+    let sizes = Sizes {
+        steps: number(1, 10),
+        train_batch: number(2, 128),
+        infer_batch: number(3, 256),
+        side,
+    };
     let device = train::device::device().autodiff();
     println!("{model} on {}", train::device::backend_name());
     match model {
-        "convnet" => time(ConvNetConfig::new().init(&device), steps, batch, &device),
+        "convnet" => time(ConvNetConfig::new().init(&device), &sizes, &device),
+        "keras_cnn" => time(KerasCnn::new(&device), &sizes, &device),
+        "lite0" => time(
+            EfficientNetConfig::new().with_num_classes(10).init(&device),
+            &sizes,
+            &device,
+        ),
         "fastnet" => {
             let mut config = FastNetConfig::new();
-            if let Some(widths) = args.get(3) {
+            if let Some(widths) = args.get(4) {
                 let w: Vec<usize> = widths
                     .split(',')
                     .map(|w| w.parse().expect("WIDTHS"))
                     .collect();
                 config.widths = w.try_into().expect("four widths");
             }
-            time(config.init(&device), steps, batch, &device)
+            time(config.init(&device), &sizes, &device)
         }
-        other => panic!("unknown model {other}; convnet or fastnet"),
+        other => panic!("unknown model {other}; convnet, keras_cnn, fastnet or lite0"),
     }
 }

@@ -347,7 +347,10 @@ pub fn fit<M: Network>(
             scope.spawn(move || {
                 for (step, indices) in batches(order, options.batch_size).enumerate() {
                     let batch_seed = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                    if sender.send(shards(train, indices, batch_seed, devices)).is_err() {
+                    if sender
+                        .send(shards(train, indices, batch_seed, devices))
+                        .is_err()
+                    {
                         break;
                     }
                 }

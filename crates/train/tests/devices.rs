@@ -18,7 +18,11 @@ impl Observer<ClassifierHead> for Quiet {
     fn improved(&mut self, _model: &ClassifierHead) -> anyhow::Result<PathBuf> {
         Ok(PathBuf::new())
     }
-    fn epoch_done(&mut self, _: &EpochMetrics, _: EpochEnd<'_, ClassifierHead>) -> anyhow::Result<()> {
+    fn epoch_done(
+        &mut self,
+        _: &EpochMetrics,
+        _: EpochEnd<'_, ClassifierHead>,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -33,10 +37,13 @@ fn features(count: usize, seed: u64) -> FeatureSet {
             let noise: Vec<f32> = (0..FEATURES)
                 .map(|_| (rng.next_u64() % 1000) as f32 / 500.0 - 1.0)
                 .collect();
-            noise
-                .into_iter()
-                .enumerate()
-                .map(move |(j, x)| x + if j % 10 == usize::from(label) { 1.0 } else { 0.0 })
+            noise.into_iter().enumerate().map(move |(j, x)| {
+                x + if j % 10 == usize::from(label) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
         })
         .collect();
     FeatureSet {
@@ -136,5 +143,8 @@ fn train_refuses_devices_it_does_not_have_before_reading_any_data() {
     assert!(!output.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("devices = 1000"), "{stderr}");
-    assert!(!dir.join("runs").exists(), "no run directory for a run that cannot start");
+    assert!(
+        !dir.join("runs").exists(),
+        "no run directory for a run that cannot start"
+    );
 }

@@ -34,7 +34,11 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32]) {
 }
 
 fn values(tensor: Tensor<2>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 /// `count` images `[count, 3, side, side]` of values in [-1, 1], and labels, from `seed`.
@@ -103,7 +107,11 @@ fn trains_alike<M: Network<Input = Tensor<4>>>(name: &str, make: impl Fn(&Device
     let (cpu_losses, cpu_logits) = train_steps(&model, &cpu(), 4);
     let (gpu_losses, gpu_logits) = train_steps(&model, &gpu(), 4);
     assert_close(&format!("{name} training losses"), &cpu_losses, &gpu_losses);
-    assert_close(&format!("{name} logits after training"), &cpu_logits, &gpu_logits);
+    assert_close(
+        &format!("{name} logits after training"),
+        &cpu_logits,
+        &gpu_logits,
+    );
     assert!(
         cpu_losses.iter().all(|loss| loss.is_finite()),
         "{cpu_losses:?}"
@@ -118,7 +126,9 @@ fn the_convnet_trains_alike_on_gpu_and_cpu() {
 #[test]
 fn fastnet_with_batchnorm_trains_alike_on_gpu_and_cpu() {
     trains_alike("fastnet", |device| {
-        FastNetConfig::new().with_widths([8, 16, 16, 32]).init(device)
+        FastNetConfig::new()
+            .with_widths([8, 16, 16, 32])
+            .init(device)
     });
 }
 

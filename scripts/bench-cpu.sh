@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# CPU training and inference speed of the project (Burn, the default CPU backend) beside PyTorch
+# and Keras/TensorFlow doing the same work: the tutorial's convnet, the Keras cifar10_cnn
+# example's network (both 32x32, training batches of 128, inference batches of 256) and
+# EfficientNet-Lite0 at 224x224 (batches of 16 and 32), random images, Adam, fp32. Each round runs
+# the three systems one after the other (interleaved, as this machine is shared and noisy); the
+# median of the rounds is printed, with burn's speed as a ratio of each other's.
+#   scripts/bench-cpu.sh [ROUNDS]
+# PyTorch, TensorFlow (Keras 3), numpy and pillow are installed from PyPI into target/bench-venv
+# (about 4 GB) unless PYTHON names an interpreter that has them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+if [ -z "${PYTHON:-}" ]; then
+    if [ ! -x target/bench-venv/bin/python ] || ! target/bench-venv/bin/python -c 'import torch, tensorflow' 2>/dev/null; then
+        python3 -m venv target/bench-venv
+        target/bench-venv/bin/pip install -q torch tensorflow-cpu numpy pillow
+    fi
+    PYTHON=target/bench-venv/bin/python
+fi
+cargo build --release -q -p train --example throughput
+throughput=target/release/examples/throughput
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# model steps train_batch infer_batch
+benches=("convnet 10 128 256" "keras_cnn 10 128 256" "lite0 3 16 32")
+for round in $(seq 1 "$rounds"); do
+    for bench in "${benches[@]}"; do
+        read -r model steps train_batch infer_batch <<<"$bench"
+        "$throughput" "$model" "$steps" "$train_batch" "$infer_batch" >"$out/burn-$model-$round"
+        for framework in torch keras; do
+            "$PYTHON" scripts/cpu_bench.py "$framework" "$model" "$steps" "$train_batch" "$infer_batch" \
+                >"$out/$framework-$model-$round" 2>/dev/null
+        done
+        echo "round $round/$rounds: $model done" >&2
+    done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# The images/s of one system, model and phase ("train" or "inference"), median over rounds.
+speed() { cat "$out/$1-$2-"* | sed -n "s/.*$3 \([0-9.]*\) images\/s.*/\1/p" | median; }
+lscpu | sed -n 's/^Model name: *//p'
+for system in burn torch keras; do head -1 "$out/$system-convnet-1" | sed 's/^convnet on /  /'; done
+printf '%-10s %-10s %10s %10s %10s %12s %12s\n' model phase burn pytorch keras burn/pytorch burn/keras
+for bench in "${benches[@]}"; do
+    read -r model _ <<<"$bench"
+    for phase in train inference; do
+        b=$(speed burn "$model" "$phase")
+        t=$(speed torch "$model" "$phase")
+        k=$(speed keras "$model" "$phase")
+        printf '%-10s %-10s %10.1f %10.1f %10.1f %12.2f %12.2f\n' "$model" "$phase" "$b" "$t" "$k" \
+            "$(echo "$b / $t" | bc -l)" "$(echo "$b / $k" | bc -l)"
+    done
+done
