@@ -250,7 +250,10 @@ fn shard_step<M: Network>(
         .forward(logits.clone(), shard.labels.clone());
     let loss_sum = loss.clone().into_scalar::<f64>() * shard.size as f64;
     let loss = if weight < 1.0 { loss * weight } else { loss };
-    let grads = GradientsParams::from_grads(loss.backward(), model).to_device(main, model);
+    let mut grads = GradientsParams::from_grads(loss.backward(), model);
+    if device != *main {
+        grads = grads.to_device(main, model);
+    }
     StepResult {
         loss_sum,
         correct: count_correct(logits.detach(), shard.labels),

@@ -4,6 +4,7 @@
 //! Mesa's software Vulkan (lavapipe): `cargo test -p train --features wgpu --test gpu`.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
+use burn::module::{ModuleMapper, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -26,7 +27,10 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32]) {
         .zip(gpu)
         .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
         .fold(0.0, f64::max);
-    println!("{what}: largest difference {worst:.2e} (scale {scale:.2})");
+    let mean = cpu.iter().map(|&x| f64::from(x).abs()).sum::<f64>() / cpu.len().max(1) as f64;
+    println!(
+        "{what}: largest difference {worst:.2e} (scale {scale:.2}, mean magnitude {mean:.2e})"
+    );
     assert!(
         worst <= TOLERANCE * scale,
         "{what}: the GPU differs from the CPU by {worst:e}, more than {TOLERANCE} x {scale}\ncpu {cpu:?}\ngpu {gpu:?}"
@@ -132,11 +136,29 @@ fn fastnet_with_batchnorm_trains_alike_on_gpu_and_cpu() {
     });
 }
 
+/// Multiplies every convolution kernel by a factor. Burn's default initialization shrinks the
+/// signal at each layer, so a freshly initialized Lite0's pooled features are about 1e-14 and
+/// would match on any two backends; scaled kernels keep them of order one, as trained ones do.
+struct ScaleKernels(f32);
+
+impl ModuleMapper for ScaleKernels {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D == 4 {
+            param.map(|kernel| kernel * self.0)
+        } else {
+            param
+        }
+    }
+}
+
 #[test]
 fn efficientnet_lite0_computes_the_same_logits_on_gpu_and_cpu() {
     let device = cpu();
     device.seed(6);
-    let model = EfficientNetConfig::new().init(&device).valid();
+    let model = EfficientNetConfig::new()
+        .init(&device)
+        .map(&mut ScaleKernels(2.2))
+        .valid();
     let (images, _) = batch(2, 224, 7, &device);
     let cpu_features = model.backbone.forward(images.clone());
     let cpu_logits = values(model.head.forward(cpu_features.clone()));
