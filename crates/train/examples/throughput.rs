@@ -126,6 +126,7 @@ fn time<M: Network<Input = Tensor<4>>>(model: M, sizes: &Sizes, device: &Device)
 }
 
 fn main() {
+    train::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map_or("fastnet", String::as_str);
     let number = |i: usize, default: usize| {

@@ -2,11 +2,12 @@
 //! ([`fit`]), what it trains ([`network`]), the transfer recipe and its feature cache
 //! ([`transfer`], [`features`]), checkpoints and run directories ([`checkpoint`],
 //! [`run`]), the pretrained EfficientNet-Lite0 weights ([`pretrained`]), and whole runs
-//! ([`recipe`]). Also the compile-time choice of device ([`device`]),
-//! which `infer` shares.
+//! ([`recipe`]). Also the compile-time choice of device ([`device`]) and the allocator setting
+//! for the CPU backend ([`allocator`]), which `infer` shares.
 //!
 //! Not here: network definitions (`models`) or data loading (`data`).
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

@@ -52,6 +52,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    train::allocator::keep_freed_memory();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

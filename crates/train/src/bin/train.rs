@@ -43,6 +43,7 @@ fn minutes(text: &str) -> Result<f64, String> {
 }
 
 fn main() -> std::process::ExitCode {
+    train::allocator::keep_freed_memory();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
