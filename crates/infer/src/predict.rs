@@ -48,7 +48,7 @@ impl Predictor {
     pub fn imagenet(weights: &Path, device: &Device) -> anyhow::Result<(Self, LoadReport)> {
         let (net, report) = train::pretrained::load(weights, device)?;
         let predictor = Self {
-            classifier: Classifier::EfficientNet(net),
+            classifier: Classifier::EfficientNet(net.fold_batchnorm()),
             labels: crate::imagenet::labels(),
             preprocess: Preprocess::CenterCrop(IMAGE_SIZE),
             normalization: Normalization::EFFICIENTNET_LITE,
@@ -60,7 +60,7 @@ impl Predictor {
     pub fn from_run(dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let (classifier, manifest) = checkpoint::load(dir, device)?;
         Ok(Self {
-            classifier,
+            classifier: classifier.fold_batchnorm(),
             labels: manifest.classes,
             preprocess: Preprocess::Resize(manifest.image_size),
             normalization: manifest.normalization,

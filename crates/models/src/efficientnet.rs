@@ -3,6 +3,7 @@
 //! padding. Split into a [`Backbone`] (image → pooled features) and a [`ClassifierHead`], so that a
 //! new head can sit on the pretrained backbone.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
@@ -11,6 +12,7 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PytorchStore};
 use std::path::{Path, PathBuf};
 
+use crate::kernels::relu6;
 use crate::{FeatureMap, MapCollector};
 
 /// The input side the ImageNet weights were trained at.
@@ -72,15 +74,12 @@ fn pool(x: Tensor<4>) -> Tensor<2> {
     x.mean_dims(&[2, 3]).reshape([b, c])
 }
 
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
-}
-
-/// Convolution without bias followed by BatchNorm.
+/// Convolution without bias followed by BatchNorm; after [`ConvBn::fold_batchnorm`], one
+/// convolution with a bias.
 #[derive(Module, Debug)]
 pub struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    bn: Option<BatchNorm>,
 }
 
 impl ConvBn {
@@ -99,14 +98,37 @@ impl ConvBn {
                 .with_padding(PaddingConfig2d::Same)
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(c_out)
-                .with_epsilon(BN_EPSILON)
-                .init(device),
+            bn: Some(
+                BatchNormConfig::new(c_out)
+                    .with_epsilon(BN_EPSILON)
+                    .init(device),
+            ),
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        let x = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        }
+    }
+
+    /// The same function in inference mode with BatchNorm's per-channel affine map (running
+    /// statistics) moved into the convolution's filters and bias: one pass over the activations
+    /// instead of five.
+    fn fold_batchnorm(self) -> Self {
+        let Some(bn) = self.bn else {
+            return self;
+        };
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let mut conv = self.conv;
+        let [c_out, ..] = conv.weight.dims();
+        let weight = conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+        conv.weight = Param::from_tensor(weight);
+        conv.bias = Some(Param::from_tensor(shift));
+        Self { conv, bn: None }
     }
 
     /// The convolution's filters, `[out, in / groups, k, k]`.
@@ -150,6 +172,15 @@ impl MbConv {
         let x = relu6(self.depthwise.forward(x)); // [b, c*e, h/s, w/s]
         let x = self.project.forward(x); // [b, c_out, h/s, w/s]
         if self.residual { x + input } else { x }
+    }
+
+    fn fold_batchnorm(self) -> Self {
+        Self {
+            expand: self.expand.map(ConvBn::fold_batchnorm),
+            depthwise: self.depthwise.fold_batchnorm(),
+            project: self.project.fold_batchnorm(),
+            residual: self.residual,
+        }
     }
 }
 
@@ -235,6 +266,22 @@ impl Backbone {
         self.stem.filters()
     }
 
+    /// For inference only: every BatchNorm folded into its convolution (see
+    /// [`ConvBn::fold_batchnorm`]). The result computes the same features faster, but is a
+    /// different module: train and save the unfolded one.
+    pub fn fold_batchnorm(self) -> Self {
+        Self {
+            stem: self.stem.fold_batchnorm(),
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(MbConv::fold_batchnorm)
+                .collect(),
+            head: self.head.fold_batchnorm(),
+            stage_starts: self.stage_starts,
+        }
+    }
+
     /// Make the last `n` MBConv blocks and the head convolution trainable again (gradients and
     /// BatchNorm statistics), leaving the rest as it is.
     pub fn unfreeze_last_blocks(mut self, n: usize) -> Self {
@@ -247,24 +294,41 @@ impl Backbone {
     }
 }
 
-/// Dropout and a dense layer on the pooled features.
+/// Dropout and a dense layer on the pooled features, with an optional hidden ReLU layer (and
+/// dropout again) before it.
 #[derive(Module, Debug)]
 pub struct ClassifierHead {
     dropout: Dropout,
+    hidden: Option<Linear>,
     fc: Linear,
 }
 
 impl ClassifierHead {
-    pub fn new(num_classes: usize, dropout: f64, device: &Device) -> Self {
+    /// `hidden_units = 0` makes the head one dense layer.
+    pub fn new(num_classes: usize, hidden_units: usize, dropout: f64, device: &Device) -> Self {
+        let hidden =
+            (hidden_units > 0).then(|| LinearConfig::new(FEATURES, hidden_units).init(device));
+        let fc_inputs = if hidden_units > 0 {
+            hidden_units
+        } else {
+            FEATURES
+        };
         Self {
             dropout: DropoutConfig::new(dropout).init(),
-            fc: LinearConfig::new(FEATURES, num_classes).init(device),
+            hidden,
+            fc: LinearConfig::new(fc_inputs, num_classes).init(device),
         }
     }
 
     /// `[batch, 1280]` → logits `[batch, classes]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        self.fc.forward(self.dropout.forward(features))
+        let mut x = self.dropout.forward(features);
+        if let Some(hidden) = &self.hidden {
+            x = self
+                .dropout
+                .forward(burn::tensor::activation::relu(hidden.forward(x)));
+        }
+        self.fc.forward(x)
     }
 }
 
@@ -275,6 +339,9 @@ pub struct EfficientNetConfig {
     /// Dropout before the classifier while training (0.2 in the ImageNet recipe).
     #[config(default = 0.2)]
     pub dropout: f64,
+    /// Units of a hidden ReLU layer in the head; 0 (the ImageNet network) means none.
+    #[config(default = 0)]
+    pub hidden_units: usize,
 }
 
 /// Backbone and head together: images → logits.
@@ -288,7 +355,7 @@ impl EfficientNetConfig {
     pub fn init(&self, device: &Device) -> EfficientNet {
         EfficientNet {
             backbone: Backbone::new(device),
-            head: ClassifierHead::new(self.num_classes, self.dropout, device),
+            head: ClassifierHead::new(self.num_classes, self.hidden_units, self.dropout, device),
         }
     }
 }
@@ -296,6 +363,14 @@ impl EfficientNetConfig {
 impl EfficientNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.backbone.forward(images))
+    }
+
+    /// See [`Backbone::fold_batchnorm`].
+    pub fn fold_batchnorm(self) -> Self {
+        Self {
+            backbone: self.backbone.fold_batchnorm(),
+            head: self.head,
+        }
     }
 
     pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {

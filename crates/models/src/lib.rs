@@ -1,7 +1,7 @@
-//! Network definitions and nothing else: the tutorial's small convnet ([`convnet`]), a BatchNorm
-//! convnet for fast CPU training ([`fastnet`]), the EfficientNet-Lite0 ImageNet network split into
-//! a backbone and a head ([`efficientnet`]), and the transfer classifier that puts a new head on
-//! that backbone ([`transfer`]).
+//! Network definitions: the tutorial's small convnet ([`convnet`]), a BatchNorm convnet for fast
+//! CPU training ([`fastnet`]), the EfficientNet-Lite0 ImageNet network split into a backbone and a
+//! head ([`efficientnet`]), the transfer classifier that puts a new head on that backbone
+//! ([`transfer`]), and the CPU kernels of our own they run on ([`kernels`]).
 //!
 //! Not here: how networks are trained (the `train` crate), how images become tensors (the `data`
 //! crate), or where weights come from (the binaries). Every network can hand back its intermediate
@@ -11,6 +11,7 @@
 pub mod convnet;
 pub mod efficientnet;
 pub mod fastnet;
+pub mod kernels;
 pub mod transfer;
 
 use burn::Tensor;

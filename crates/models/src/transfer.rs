@@ -11,12 +11,15 @@ pub struct TransferHeadConfig {
     /// Dropout on the pooled features before the new dense layer.
     #[config(default = 0.2)]
     pub dropout: f64,
+    /// Units of a hidden ReLU layer between the features and the dense layer; 0 means none.
+    #[config(default = 0)]
+    pub hidden_units: usize,
 }
 
 impl TransferHeadConfig {
     /// A new head for `[batch, 1280]` pooled backbone features.
     pub fn init_head(&self, device: &Device) -> ClassifierHead {
-        ClassifierHead::new(self.num_classes, self.dropout, device)
+        ClassifierHead::new(self.num_classes, self.hidden_units, self.dropout, device)
     }
 }
 

@@ -13,7 +13,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Re
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use models::convnet::ConvNetConfig;
-use models::efficientnet::EfficientNetConfig;
+use models::efficientnet::{EfficientNet, EfficientNetConfig};
 use models::fastnet::FastNetConfig;
 use train::network::Network;
 
@@ -93,7 +93,14 @@ fn random_batch(batch: usize, side: usize, device: &Device) -> (Tensor<4>, Tenso
     (images, labels)
 }
 
-fn time<M: Network<Input = Tensor<4>>>(model: M, sizes: &Sizes, device: &Device) {
+/// Times `sizes.steps` training steps of `model`, then as many inference batches of
+/// `inference_form(model)`: what `infer` and feature extraction run.
+fn time<M: Network<Input = Tensor<4>>>(
+    model: M,
+    inference_form: fn(M) -> M,
+    sizes: &Sizes,
+    device: &Device,
+) {
     let (images, labels) = random_batch(sizes.train_batch, sizes.side, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut optimizer = AdamConfig::new().init();
@@ -109,7 +116,7 @@ fn time<M: Network<Input = Tensor<4>>>(model: M, sizes: &Sizes, device: &Device)
         model = train_step(model);
     }
     let train = (sizes.steps * sizes.train_batch) as f64 / started.elapsed().as_secs_f64();
-    let valid = model.valid();
+    let valid = inference_form(model.valid());
     let inputs = random_batch(sizes.infer_batch, sizes.side, device)
         .0
         .inner();
@@ -143,10 +150,11 @@ fn main() {
     let device = train::device::device().autodiff();
     println!("{model} on {}", train::device::backend_name());
     match model {
-        "convnet" => time(ConvNetConfig::new().init(&device), &sizes, &device),
-        "keras_cnn" => time(KerasCnn::new(&device), &sizes, &device),
+        "convnet" => time(ConvNetConfig::new().init(&device), |m| m, &sizes, &device),
+        "keras_cnn" => time(KerasCnn::new(&device), |m| m, &sizes, &device),
         "lite0" => time(
             EfficientNetConfig::new().with_num_classes(10).init(&device),
+            EfficientNet::fold_batchnorm,
             &sizes,
             &device,
         ),
@@ -159,7 +167,7 @@ fn main() {
                     .collect();
                 config.widths = w.try_into().expect("four widths");
             }
-            time(config.init(&device), &sizes, &device)
+            time(config.init(&device), |m| m, &sizes, &device)
         }
         other => panic!("unknown model {other}; convnet, keras_cnn, fastnet or lite0"),
     }

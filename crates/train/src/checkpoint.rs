@@ -20,7 +20,7 @@ pub const WEIGHTS: &str = "model.bpk";
 pub enum Architecture {
     Convnet,
     Fastnet { widths: [usize; 4] },
-    EfficientnetLite0,
+    EfficientnetLite0 { hidden_units: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,9 +57,10 @@ impl Classifier {
                     .with_widths(widths)
                     .init(device),
             ),
-            Architecture::EfficientnetLite0 => Classifier::EfficientNet(
+            Architecture::EfficientnetLite0 { hidden_units } => Classifier::EfficientNet(
                 EfficientNetConfig::new()
                     .with_num_classes(classes)
+                    .with_hidden_units(hidden_units)
                     .init(device),
             ),
         }
@@ -127,6 +128,15 @@ impl Classifier {
             Classifier::ConvNet(net) => net.classify_maps(maps),
             Classifier::FastNet(net) => net.classify_maps(maps),
             Classifier::EfficientNet(net) => net.classify_maps(maps),
+        }
+    }
+
+    /// The faster inference form: EfficientNet's BatchNorms folded into its convolutions (see
+    /// [`EfficientNet::fold_batchnorm`]); not for training or saving.
+    pub fn fold_batchnorm(self) -> Self {
+        match self {
+            Classifier::EfficientNet(net) => Classifier::EfficientNet(net.fold_batchnorm()),
+            other => other,
         }
     }
 

@@ -220,8 +220,10 @@ pub struct TransferConfig {
     pub resolution: usize,
     /// The EfficientNet-Lite0 ImageNet weights; unset means the cached copy (fetched once).
     pub weights: Option<PathBuf>,
-    /// Dropout before the new head's dense layer.
+    /// Dropout before the new head's dense layer (and before its hidden layer, if any).
     pub dropout: f64,
+    /// Units of a hidden ReLU layer in the new head; 0 makes the head one dense layer.
+    pub hidden_units: usize,
     /// Keep the backbone's pooled features on disk and reuse them in later runs.
     pub cache_features: bool,
     /// Images per batch while extracting features.
@@ -239,6 +241,7 @@ impl Default for TransferConfig {
             resolution: 128,
             weights: None,
             dropout: 0.2,
+            hidden_units: 0,
             cache_features: true,
             extract_batch_size: 64,
             finetune_blocks: 0,

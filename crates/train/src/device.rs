@@ -47,6 +47,27 @@ pub fn devices(count: usize) -> anyhow::Result<Vec<Device>> {
     Ok(found.into_iter().take(count).collect())
 }
 
+/// The devices a run trains on, resolved once: the model's, and those of the copies that take the
+/// other shares of each batch (both as autodiff devices).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub main: Device,
+    pub replicas: Vec<Device>,
+}
+
+impl Placement {
+    /// `devices` as [`devices`] returns them (never empty): the first holds the model.
+    pub fn new(devices: &[Device]) -> Self {
+        let (main, others) = devices
+            .split_first()
+            .expect("devices() returns at least one device");
+        Self {
+            main: main.clone().autodiff(),
+            replicas: others.iter().cloned().map(Device::autodiff).collect(),
+        }
+    }
+}
+
 /// The device as its driver names it (`NVIDIA H100 PCIe`, `llvmpipe (LLVM 15.0.6, 256 bits)`), or
 /// the CPU and its threads.
 pub fn describe(device: &Device) -> String {

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
+use crate::device::Placement;
 use crate::fit::{self, EpochEnd, EpochMetrics, Evaluation, FitOptions, Observer, Resumed, Stop};
 use crate::network::{Examples, Images, Network};
 use crate::resume::{self, TrainingState};
@@ -235,9 +236,10 @@ pub fn train_stage<M: Network>(
     config: &TrainConfig,
     run: &RunDir,
     progress: &mut Progress,
-    device: &Device,
+    placement: &Placement,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<M> {
+    let device = &placement.main;
     let index = progress.stages;
     progress.stages += 1;
     let saved = progress.resume.take_if(|state| state.stage >= index);
@@ -304,11 +306,7 @@ pub fn train_stage<M: Network>(
         label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
-        replicas: crate::device::devices(config.devices)?
-            .into_iter()
-            .skip(1)
-            .map(Device::autodiff)
-            .collect(),
+        replicas: placement.replicas.clone(),
     };
     let mut observer = RunObserver {
         run,
@@ -469,13 +467,13 @@ fn train_in(
 ) -> anyhow::Result<Summary> {
     let names: Vec<String> = devices.iter().map(crate::device::describe).collect();
     println!("device: {}", names.join(", "));
-    let device = devices[0].clone().autodiff();
-    device.seed(config.seed);
+    let placement = Placement::new(devices);
+    placement.main.seed(config.seed);
     match config.model.name {
-        ModelName::Convnet => run_convnet(config, dataset, run, &device, progress, interrupted),
-        ModelName::Fastnet => run_fastnet(config, dataset, run, &device, progress, interrupted),
+        ModelName::Convnet => run_convnet(config, dataset, run, &placement, progress, interrupted),
+        ModelName::Fastnet => run_fastnet(config, dataset, run, &placement, progress, interrupted),
         ModelName::EfficientnetLite0 => {
-            crate::transfer::run(config, dataset, run, &device, progress, interrupted)
+            crate::transfer::run(config, dataset, run, &placement, progress, interrupted)
         }
     }
 }
@@ -494,10 +492,11 @@ fn run_images<M: Network<Input = Tensor<4>>>(
     dataset: &Dataset,
     network: impl FnOnce(&ImageSet) -> anyhow::Result<ImageNetwork<M>>,
     run: &RunDir,
-    device: &Device,
+    placement: &Placement,
     mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
+    let device = &placement.main;
     let (train, valid) = split(dataset, config);
     let network = network(&train)?;
     let norm = Normalization::per_pixel(&train);
@@ -540,7 +539,7 @@ fn run_images<M: Network<Input = Tensor<4>>>(
         config,
         run,
         &mut progress,
-        device,
+        placement,
         interrupted,
     )?;
     let test = dataset.test.as_ref().map(images);
@@ -564,10 +563,11 @@ fn run_convnet(
     config: &TrainConfig,
     dataset: &Dataset,
     run: &RunDir,
-    device: &Device,
+    placement: &Placement,
     progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
+    let device = &placement.main;
     let network = |train: &ImageSet| {
         anyhow::ensure!(
             train.side >= ConvNetConfig::MIN_IMAGE_SIZE,
@@ -584,17 +584,26 @@ fn run_convnet(
             from_classifier: Classifier::into_convnet,
         })
     };
-    run_images(config, dataset, network, run, device, progress, interrupted)
+    run_images(
+        config,
+        dataset,
+        network,
+        run,
+        placement,
+        progress,
+        interrupted,
+    )
 }
 
 fn run_fastnet(
     config: &TrainConfig,
     dataset: &Dataset,
     run: &RunDir,
-    device: &Device,
+    placement: &Placement,
     progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
+    let device = &placement.main;
     let widths = config.model.widths;
     let network = |train: &ImageSet| {
         anyhow::ensure!(
@@ -611,5 +620,13 @@ fn run_fastnet(
             from_classifier: Classifier::into_fastnet,
         })
     };
-    run_images(config, dataset, network, run, device, progress, interrupted)
+    run_images(
+        config,
+        dataset,
+        network,
+        run,
+        placement,
+        progress,
+        interrupted,
+    )
 }

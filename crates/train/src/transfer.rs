@@ -13,6 +13,7 @@ use models::transfer::{TransferHeadConfig, with_frozen_backbone};
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
+use crate::device::Placement;
 use crate::features::{self, FeatureSet};
 use crate::network::Examples;
 use crate::recipe::{self, Progress, Splits, Stage, Summary};
@@ -82,10 +83,11 @@ pub fn run(
     config: &TrainConfig,
     dataset: &Dataset,
     run: &RunDir,
-    device: &Device,
+    placement: &Placement,
     mut progress: Progress,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
+    let device = &placement.main;
     let cache = config.data.cache();
     let (weights, weights_sha256) = match &config.transfer.weights {
         Some(path) => (path.clone(), data::fetch::sha256_file(path)?),
@@ -108,7 +110,9 @@ pub fn run(
     };
     let resolution = config.transfer.resolution;
     let manifest = Manifest {
-        architecture: Architecture::EfficientnetLite0,
+        architecture: Architecture::EfficientnetLite0 {
+            hidden_units: config.transfer.hidden_units,
+        },
         classes: dataset.classes.clone(),
         image_size: resolution,
         normalization: Normalization::EFFICIENTNET_LITE,
@@ -123,9 +127,10 @@ pub fn run(
     );
 
     let frozen = pretrained.backbone.valid();
+    let extractor = frozen.clone().fold_batchnorm();
     let eval_device = device.clone().inner();
     let train_features = features_of(
-        &frozen,
+        &extractor,
         &train,
         "training",
         &weights_sha256,
@@ -133,7 +138,7 @@ pub fn run(
         &eval_device,
     )?;
     let valid_features = features_of(
-        &frozen,
+        &extractor,
         &valid,
         "validation",
         &weights_sha256,
@@ -142,7 +147,7 @@ pub fn run(
     )?;
     let test_features = match &dataset.test {
         Some(test) => Some(features_of(
-            &frozen,
+            &extractor,
             test,
             "test",
             &weights_sha256,
@@ -154,6 +159,7 @@ pub fn run(
 
     let head = TransferHeadConfig::new(manifest.classes.len())
         .with_dropout(config.transfer.dropout)
+        .with_hidden_units(config.transfer.hidden_units)
         .init_head(device);
     let whole = |head: &ClassifierHead| {
         Classifier::EfficientNet(EfficientNet {
@@ -174,7 +180,7 @@ pub fn run(
         config,
         run,
         &mut progress,
-        device,
+        placement,
         interrupted,
     )?;
 
@@ -230,7 +236,7 @@ pub fn run(
         config,
         run,
         &mut progress,
-        device,
+        placement,
         interrupted,
     )?;
     let test_images = dataset.test.as_ref().map(|set| ResizedImages {

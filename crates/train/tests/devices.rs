@@ -57,7 +57,7 @@ fn features(count: usize, seed: u64) -> FeatureSet {
 fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
     let device = Device::flex().autodiff();
     device.seed(3);
-    let head = ClassifierHead::new(10, 0.0, &device);
+    let head = ClassifierHead::new(10, 0, 0.0, &device);
     let (train_set, valid_set) = (features(200, 1), features(60, 2));
     let optimizer_config = OptimizerConfig {
         name: OptimizerName::Sgd,

@@ -182,7 +182,7 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
     };
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("transfer-run");
-    let config = small_transfer(&dir, &weights, 4, &["epochs=4"]);
+    let config = small_transfer(&dir, &weights, 4, &["epochs=4", "transfer.hidden_units=16"]);
     let first = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
     assert!(first.accuracy > 0.3, "{first:?}");
     let cached: Vec<_> = std::fs::read_dir(dir.join("cache/features"))
@@ -200,6 +200,11 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
         train::checkpoint::Classifier::EfficientNet(_)
     ));
     assert_eq!(manifest.image_size, 32);
+    assert_eq!(
+        manifest.architecture,
+        train::checkpoint::Architecture::EfficientnetLite0 { hidden_units: 16 },
+        "the head's shape is recorded, so the checkpoint loads"
+    );
 }
 
 /// Interrupt a run once its resume state reaches `epoch`, then resume it to the end.
