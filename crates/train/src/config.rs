@@ -238,7 +238,7 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            resolution: 128,
+            resolution: 224,
             weights: None,
             dropout: 0.2,
             hidden_units: 0,
