@@ -47,7 +47,11 @@ fn folded_batchnorm_computes_the_same_features_and_logits() {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
-    let got = folded.forward(images).into_data().try_to_vec::<f32>().unwrap();
+    let got = folded
+        .forward(images)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let scale = expected.iter().map(|v| v.abs()).sum::<f32>() / expected.len() as f32;
     let worst = expected
         .iter()

@@ -196,6 +196,16 @@ pub(crate) fn write_record(
 }
 
 /// Load the classifier a `train` run saved in `dir`.
+/// `model.json` files written before the transfer head could have a hidden layer name the
+/// architecture with a bare string: read them as the one-layer head they were trained with.
+fn upgrade(mut manifest: serde_json::Value) -> serde_json::Value {
+    if manifest["architecture"] == "efficientnet_lite0" {
+        manifest["architecture"] =
+            serde_json::json!({ "efficientnet_lite0": { "hidden_units": 0 } });
+    }
+    manifest
+}
+
 pub fn load(dir: &Path, device: &Device) -> anyhow::Result<(Classifier, Manifest)> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).with_context(|| {
@@ -204,12 +214,14 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<(Classifier, Manifest
             manifest_path.display()
         )
     })?;
-    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is corrupt; train again or restore it",
-            manifest_path.display()
-        )
-    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .and_then(|json| serde_json::from_value(upgrade(json)))
+        .with_context(|| {
+            format!(
+                "{} is corrupt; train again or restore it",
+                manifest_path.display()
+            )
+        })?;
     let weights = dir.join(WEIGHTS);
     let classifier = Classifier::init(&manifest, device)
         .load(&weights)

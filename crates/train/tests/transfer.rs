@@ -255,6 +255,20 @@ fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
     );
     let whole = train::recipe::run(&config, "whole", &AtomicBool::new(false)).unwrap();
     assert_eq!(whole.epochs_run, 5);
+    // A run from before the head could have a hidden layer names its architecture with a bare
+    // string; it still loads.
+    let manifest = whole.run_dir.join(train::checkpoint::MANIFEST);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    json["architecture"] = "efficientnet_lite0".into();
+    let legacy = scratch_dir("transfer-legacy");
+    std::fs::write(legacy.join(train::checkpoint::MANIFEST), json.to_string()).unwrap();
+    std::fs::copy(
+        whole.run_dir.join(train::checkpoint::WEIGHTS),
+        legacy.join(train::checkpoint::WEIGHTS),
+    )
+    .unwrap();
+    train::checkpoint::load(&legacy, &Device::flex()).unwrap();
     for epoch in [1, 3, 4] {
         let resumed = interrupted_then_resumed(&config, epoch);
         assert_eq!(
