@@ -306,12 +306,9 @@ pub struct ClassifierHead {
 impl ClassifierHead {
     /// `hidden_units = 0` makes the head one dense layer.
     pub fn new(num_classes: usize, hidden_units: usize, dropout: f64, device: &Device) -> Self {
-        let hidden =
-            (hidden_units > 0).then(|| LinearConfig::new(FEATURES, hidden_units).init(device));
-        let fc_inputs = if hidden_units > 0 {
-            hidden_units
-        } else {
-            FEATURES
+        let (hidden, fc_inputs) = match hidden_units {
+            0 => (None, FEATURES),
+            units => (Some(LinearConfig::new(FEATURES, units).init(device)), units),
         };
         Self {
             dropout: DropoutConfig::new(dropout).init(),

@@ -4,7 +4,6 @@
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, Scalar, backend_extension};
 use burn::prelude::*;
@@ -22,8 +21,13 @@ const CHUNK: usize = 1 << 16;
 pub trait Kernels: Backend {
     /// `min(max(x, 0), 6)`, NaN staying NaN: Burn's `clamp(0, 6)`.
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
+        burns_relu6::<Self>(x)
     }
+}
+
+/// ReLU6 out of Burn's own clamp.
+fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
 }
 
 /// Flex's clamp walks the elements on one thread; this one is in place on every core.
@@ -35,7 +39,7 @@ impl Kernels for Flex {
             && layout.is_contiguous()
             && layout.start_offset() == 0;
         if !in_place {
-            return Self::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0));
+            return burns_relu6::<Self>(x);
         }
         let n = layout.num_elements();
         x.storage_mut::<f32>()[..n]
