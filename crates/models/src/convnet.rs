@@ -5,6 +5,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
+use crate::kernels::conv2d;
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
@@ -111,15 +112,15 @@ impl ConvNet {
 
     /// The convolutional part, reporting each named output to `seen`.
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
-        let x = self.activation.forward(self.conv2d_1.forward(x)); // [b, 32, 30, 30]
+        let x = self.activation.forward(conv2d(&self.conv2d_1, x)); // [b, 32, 30, 30]
         seen("conv2d_1", &x);
-        let x = self.activation.forward(self.conv2d_2.forward(x)); // [b, 32, 28, 28]
+        let x = self.activation.forward(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
         seen("conv2d_2", &x);
         let x = self.maxpool_2.forward(x); // [b, 32, 14, 14]
         seen("maxpool_2", &x);
-        let x = self.activation.forward(self.conv2d_3.forward(x)); // [b, 64, 10, 10]
+        let x = self.activation.forward(conv2d(&self.conv2d_3, x)); // [b, 64, 10, 10]
         seen("conv2d_3", &x);
-        let x = self.activation.forward(self.conv2d_4.forward(x)); // [b, 64, 6, 6]
+        let x = self.activation.forward(conv2d(&self.conv2d_4, x)); // [b, 64, 6, 6]
         seen("conv2d_4", &x);
         x
     }

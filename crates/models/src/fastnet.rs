@@ -8,6 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
+use crate::kernels::conv2d;
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`FastNet::forward_maps`] can return, in network order.
@@ -47,9 +48,9 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: Tensor<4>, relu: &Relu) -> Tensor<4> {
-        let x = self.pool.forward(self.first.conv.forward(x));
+        let x = self.pool.forward(conv2d(&self.first.conv, x));
         let x = relu.forward(self.first.bn.forward(x));
-        relu.forward(self.second.bn.forward(self.second.conv.forward(x)))
+        relu.forward(self.second.bn.forward(conv2d(&self.second.conv, x)))
     }
 }
 
@@ -94,7 +95,7 @@ impl FastNet {
 
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
         let relu = &self.activation;
-        let mut x = relu.forward(self.stem.bn.forward(self.stem.conv.forward(x)));
+        let mut x = relu.forward(self.stem.bn.forward(conv2d(&self.stem.conv, x)));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
             x = block.forward(x, relu);

@@ -1,13 +1,23 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
-//! backend-extension mechanism. Other backends, and autodiff, run Burn's own operations (the
-//! traits' default bodies), so gradients are Burn's.
+//! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
+//! bodies). Autodiff differentiates ReLU6 with Burn's clamp and the convolution with Burn's own
+//! input and bias gradients and the weight gradient of the backend underneath.
 
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+mod autodiff;
+mod weight_grad;
+
+use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, Scalar, backend_extension};
+use burn::backend::{Backend, DType, Dispatch, Flex, Scalar, TensorData, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
+
+pub use weight_grad::Geometry;
 
 /// Elements per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 16;
@@ -22,6 +32,25 @@ pub trait Kernels: Backend {
     /// `min(max(x, 0), 6)`, NaN staying NaN: Burn's `clamp(0, 6)`.
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
         burns_relu6::<Self>(x)
+    }
+
+    /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_weight_grad`].
+    fn convolution(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of [`Kernels::convolution`] with respect to its weight.
+    fn convolution_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, output_grad, options)
     }
 }
 
@@ -51,9 +80,48 @@ impl Kernels for Flex {
             });
         x
     }
-}
 
-impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {}
+    fn convolution_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let [batch, channels_in, h, w] = x.shape().dims();
+        let [channels_out, per_group, kh, kw] = weight.shape().dims();
+        let [_, _, oh, ow] = output_grad.shape().dims();
+        let ours = x.dtype() == DType::F32
+            && output_grad.dtype() == DType::F32
+            && options.groups == 1
+            && per_group == channels_in;
+        if !ours {
+            return <Self as ModuleOps<Self>>::conv2d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            );
+        }
+        let geometry = Geometry {
+            batch,
+            channels_in,
+            input: [h, w],
+            channels_out,
+            output: [oh, ow],
+            kernel: [kh, kw],
+            stride: options.stride,
+            padding: options.padding_begin(),
+            dilation: options.dilation,
+        };
+        let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
+        let grad = weight_grad::weight_grad(
+            x.as_slice().expect("contiguous"),
+            output_grad.as_slice().expect("contiguous"),
+            &geometry,
+        );
+        FlexTensor::from_data(TensorData::new(grad, weight.shape()))
+    }
+}
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl Kernels for burn::backend::Cube {}
@@ -64,4 +132,50 @@ impl Kernels for burn::backend::NdArray {}
 /// ReLU6 (MobileNet's and EfficientNet-Lite's activation), through [`Kernels::relu6`].
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as Kernels>::relu6(x.into_dispatch()))
+}
+
+/// `conv.forward(input)`, through [`Kernels::convolution`] when the weight is being trained, so
+/// that training gets our weight gradient; the bias is then added as Burn's own differentiable
+/// addition. Without a weight gradient to compute, Burn's convolution adds the bias itself.
+pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let weight = conv.weight.val();
+    if !weight.is_require_grad() {
+        return conv.forward(input);
+    }
+    let [_, _, height, width] = input.dims();
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        padding(conv, [height, width]),
+        conv.dilation,
+        conv.groups,
+    );
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ));
+    match &conv.bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            output + bias.val().reshape([1, channels, 1, 1])
+        }
+        None => output,
+    }
+}
+
+/// `(before, after)` padding of each spatial side, by Burn's rule for `Conv2d` (whose own helper is
+/// private): "same" pads `(⌈n/stride⌉ − 1)·stride + kernel − n` in all, the odd one after.
+fn padding(conv: &Conv2d, input: [usize; 2]) -> [(usize, usize); 2] {
+    match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => std::array::from_fn(|i| {
+            let (n, stride) = (input[i], conv.stride[i]);
+            let total = match n.div_ceil(stride) {
+                0 => 0,
+                out => ((out - 1) * stride + conv.kernel_size[i]).saturating_sub(n),
+            };
+            (total / 2, total - total / 2)
+        }),
+    }
 }

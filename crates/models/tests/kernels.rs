@@ -1,8 +1,10 @@
 //! Our kernels against Burn's own operations: the same values, forward and backward.
 
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2dConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use models::kernels::relu6;
+use models::kernels::{conv2d, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -74,4 +76,115 @@ fn relu6_has_burns_gradient() {
     let ours = relu6(x.clone()).mul(weights.clone()).sum().backward();
     let burns = x.clone().clamp(0.0, 6.0).mul(weights).sum().backward();
     assert_eq!(bits(x.grad(&ours).unwrap()), bits(x.grad(&burns).unwrap()));
+}
+
+/// The largest difference between two tensors, relative to the largest magnitude in `reference`.
+fn relative_difference<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) -> f32 {
+    let scale: f32 = reference.clone().abs().max().into_scalar();
+    let difference: f32 = (ours - reference).abs().max().into_scalar();
+    difference / scale.max(f32::MIN_POSITIVE)
+}
+
+/// One convolution to compare: `[batch, channels in, channels out]`, input side, and the layer.
+struct Case {
+    sizes: [usize; 3],
+    input: [usize; 2],
+    config: Conv2dConfig,
+}
+
+fn case(sizes: [usize; 3], input: [usize; 2], kernel: [usize; 2]) -> Case {
+    Case {
+        sizes,
+        input,
+        config: Conv2dConfig::new([sizes[1], sizes[2]], kernel),
+    }
+}
+
+#[test]
+fn convolution_matches_burns_values_and_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let cases = [
+        case([2, 3, 8], [9, 11], [3, 3]).with(|c| c.with_padding(PaddingConfig2d::Same)),
+        case([3, 5, 4], [10, 7], [3, 3]).with(|c| {
+            c.with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        }),
+        // An even kernel: "same" pads one side more than the other.
+        case([1, 4, 6], [8, 8], [2, 2]).with(|c| c.with_padding(PaddingConfig2d::Same)),
+        case([2, 2, 3], [12, 9], [3, 2]).with(|c| {
+            c.with_stride([1, 2])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))
+                .with_bias(false)
+        }),
+        // Small planes: samples are grouped, more than one group.
+        case([70, 6, 5], [4, 4], [3, 3])
+            .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
+        // Large planes: one sample per matrix product, spread over the threads.
+        case([5, 16, 12], [32, 32], [3, 3]),
+        // Groups: not ours, Burn's weight gradient.
+        case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
+    ];
+    for Case {
+        sizes: [batch, channels_in, _],
+        input: [h, w],
+        config,
+    } in cases
+    {
+        let conv = config.init(&device);
+        let x = Tensor::<4>::random(
+            [batch, channels_in, h, w],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let reference = conv.forward(x.clone());
+        let ours = conv2d(&conv, x.clone());
+        assert_eq!(ours.dims(), reference.dims(), "{config:?}");
+        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let ours_grads = ours.clone().mul(weights.clone()).sum().backward();
+        let reference_grads = reference.clone().mul(weights).sum().backward();
+        let within = |what: &str, difference: f32| {
+            assert!(
+                difference < 1e-5,
+                "{what} differs by {difference}: {config:?}"
+            );
+        };
+        within("output", relative_difference(ours, reference));
+        within(
+            "input gradient",
+            relative_difference(
+                x.grad(&ours_grads).unwrap(),
+                x.grad(&reference_grads).unwrap(),
+            ),
+        );
+        let weight = conv.weight.val();
+        within(
+            "weight gradient",
+            relative_difference(
+                weight.grad(&ours_grads).unwrap(),
+                weight.grad(&reference_grads).unwrap(),
+            ),
+        );
+        if let Some(bias) = &conv.bias {
+            let bias = bias.val();
+            within(
+                "bias gradient",
+                relative_difference(
+                    bias.grad(&ours_grads).unwrap(),
+                    bias.grad(&reference_grads).unwrap(),
+                ),
+            );
+        }
+    }
+}
+
+impl Case {
+    fn with(self, change: impl FnOnce(Conv2dConfig) -> Conv2dConfig) -> Self {
+        Self {
+            config: change(self.config),
+            ..self
+        }
+    }
 }

@@ -15,6 +15,7 @@ use burn::prelude::*;
 use models::convnet::ConvNetConfig;
 use models::efficientnet::{EfficientNet, EfficientNetConfig};
 use models::fastnet::FastNetConfig;
+use models::kernels::conv2d;
 use train::network::Network;
 
 /// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
@@ -64,8 +65,8 @@ impl Network for KerasCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for pair in self.convs.chunks(2) {
-            x = self.relu.forward(pair[0].forward(x));
-            x = self.relu.forward(pair[1].forward(x));
+            x = self.relu.forward(conv2d(&pair[0], x));
+            x = self.relu.forward(conv2d(&pair[1], x));
             x = self.dropout.forward(self.pool.forward(x));
         }
         let x = self.relu.forward(self.dense.forward(x.flatten(1, 3)));

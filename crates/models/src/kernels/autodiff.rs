@@ -1,0 +1,84 @@
+//! The backward step of [`Kernels::convolution`]: Burn's own convolution node (the same saved
+//! inputs, the same input gradient) with the weight gradient of the backend underneath, which is
+//! where ours on `Flex` comes in.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::ModuleOps;
+use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+use burn::tensor::ops::ConvOptions;
+
+use super::Kernels;
+
+impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn convolution(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match Convolution
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = Saved {
+                    x: prep.checkpoint(&x),
+                    weight: prep.checkpoint(&weight),
+                    options: options.clone(),
+                };
+                let output = B::convolution(x.into_primitive(), weight.into_primitive(), options);
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::convolution(
+                x.into_primitive(),
+                weight.into_primitive(),
+                options,
+            )),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Convolution;
+
+/// What the gradients need from the forward pass.
+#[derive(Debug, Clone)]
+struct Saved {
+    x: NodeId,
+    weight: NodeId,
+    options: ConvOptions<2>,
+}
+
+impl<B: Backend + Kernels> Backward<B, 2> for Convolution {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let Saved { x, weight, options } = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+        if let Some(node) = node_x {
+            let grad = <B as ModuleOps<B>>::conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                output_grad.clone(),
+                options.clone(),
+            );
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = node_weight {
+            let grad = B::convolution_weight_grad(x, weight, output_grad, options);
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
