@@ -5,7 +5,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use crate::kernels::conv2d;
+use crate::kernels::{conv2d, max_pool2d};
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
@@ -116,7 +116,7 @@ impl ConvNet {
         seen("conv2d_1", &x);
         let x = self.activation.forward(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
         seen("conv2d_2", &x);
-        let x = self.maxpool_2.forward(x); // [b, 32, 14, 14]
+        let x = max_pool2d(&self.maxpool_2, x); // [b, 32, 14, 14]
         seen("maxpool_2", &x);
         let x = self.activation.forward(conv2d(&self.conv2d_3, x)); // [b, 64, 10, 10]
         seen("conv2d_3", &x);

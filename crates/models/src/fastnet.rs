@@ -8,7 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
-use crate::kernels::conv2d;
+use crate::kernels::{conv2d, max_pool2d};
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`FastNet::forward_maps`] can return, in network order.
@@ -48,7 +48,7 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: Tensor<4>, relu: &Relu) -> Tensor<4> {
-        let x = self.pool.forward(conv2d(&self.first.conv, x));
+        let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
         let x = relu.forward(self.first.bn.forward(x));
         relu.forward(self.second.bn.forward(conv2d(&self.second.conv, x)))
     }

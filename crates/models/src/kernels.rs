@@ -1,18 +1,23 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU6 with Burn's clamp and the convolution with Burn's own
-//! input and bias gradients and the weight gradient of the backend underneath.
+//! bodies). Autodiff differentiates ReLU6 with Burn's clamp, the convolution with Burn's own
+//! input gradient and the weight gradient of the backend underneath, and max-pooling with the
+//! backward pass of the backend underneath.
 
 mod autodiff;
+mod max_pool;
 mod weight_grad;
 
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType, Dispatch, Flex, Scalar, TensorData, backend_extension};
+use burn::backend::{
+    Backend, DType, Dispatch, Flex, IntDType, Scalar, TensorData, backend_extension,
+};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
@@ -52,6 +57,59 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, output_grad, options)
     }
+
+    /// Max-pooling over 2x2 windows with stride 2: Burn's `max_pool2d` with those settings,
+    /// differentiated with [`Kernels::max_pool2x2_backward`].
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_max_pool2x2::<Self>(x)
+    }
+
+    /// The gradient of [`Kernels::max_pool2x2`]'s input: the output gradient at each window's
+    /// maximum, zero elsewhere.
+    fn max_pool2x2_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burns_max_pool2x2_backward::<Self>(x, output_grad)
+    }
+}
+
+/// Kernel, stride, padding and dilation of [`Kernels::max_pool2x2`].
+const POOL2X2: [[usize; 2]; 4] = [[2, 2], [2, 2], [0, 0], [1, 1]];
+
+/// Burn's own 2x2 max-pooling.
+fn burns_max_pool2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let [kernel, stride, padding, dilation] = POOL2X2;
+    B::max_pool2d(x, kernel, stride, padding, dilation, false)
+}
+
+/// The input gradient of Burn's own 2x2 max-pooling.
+fn burns_max_pool2x2_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [kernel, stride, padding, dilation] = POOL2X2;
+    let indices = B::max_pool2d_with_indices(
+        x.clone(),
+        kernel,
+        stride,
+        padding,
+        dilation,
+        false,
+        IntDType::I64,
+    )
+    .indices;
+    B::max_pool2d_with_indices_backward(
+        x,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        false,
+        output_grad,
+        indices,
+    )
+    .x_grad
 }
 
 /// ReLU6 out of Burn's own clamp.
@@ -121,6 +179,31 @@ impl Kernels for Flex {
         );
         FlexTensor::from_data(TensorData::new(grad, weight.shape()))
     }
+
+    fn max_pool2x2(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return burns_max_pool2x2::<Self>(x);
+        }
+        let [batch, channels, h, w] = x.shape().dims();
+        let x = x.to_contiguous();
+        let output = max_pool::forward(x.as_slice().expect("contiguous"), [h, w]);
+        FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
+    }
+
+    fn max_pool2x2_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return burns_max_pool2x2_backward::<Self>(x, output_grad);
+        }
+        let shape = x.shape();
+        let [_, _, h, w] = shape.dims();
+        let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
+        let grad = max_pool::backward(
+            x.as_slice().expect("contiguous"),
+            output_grad.as_slice().expect("contiguous"),
+            [h, w],
+        );
+        FlexTensor::from_data(TensorData::new(grad, shape))
+    }
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -177,5 +260,25 @@ fn padding(conv: &Conv2d, input: [usize; 2]) -> [(usize, usize); 2] {
             };
             (total / 2, total - total / 2)
         }),
+    }
+}
+
+/// `pool.forward(input)`, through [`Kernels::max_pool2x2`] when the layer pools 2x2 windows with
+/// stride 2 and no padding.
+pub fn max_pool2d(pool: &MaxPool2d, input: Tensor<4>) -> Tensor<4> {
+    let [kernel, stride, _, dilation] = POOL2X2;
+    let unpadded = matches!(
+        pool.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    if pool.kernel_size == kernel
+        && pool.stride == stride
+        && pool.dilation == dilation
+        && unpadded
+        && !pool.ceil_mode
+    {
+        Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2(input.into_dispatch()))
+    } else {
+        pool.forward(input)
     }
 }

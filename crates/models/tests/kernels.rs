@@ -2,9 +2,10 @@
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
+use burn::nn::pool::MaxPool2dConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use models::kernels::{conv2d, relu6};
+use models::kernels::{conv2d, max_pool2d, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -32,7 +33,7 @@ fn copy(x: &Tensor<3>) -> Tensor<3> {
     Tensor::from_data(x.clone().into_data(), &x.device())
 }
 
-fn bits(tensor: Tensor<3>) -> Vec<u32> {
+fn bits<const D: usize>(tensor: Tensor<D>) -> Vec<u32> {
     let values = tensor.into_data().try_to_vec::<f32>().unwrap();
     values.iter().map(|v| v.to_bits()).collect()
 }
@@ -186,5 +187,32 @@ impl Case {
             config: change(self.config),
             ..self
         }
+    }
+}
+
+#[test]
+fn max_pool_matches_burns_values_and_gradients_bit_for_bit() {
+    let device = Device::flex().autodiff();
+    device.seed(6);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    // Odd sides leave a row and a column out; small integers make ties, where the first of the
+    // window must win, and a planted NaN must win over everything.
+    for shape in [[2, 3, 8, 8], [3, 5, 7, 9], [1, 1, 2, 2], [4, 16, 33, 31]] {
+        let random = Tensor::<4>::random(shape, Distribution::Uniform(-2.0, 2.0), &device);
+        let mut data = random.round().into_data().try_to_vec::<f32>().unwrap();
+        let at = data.len() / 3;
+        data[at] = f32::NAN;
+        let x = Tensor::<4>::from_data(TensorData::new(data, shape), &device).require_grad();
+        let ours = max_pool2d(&pool, x.clone());
+        let burns = pool.forward(x.clone());
+        assert_eq!(bits(ours.clone()), bits(burns.clone()), "{shape:?}");
+        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let ours = ours.mul(weights.clone()).sum().backward();
+        let burns = burns.mul(weights).sum().backward();
+        assert_eq!(
+            bits(x.grad(&ours).unwrap()),
+            bits(x.grad(&burns).unwrap()),
+            "{shape:?} gradient"
+        );
     }
 }

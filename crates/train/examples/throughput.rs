@@ -15,7 +15,7 @@ use burn::prelude::*;
 use models::convnet::ConvNetConfig;
 use models::efficientnet::{EfficientNet, EfficientNetConfig};
 use models::fastnet::FastNetConfig;
-use models::kernels::conv2d;
+use models::kernels::{conv2d, max_pool2d};
 use train::network::Network;
 
 /// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
@@ -67,7 +67,7 @@ impl Network for KerasCnn {
         for pair in self.convs.chunks(2) {
             x = self.relu.forward(conv2d(&pair[0], x));
             x = self.relu.forward(conv2d(&pair[1], x));
-            x = self.dropout.forward(self.pool.forward(x));
+            x = self.dropout.forward(max_pool2d(&self.pool, x));
         }
         let x = self.relu.forward(self.dense.forward(x.flatten(1, 3)));
         self.predictions.forward(self.dropout_dense.forward(x))

@@ -1,6 +1,7 @@
-//! The backward step of [`Kernels::convolution`]: Burn's own convolution node (the same saved
-//! inputs, the same input gradient) with the weight gradient of the backend underneath, which is
-//! where ours on `Flex` comes in.
+//! The backward steps of [`Kernels::convolution`] and [`Kernels::max_pool2x2`], where ours on
+//! `Flex` come in: Burn's own convolution node (the same saved inputs, the same input gradient)
+//! with the weight gradient of the backend underneath, and a max-pooling node that keeps the
+//! input, not the maxima's indices.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -38,6 +39,37 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 weight.into_primitive(),
                 options,
             )),
+        }
+    }
+
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MaxPool2x2.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&x);
+                prep.finish(state, B::max_pool2x2(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2x2(x.into_primitive())),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MaxPool2x2;
+
+impl<B: Backend + Kernels> Backward<B, 1> for MaxPool2x2 {
+    type State = NodeId;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::max_pool2x2_backward(x, output_grad));
         }
     }
 }
