@@ -1,12 +1,11 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU6 with Burn's clamp, the convolution with Burn's own
-//! input gradient and the weight gradient of the backend underneath, and max-pooling with the
-//! backward pass of the backend underneath.
+//! bodies). Autodiff differentiates ReLU6 with Burn's clamp, and the convolution and max-pooling
+//! with the gradients of the backend underneath.
 
 mod autodiff;
+mod convolution;
 mod max_pool;
-mod weight_grad;
 
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
@@ -22,7 +21,7 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-pub use weight_grad::Geometry;
+use convolution::Geometry;
 
 /// Elements per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 16;
@@ -39,13 +38,24 @@ pub trait Kernels: Backend {
         burns_relu6::<Self>(x)
     }
 
-    /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_weight_grad`].
+    /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_input_grad`] and
+    /// [`Kernels::convolution_weight_grad`].
     fn convolution(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of [`Kernels::convolution`] with respect to its input.
+    fn convolution_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options)
     }
 
     /// The gradient of [`Kernels::convolution`] with respect to its weight.
@@ -112,6 +122,42 @@ fn burns_max_pool2x2_backward<B: Backend>(
     .x_grad
 }
 
+/// The sizes of a convolution ours computes on `Flex`: f32, without groups.
+fn flex_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    let [batch, channels_in, h, w] = x.shape().dims();
+    let [channels_out, per_group, kh, kw] = weight.shape().dims();
+    let ours = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && options.groups == 1
+        && per_group == channels_in;
+    let output = |axis: usize, size: usize, kernel: usize| {
+        let (before, after) = options.padding[axis];
+        let span = options.dilation[axis] * (kernel - 1) + 1;
+        (size + before + after).checked_sub(span).map(|room| room / options.stride[axis] + 1)
+    };
+    Some(Geometry {
+        batch,
+        channels_in,
+        input: [h, w],
+        channels_out,
+        output: [output(0, h, kh)?, output(1, w, kw)?],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding_begin(),
+        dilation: options.dilation,
+    })
+    .filter(|_| ours)
+}
+
+/// The elements of a contiguous f32 tensor.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice().expect("a contiguous f32 tensor")
+}
+
 /// ReLU6 out of Burn's own clamp.
 fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
@@ -139,44 +185,51 @@ impl Kernels for Flex {
         x
     }
 
+    fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        let Some(geometry) = flex_geometry(&x, &weight, &options) else {
+            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+        };
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let output = convolution::forward(f32s(&x), f32s(&weight), &geometry);
+        let [oh, ow] = geometry.output;
+        let shape = [geometry.batch, geometry.channels_out, oh, ow];
+        FlexTensor::from_data(TensorData::new(output, shape))
+    }
+
+    fn convolution_input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(geometry) = flex_geometry(&x, &weight, &options)
+            .filter(|_| output_grad.dtype() == DType::F32)
+        else {
+            return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
+        };
+        let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
+        let grad = convolution::input_grad(f32s(&weight), f32s(&output_grad), &geometry);
+        FlexTensor::from_data(TensorData::new(grad, x.shape()))
+    }
+
     fn convolution_weight_grad(
         x: FlexTensor,
         weight: FlexTensor,
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let [batch, channels_in, h, w] = x.shape().dims();
-        let [channels_out, per_group, kh, kw] = weight.shape().dims();
-        let [_, _, oh, ow] = output_grad.shape().dims();
-        let ours = x.dtype() == DType::F32
-            && output_grad.dtype() == DType::F32
-            && options.groups == 1
-            && per_group == channels_in;
-        if !ours {
+        let Some(geometry) = flex_geometry(&x, &weight, &options)
+            .filter(|_| output_grad.dtype() == DType::F32)
+        else {
             return <Self as ModuleOps<Self>>::conv2d_weight_backward(
                 x,
                 weight,
                 output_grad,
                 options,
             );
-        }
-        let geometry = Geometry {
-            batch,
-            channels_in,
-            input: [h, w],
-            channels_out,
-            output: [oh, ow],
-            kernel: [kh, kw],
-            stride: options.stride,
-            padding: options.padding_begin(),
-            dilation: options.dilation,
         };
         let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        let grad = weight_grad::weight_grad(
-            x.as_slice().expect("contiguous"),
-            output_grad.as_slice().expect("contiguous"),
-            &geometry,
-        );
+        let grad = convolution::weight_grad(f32s(&x), f32s(&output_grad), &geometry);
         FlexTensor::from_data(TensorData::new(grad, weight.shape()))
     }
 

@@ -1,14 +1,13 @@
-//! The backward steps of [`Kernels::convolution`] and [`Kernels::max_pool2x2`], where ours on
-//! `Flex` come in: Burn's own convolution node (the same saved inputs, the same input gradient)
-//! with the weight gradient of the backend underneath, and a max-pooling node that keeps the
-//! input, not the maxima's indices.
+//! The backward steps of [`Kernels::convolution`] and [`Kernels::max_pool2x2`], which call the
+//! gradients of the backend underneath, where ours on `Flex` come in: a convolution node that
+//! keeps what Burn's keeps (input and weight), a max-pooling node that keeps the input instead
+//! of the maxima's indices.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::ModuleOps;
 use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
 use burn::tensor::ops::ConvOptions;
 
@@ -100,7 +99,7 @@ impl<B: Backend + Kernels> Backward<B, 2> for Convolution {
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
         if let Some(node) = node_x {
-            let grad = <B as ModuleOps<B>>::conv2d_x_backward(
+            let grad = B::convolution_input_grad(
                 x.clone(),
                 weight.clone(),
                 output_grad.clone(),

@@ -1,0 +1,337 @@
+//! A two-dimensional convolution without groups on contiguous f32 data, forward and both
+//! gradients, each as one wide matrix product per group of samples over the unfolded input
+//! (im2col): row `(ci, ky, kx)` of the columns holds, for every sample of the group and every
+//! output position, the input value under that kernel tap. Burn computes the weight gradient as
+//! another convolution whose kernel is the output gradient, which leaves its matrix product nine
+//! columns wide for a 3x3 kernel; its forward pass builds its columns 512 positions of one sample
+//! at a time.
+
+use rayon::prelude::*;
+
+/// Output positions per matrix product: enough to amortise reading and writing the small side,
+/// few enough that the unfolded input of the widest layer stays within a few megabytes.
+const COLUMNS: usize = 1024;
+
+/// Parallel tasks of the weight gradient, each summing its share of the batch: enough to keep a
+/// workstation's cores busy.
+const TASKS: usize = 8;
+
+/// The sizes of a two-dimensional convolution without groups, in elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub input: [usize; 2],
+    pub channels_out: usize,
+    pub output: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Padding before the first row and column; the padding after the last one only decides
+    /// the output's size.
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Geometry {
+    fn output_plane(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    fn input_sample(&self) -> usize {
+        self.channels_in * self.input[0] * self.input[1]
+    }
+
+    /// One row of the weight: an output channel's kernel window over every input channel.
+    fn patch(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn samples_per_group(&self) -> usize {
+        (COLUMNS / self.output_plane().max(1)).clamp(1, self.batch.max(1))
+    }
+}
+
+/// The output, `[batch, channels_out, oh, ow]`, of `x` (`[batch, channels_in, h, w]`) and the
+/// weight (`[channels_out, channels_in, kh, kw]`).
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let sample = g.channels_out * g.output_plane();
+    let mut output = vec![0.0; g.batch * sample];
+    if output.is_empty() {
+        return output;
+    }
+    let per_group = g.samples_per_group();
+    output
+        .par_chunks_mut(per_group * sample)
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (i, output)| {
+            let samples = i * per_group..i * per_group + output.len() / sample;
+            let n = samples.len() * g.output_plane();
+            scratch.columns.resize(g.patch() * n, 0.0);
+            unfold(x, g, samples.clone(), n, &mut scratch.columns);
+            scratch.planes.resize(g.channels_out * n, 0.0);
+            // SAFETY: product [co, n] = weight [co, patch] × columns [patch, n], all row-major
+            // and inside their buffers.
+            unsafe {
+                gemm::gemm(
+                    g.channels_out,
+                    n,
+                    g.patch(),
+                    scratch.planes.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    weight.as_ptr(),
+                    1,
+                    g.patch() as isize,
+                    scratch.columns.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let plane = g.output_plane();
+            for (j, output) in output.chunks_exact_mut(sample).enumerate() {
+                for (c, to) in output.chunks_exact_mut(plane).enumerate() {
+                    to.copy_from_slice(&scratch.planes[c * n + j * plane..][..plane]);
+                }
+            }
+        });
+    output
+}
+
+/// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
+/// gradient (`[batch, channels_out, oh, ow]`).
+pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let sample = g.input_sample();
+    let mut grad = vec![0.0; g.batch * sample];
+    if grad.is_empty() {
+        return grad;
+    }
+    let per_group = g.samples_per_group();
+    grad.par_chunks_mut(per_group * sample)
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (i, grad)| {
+            let samples = i * per_group..i * per_group + grad.len() / sample;
+            let n = samples.len() * g.output_plane();
+            gather(output_grad, g, samples, n, &mut scratch.planes);
+            scratch.columns.resize(g.patch() * n, 0.0);
+            // SAFETY: columns [patch, n] = weightᵀ [patch, co] × dY [co, n]; the weight is
+            // [co, patch] row-major, read transposed.
+            unsafe {
+                gemm::gemm(
+                    g.patch(),
+                    n,
+                    g.channels_out,
+                    scratch.columns.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    weight.as_ptr(),
+                    g.patch() as isize,
+                    1,
+                    scratch.planes.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            fold(&scratch.columns, g, n, grad);
+        });
+    grad
+}
+
+/// The gradient of the weight, `[channels_out, channels_in, kh, kw]`, from the input and the
+/// output gradient.
+pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let size = g.channels_out * g.patch();
+    let per_group = g.samples_per_group();
+    let groups: Vec<usize> = (0..g.batch).step_by(per_group).collect();
+    // A fixed split and a fixed order of summation: the same sums, bit for bit, on any number of
+    // threads, so that a seeded training run repeats exactly.
+    let per_task = groups.len().div_ceil(TASKS).max(1);
+    let partials: Vec<Vec<f32>> = groups
+        .par_chunks(per_task)
+        .map(|firsts| {
+            let mut grad = vec![0.0; size];
+            let mut scratch = Scratch::default();
+            for &first in firsts {
+                let samples = first..first + per_group.min(g.batch - first);
+                let n = samples.len() * g.output_plane();
+                scratch.columns.resize(g.patch() * n, 0.0);
+                unfold(x, g, samples.clone(), n, &mut scratch.columns);
+                gather(output_grad, g, samples, n, &mut scratch.planes);
+                // SAFETY: grad [co, patch] += dY [co, n] × columnsᵀ [n, patch]; the columns are
+                // [patch, n] row-major, read transposed.
+                unsafe {
+                    gemm::gemm(
+                        g.channels_out,
+                        g.patch(),
+                        n,
+                        grad.as_mut_ptr(),
+                        1,
+                        g.patch() as isize,
+                        true,
+                        scratch.planes.as_ptr(),
+                        1,
+                        n as isize,
+                        scratch.columns.as_ptr(),
+                        n as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            grad
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut grad = partials.next().unwrap_or_else(|| vec![0.0; size]);
+    for partial in partials {
+        grad.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
+    grad
+}
+
+/// Buffers a worker reuses from one group of samples to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The unfolded input, `[patch, n]`.
+    columns: Vec<f32>,
+    /// Output-side planes of the group side by side, `[channels_out, n]`.
+    planes: Vec<f32>,
+}
+
+/// The samples' output planes `[samples, co, plane]` side by side per channel: `[co, n]`.
+fn gather(
+    output_grad: &[f32],
+    g: &Geometry,
+    samples: std::ops::Range<usize>,
+    n: usize,
+    planes: &mut Vec<f32>,
+) {
+    let plane = g.output_plane();
+    planes.resize(g.channels_out * n, 0.0);
+    for (j, sample) in samples.enumerate() {
+        let from = &output_grad[sample * g.channels_out * plane..][..g.channels_out * plane];
+        for (c, from) in from.chunks_exact(plane).enumerate() {
+            planes[c * n + j * plane..][..plane].copy_from_slice(from);
+        }
+    }
+}
+
+/// The input position under kernel tap `tap` for output position `out` along one axis, if it is
+/// inside the input (not in the padding).
+fn source(g: &Geometry, axis: usize, out: usize, tap: usize) -> Option<usize> {
+    let at = (out * g.stride[axis] + tap * g.dilation[axis]).checked_sub(g.padding[axis])?;
+    (at < g.input[axis]).then_some(at)
+}
+
+/// With stride 1 along the width, an output row reads one run of an input row:
+/// `input[ox + shift]` for the output columns `inside`, padding elsewhere.
+fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
+    if g.stride[1] != 1 {
+        return None;
+    }
+    let shift = (kx * g.dilation[1]) as isize - g.padding[1] as isize;
+    let ow = g.output[1] as isize;
+    let start = (-shift).clamp(0, ow);
+    let end = (g.input[1] as isize - shift).clamp(start, ow);
+    Some((shift, start as usize..end as usize))
+}
+
+/// The input columns of a run.
+fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usize> {
+    let start = (inside.start as isize + shift) as usize;
+    start..start + inside.len()
+}
+
+/// im2col of the samples into `columns` (`[patch, n]`, zero in the padding).
+fn unfold(
+    x: &[f32],
+    g: &Geometry,
+    samples: std::ops::Range<usize>,
+    n: usize,
+    columns: &mut [f32],
+) {
+    let [h, w] = g.input;
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.output;
+    for (row, tap) in columns.chunks_exact_mut(n).enumerate() {
+        let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        let contiguous = row_run(g, kx);
+        for (j, sample) in samples.clone().enumerate() {
+            let input = &x[(sample * g.channels_in + ci) * h * w..][..h * w];
+            for oy in 0..oh {
+                let out = &mut tap[(j * oh + oy) * ow..][..ow];
+                let Some(iy) = source(g, 0, oy, ky) else {
+                    out.fill(0.0);
+                    continue;
+                };
+                let line = &input[iy * w..][..w];
+                match contiguous {
+                    Some((shift, ref inside)) => {
+                        out[..inside.start].fill(0.0);
+                        out[inside.clone()].copy_from_slice(&line[shifted(inside, shift)]);
+                        out[inside.end..].fill(0.0);
+                    }
+                    None => {
+                        for (ox, v) in out.iter_mut().enumerate() {
+                            *v = source(g, 1, ox, kx).map_or(0.0, |ix| line[ix]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// col2im, the transpose of [`unfold`]: adds each column entry into the input position it was
+/// read from, for the samples of `grad` (`[samples, channels_in, h, w]`).
+fn fold(columns: &[f32], g: &Geometry, n: usize, grad: &mut [f32]) {
+    let [h, w] = g.input;
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.output;
+    let sample = g.input_sample();
+    for (row, tap) in columns.chunks_exact(n).enumerate() {
+        let (ci, ky, kx) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        let contiguous = row_run(g, kx);
+        for (j, grad) in grad.chunks_exact_mut(sample).enumerate() {
+            let input = &mut grad[ci * h * w..][..h * w];
+            for oy in 0..oh {
+                let Some(iy) = source(g, 0, oy, ky) else {
+                    continue;
+                };
+                let from = &tap[(j * oh + oy) * ow..][..ow];
+                let line = &mut input[iy * w..][..w];
+                match contiguous {
+                    Some((shift, ref inside)) => {
+                        let to = &mut line[shifted(inside, shift)];
+                        to.iter_mut().zip(&from[inside.clone()]).for_each(|(a, b)| *a += b);
+                    }
+                    None => {
+                        for (ox, v) in from.iter().enumerate() {
+                            if let Some(ix) = source(g, 1, ox, kx) {
+                                line[ix] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
