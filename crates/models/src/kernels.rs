@@ -137,7 +137,9 @@ fn flex_geometry(
     let output = |axis: usize, size: usize, kernel: usize| {
         let (before, after) = options.padding[axis];
         let span = options.dilation[axis] * (kernel - 1) + 1;
-        (size + before + after).checked_sub(span).map(|room| room / options.stride[axis] + 1)
+        (size + before + after)
+            .checked_sub(span)
+            .map(|room| room / options.stride[axis] + 1)
     };
     Some(Geometry {
         batch,
@@ -186,7 +188,10 @@ impl Kernels for Flex {
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        let Some(geometry) = flex_geometry(&x, &weight, &options) else {
+        // Flex multiplies a pointwise convolution's input as it lies, with no columns to build.
+        let Some(geometry) =
+            flex_geometry(&x, &weight, &options).filter(|geometry| !geometry.is_pointwise())
+        else {
             return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
         };
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
@@ -202,8 +207,8 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) = flex_geometry(&x, &weight, &options)
-            .filter(|_| output_grad.dtype() == DType::F32)
+        let Some(geometry) =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
         else {
             return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
         };
@@ -218,8 +223,8 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) = flex_geometry(&x, &weight, &options)
-            .filter(|_| output_grad.dtype() == DType::F32)
+        let Some(geometry) =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
         else {
             return <Self as ModuleOps<Self>>::conv2d_weight_backward(
                 x,
@@ -270,14 +275,10 @@ pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as Kernels>::relu6(x.into_dispatch()))
 }
 
-/// `conv.forward(input)`, through [`Kernels::convolution`] when the weight is being trained, so
-/// that training gets our weight gradient; the bias is then added as Burn's own differentiable
-/// addition. Without a weight gradient to compute, Burn's convolution adds the bias itself.
+/// `conv.forward(input)` through [`Kernels::convolution`], the bias added afterwards as Burn's
+/// own differentiable addition.
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
     let weight = conv.weight.val();
-    if !weight.is_require_grad() {
-        return conv.forward(input);
-    }
     let [_, _, height, width] = input.dims();
     let options = ConvOptions::new_with_padding(
         conv.stride,

@@ -42,7 +42,11 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     }
 
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match MaxPool2x2.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match MaxPool2x2
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(mut prep) => {
                 let state = prep.checkpoint(&x);
                 prep.finish(state, B::max_pool2x2(x.into_primitive()))

@@ -33,6 +33,11 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// A 1x1 kernel, stride 1, no padding: each output plane mixes the input planes as they lie.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
     fn output_plane(&self) -> usize {
         self.output[0] * self.output[1]
     }
@@ -261,13 +266,7 @@ fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usi
 }
 
 /// im2col of the samples into `columns` (`[patch, n]`, zero in the padding).
-fn unfold(
-    x: &[f32],
-    g: &Geometry,
-    samples: std::ops::Range<usize>,
-    n: usize,
-    columns: &mut [f32],
-) {
+fn unfold(x: &[f32], g: &Geometry, samples: std::ops::Range<usize>, n: usize, columns: &mut [f32]) {
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
@@ -321,7 +320,9 @@ fn fold(columns: &[f32], g: &Geometry, n: usize, grad: &mut [f32]) {
                 match contiguous {
                     Some((shift, ref inside)) => {
                         let to = &mut line[shifted(inside, shift)];
-                        to.iter_mut().zip(&from[inside.clone()]).for_each(|(a, b)| *a += b);
+                        to.iter_mut()
+                            .zip(&from[inside.clone()])
+                            .for_each(|(a, b)| *a += b);
                     }
                     None => {
                         for (ox, v) in from.iter().enumerate() {
