@@ -8,9 +8,10 @@
 
 use rayon::prelude::*;
 
-/// Output positions per matrix product: enough to amortise reading and writing the small side,
-/// few enough that the unfolded input of the widest layer stays within a few megabytes.
-const COLUMNS: usize = 1024;
+/// Output positions per matrix product, when planes are small enough to group samples: few
+/// enough that a group's columns stay in cache (fastnet trained 15% faster with 256 than with
+/// 1024, 64 no faster again).
+const COLUMNS: usize = 256;
 
 /// Parallel tasks of the weight gradient, each summing its share of the batch: enough to keep a
 /// workstation's cores busy.
