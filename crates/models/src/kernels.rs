@@ -5,6 +5,7 @@
 
 mod autodiff;
 mod convolution;
+mod depthwise;
 mod max_pool;
 
 use burn::backend::TensorMetadata;
@@ -122,7 +123,7 @@ fn burns_max_pool2x2_backward<B: Backend>(
     .x_grad
 }
 
-/// The sizes of a convolution ours computes on `Flex`: f32, without groups.
+/// The sizes of an f32 convolution on `Flex`.
 fn flex_geometry(
     x: &FlexTensor,
     weight: &FlexTensor,
@@ -132,8 +133,7 @@ fn flex_geometry(
     let [channels_out, per_group, kh, kw] = weight.shape().dims();
     let ours = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
-        && options.groups == 1
-        && per_group == channels_in;
+        && per_group * options.groups == channels_in;
     let output = |axis: usize, size: usize, kernel: usize| {
         let (before, after) = options.padding[axis];
         let span = options.dilation[axis] * (kernel - 1) + 1;
@@ -144,6 +144,7 @@ fn flex_geometry(
     Some(Geometry {
         batch,
         channels_in,
+        groups: options.groups,
         input: [h, w],
         channels_out,
         output: [output(0, h, kh)?, output(1, w, kw)?],
@@ -188,14 +189,18 @@ impl Kernels for Flex {
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        // Flex multiplies a pointwise convolution's input as it lies, with no columns to build.
-        let Some(geometry) =
-            flex_geometry(&x, &weight, &options).filter(|geometry| !geometry.is_pointwise())
-        else {
+        type Forward = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+        let ours: Option<(Geometry, Forward)> = match flex_geometry(&x, &weight, &options) {
+            // Flex multiplies a pointwise convolution's input as it lies, no columns to build.
+            Some(g) if g.is_dense() && !g.is_pointwise() => Some((g, convolution::forward)),
+            Some(g) if g.is_depthwise() => Some((g, depthwise::forward)),
+            _ => None,
+        };
+        let Some((geometry, forward)) = ours else {
             return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
         };
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let output = convolution::forward(f32s(&x), f32s(&weight), &geometry);
+        let output = forward(f32s(&x), f32s(&weight), &geometry);
         let [oh, ow] = geometry.output;
         let shape = [geometry.batch, geometry.channels_out, oh, ow];
         FlexTensor::from_data(TensorData::new(output, shape))
@@ -207,8 +212,8 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) =
-            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
+        let Some(geometry) = flex_geometry(&x, &weight, &options)
+            .filter(|g| g.is_dense() && output_grad.dtype() == DType::F32)
         else {
             return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
         };
@@ -223,8 +228,8 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) =
-            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
+        let Some(geometry) = flex_geometry(&x, &weight, &options)
+            .filter(|g| g.is_dense() && output_grad.dtype() == DType::F32)
         else {
             return <Self as ModuleOps<Self>>::conv2d_weight_backward(
                 x,
@@ -244,7 +249,7 @@ impl Kernels for Flex {
         }
         let [batch, channels, h, w] = x.shape().dims();
         let x = x.to_contiguous();
-        let output = max_pool::forward(x.as_slice().expect("contiguous"), [h, w]);
+        let output = max_pool::forward(f32s(&x), [h, w]);
         FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
     }
 
@@ -255,11 +260,7 @@ impl Kernels for Flex {
         let shape = x.shape();
         let [_, _, h, w] = shape.dims();
         let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        let grad = max_pool::backward(
-            x.as_slice().expect("contiguous"),
-            output_grad.as_slice().expect("contiguous"),
-            [h, w],
-        );
+        let grad = max_pool::backward(f32s(&x), f32s(&output_grad), [h, w]);
         FlexTensor::from_data(TensorData::new(grad, shape))
     }
 }

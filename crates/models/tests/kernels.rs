@@ -124,8 +124,22 @@ fn convolution_matches_burns_values_and_gradients() {
             .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
         // Large planes: one sample per matrix product, spread over the threads.
         case([5, 16, 12], [32, 32], [3, 3]),
-        // Groups: not ours, Burn's weight gradient.
+        // Groups: Burn's convolution and gradients.
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
+        // Depthwise, as in EfficientNet: our forward pass, Burn's gradients.
+        case([3, 8, 8], [9, 10], [3, 3])
+            .with(|c| c.with_groups(8).with_padding(PaddingConfig2d::Same)),
+        case([2, 6, 6], [12, 11], [5, 5]).with(|c| {
+            c.with_groups(6)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+        }),
+        case([2, 5, 5], [6, 7], [3, 3]).with(|c| {
+            c.with_groups(5)
+                .with_dilation([1, 2])
+                .with_padding(PaddingConfig2d::Explicit(0, 2, 1, 0))
+                .with_bias(false)
+        }),
     ];
     for Case {
         sizes: [batch, channels_in, _],

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     pub early_stopping_patience: usize,
     /// Label smoothing of the training loss (0 turns it off; 0.1 is common).
     pub label_smoothing: f32,
+    /// Validate and save an exponential moving average of the weights with this decay per step
+    /// (0 turns it off; 0.99-0.999 is common).
+    pub ema_decay: f64,
     /// Runs are written to `<output_dir>/<config name>-<n>`.
     pub output_dir: PathBuf,
     /// Fit training into this many minutes of wall time: the number of epochs is chosen from the
@@ -58,6 +61,7 @@ impl Default for TrainConfig {
             valid_size: 0.25,
             early_stopping_patience: 5,
             label_smoothing: 0.0,
+            ema_decay: 0.0,
             output_dir: PathBuf::from("runs"),
             time_budget_minutes: None,
             test_time_flip: false,
@@ -311,6 +315,12 @@ impl TrainConfig {
             return Err(format!(
                 "label_smoothing must be in [0, 1), got {}",
                 self.label_smoothing
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(format!(
+                "ema_decay must be in [0, 1), got {}",
+                self.ema_decay
             ));
         }
         if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {

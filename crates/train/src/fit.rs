@@ -12,6 +12,7 @@ use data::split::Rng;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::ema::Ema;
 use crate::network::{Examples, Network};
 use crate::schedule::Schedule;
 
@@ -37,12 +38,17 @@ pub struct FitOptions {
     /// More devices (autodiff), each taking an equal share of every batch beside the model's own
     /// (data parallelism); empty trains on the model's device alone.
     pub replicas: Vec<Device>,
+    /// Validate and keep an exponential moving average of the weights with this decay per step,
+    /// instead of the weights themselves.
+    pub ema_decay: Option<f64>,
 }
 
-/// Where a resumed stage stands: its best weights so far and the epoch they come from.
+/// Where a resumed stage stands: its best weights so far, the epoch they come from, and the
+/// moving average of the weights when there is one.
 pub struct Resumed<M> {
     pub best: M,
     pub best_epoch: Option<usize>,
+    pub ema: Option<M>,
 }
 
 /// One row of `metrics.csv`.
@@ -92,6 +98,8 @@ pub trait Observer<M> {
 pub struct EpochEnd<'a, M> {
     pub model: &'a M,
     pub optimizer: &'a ModuleOptimizer,
+    /// The moving average of the weights, when the stage keeps one.
+    pub ema: Option<&'a M>,
     /// The best epoch of this stage so far.
     pub best_epoch: Option<usize>,
     /// Set when this was the stage's last epoch.
@@ -321,10 +329,13 @@ pub fn fit<M: Network>(
         .chain(options.replicas.iter().cloned())
         .collect();
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
-    let (mut best, mut best_epoch) = match resumed {
-        Some(resumed) => (resumed.best, resumed.best_epoch),
-        None => (model.valid(), None),
+    let (mut best, mut best_epoch, resumed_ema) = match resumed {
+        Some(resumed) => (resumed.best, resumed.best_epoch, resumed.ema),
+        None => (model.valid(), None, None),
     };
+    let mut ema = options
+        .ema_decay
+        .map(|decay| Ema::new(resumed_ema.unwrap_or_else(|| model.valid()), decay));
     let mut best_loss = options.best_val_loss;
     let mut history = Vec::new();
     let mut stop = Stop::Completed;
@@ -374,6 +385,9 @@ pub fn fit<M: Network>(
                 }
                 lr = options.schedule.lr(first_step + step);
                 model = optimizer.step(lr, model, result.grads);
+                if let Some(ema) = ema.as_mut() {
+                    ema.update(&model, first_step + step);
+                }
                 loss_sum += result.loss_sum;
                 correct += result.correct;
                 seen += size;
@@ -392,7 +406,10 @@ pub fn fit<M: Network>(
             stop = Stop::Interrupted;
             break;
         }
-        let snapshot = model.valid();
+        let snapshot = match &ema {
+            Some(ema) => ema.snapshot(),
+            None => model.valid(),
+        };
         let val = Evaluation::of(&outputs(
             &snapshot,
             valid,
@@ -438,6 +455,7 @@ pub fn fit<M: Network>(
             EpochEnd {
                 model: &model,
                 optimizer,
+                ema: ema.as_ref().map(|ema| &ema.model),
                 best_epoch,
                 stop: ended,
             },

@@ -1,5 +1,5 @@
 //! The training recipes behind the `train` binary: the config file ([`config`]), the loop
-//! ([`fit`]), what it trains ([`network`]), the transfer recipe and its feature cache
+//! ([`fit`]) and its moving average of the weights ([`ema`]), what it trains ([`network`]), the transfer recipe and its feature cache
 //! ([`transfer`], [`features`]), checkpoints and run directories ([`checkpoint`],
 //! [`run`]), the pretrained EfficientNet-Lite0 weights ([`pretrained`]), and whole runs
 //! ([`recipe`]). Also the compile-time choice of device ([`device`]) and the allocator setting
@@ -11,6 +11,7 @@ pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod ema;
 pub mod features;
 pub mod fit;
 pub mod network;

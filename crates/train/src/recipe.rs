@@ -119,7 +119,7 @@ impl<M: Network> Observer<M> for RunObserver<'_, M> {
             best_epoch: end.best_epoch.or(self.earlier_best_epoch),
             history: self.history.clone(),
         };
-        resume::save(&self.run.path, &state, end.model, end.optimizer)
+        resume::save(&self.run.path, &state, end.model, end.optimizer, end.ema)
     }
 }
 
@@ -268,12 +268,16 @@ pub fn train_stage<M: Network>(
             let stage_best = state
                 .best_epoch
                 .filter(|&epoch| epoch >= state.stage_first_epoch());
+            let ema = (config.ema_decay > 0.0)
+                .then(|| resume::load_ema(&run.path, &state, model.valid()))
+                .transpose()?;
             let resumed = Resumed {
                 best: match state.best_epoch {
                     Some(_) => saved_best(stage.from_classifier, run, device)?,
                     None => model.valid(),
                 },
                 best_epoch: stage_best,
+                ema,
             };
             let remaining = stage.epochs.saturating_sub(state.stage_epochs);
             (model, Some(resumed), state.stage_first_epoch(), remaining)
@@ -307,6 +311,7 @@ pub fn train_stage<M: Network>(
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
         replicas: placement.replicas.clone(),
+        ema_decay: (config.ema_decay > 0.0).then_some(config.ema_decay),
     };
     let mut observer = RunObserver {
         run,

@@ -1,5 +1,6 @@
 //! What `train --resume` continues from, saved in `<run>/resume/` after every epoch: the model
-//! as it was training, the optimizer's state and `state.json` (stage, epochs, early-stopping state,
+//! as it was training, the optimizer's state, the moving average of the weights (with
+//! `ema_decay`) and `state.json` (stage, epochs, early-stopping state,
 //! metrics history). The weight files carry their epoch in their name and `state.json`, written
 //! last, names the epoch to load, so a process killed at any moment leaves a complete state.
 
@@ -49,12 +50,19 @@ fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch}-optimizer.bpk"))
 }
 
+fn ema_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch}-ema.bpk"))
+}
+
+const FIX: &str = "delete the resume folder to restart the run from scratch";
+
 /// Save the state after an epoch into `<run_dir>/resume/`, then remove older epochs' files.
 pub fn save<M: Network>(
     run_dir: &Path,
     state: &TrainingState,
     model: &M,
     optimizer: &ModuleOptimizer,
+    ema: Option<&M>,
 ) -> anyhow::Result<()> {
     let dir = run_dir.join(DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -65,11 +73,20 @@ pub fn save<M: Network>(
     write_record(&optimizer_file(&dir, epoch), "resume state", |path| {
         optimizer.save(path)
     })?;
+    if let Some(ema) = ema {
+        write_record(&ema_file(&dir, epoch), "resume state", |path| {
+            ema.clone().save_file(path)
+        })?;
+    }
     data::fetch::write_atomic(
         &dir.join(STATE),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )?;
-    let current = [model_file(&dir, epoch), optimizer_file(&dir, epoch)];
+    let current = [
+        model_file(&dir, epoch),
+        optimizer_file(&dir, epoch),
+        ema_file(&dir, epoch),
+    ];
     for entry in std::fs::read_dir(&dir)?.filter_map(Result::ok) {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "bpk") && !current.contains(&path) {
@@ -106,16 +123,24 @@ pub fn load_training<M: Network>(
     optimizer: ModuleOptimizer,
 ) -> anyhow::Result<(M, ModuleOptimizer)> {
     let dir = run_dir.join(DIR);
-    let fix = "delete the resume folder to restart the run from scratch";
     let path = model_file(&dir, state.epoch());
     let model = model
         .try_load_file(&path)
-        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {fix}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {FIX}", path.display()))?;
     let path = optimizer_file(&dir, state.epoch());
     let optimizer = optimizer
         .load(&path)
-        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {fix}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {FIX}", path.display()))?;
     Ok((model, optimizer))
+}
+
+/// The moving average of the weights saved with `state`, loaded into `model` (in validation
+/// mode).
+pub fn load_ema<M: Network>(run_dir: &Path, state: &TrainingState, model: M) -> anyhow::Result<M> {
+    let path = ema_file(&run_dir.join(DIR), state.epoch());
+    model
+        .try_load_file(&path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {FIX}", path.display()))
 }
 
 /// Remove the resume state of a run that has ended.

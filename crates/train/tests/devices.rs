@@ -83,6 +83,7 @@ fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
         first_epoch: 1,
         best_val_loss: f64::INFINITY,
         replicas,
+        ema_decay: None,
     };
     let outcome = fit::fit(
         head,

@@ -304,3 +304,32 @@ fn a_time_budget_chooses_the_epochs_and_records_them() {
     let summary = recipe::run(&roomy, "budget", &AtomicBool::new(false)).unwrap();
     assert_eq!(summary.epochs_run, 2, "never more than `epochs`");
 }
+
+#[test]
+fn a_moving_average_changes_what_is_validated_not_what_is_trained() {
+    let _turn = turn();
+    let dir = temp_dir("ema");
+    let data = cifar_copy(&dir, 2);
+    let run = |extra: &[&str]| {
+        recipe::run(
+            &make_config(&dir, &data, extra),
+            "e",
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+        .run_dir
+    };
+    let plain = run(&["epochs=2"]);
+    let averaged = run(&["epochs=2", "ema_decay=0.9"]);
+    let (loss, val_loss) = (3, 5);
+    assert_eq!(
+        column(&plain, loss),
+        column(&averaged, loss),
+        "the training steps are the same"
+    );
+    assert_ne!(
+        column(&plain, val_loss),
+        column(&averaged, val_loss),
+        "validation measures the average"
+    );
+}

@@ -22,7 +22,8 @@ fn ok(output: Output) -> String {
     stdout
 }
 
-/// A config training the convnet for `epochs` on a generated CIFAR-10-like archive.
+/// A config training the convnet for `epochs` on a generated CIFAR-10-like archive, validating a
+/// moving average of the weights (which must resume too).
 fn config(dir: &Path, epochs: usize) -> PathBuf {
     let data = dir.join("cifar.tar.gz");
     std::fs::write(&data, data::synthetic::cifar_archive(24, 3)).unwrap();
@@ -31,7 +32,8 @@ fn config(dir: &Path, epochs: usize) -> PathBuf {
         &path,
         format!(
             "seed = 11\nepochs = {epochs}\nbatch_size = 32\noutput_dir = {:?}\n\
-             early_stopping_patience = 0\n[data]\ndir = {:?}\ncache_dir = {:?}\n",
+             early_stopping_patience = 0\nema_decay = 0.9\n\
+             [data]\ndir = {:?}\ncache_dir = {:?}\n",
             dir.join("runs"),
             data,
             dir.join("cache"),

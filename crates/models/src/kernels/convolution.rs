@@ -1,4 +1,4 @@
-//! A two-dimensional convolution without groups on contiguous f32 data, forward and both
+//! A dense two-dimensional convolution (no groups) on contiguous f32 data, forward and both
 //! gradients, each as one wide matrix product per group of samples over the unfolded input
 //! (im2col): row `(ci, ky, kx)` of the columns holds, for every sample of the group and every
 //! output position, the input value under that kernel tap. Burn computes the weight gradient as
@@ -17,11 +17,13 @@ const COLUMNS: usize = 256;
 /// workstation's cores busy.
 const TASKS: usize = 8;
 
-/// The sizes of a two-dimensional convolution without groups, in elements.
+/// The sizes of a two-dimensional convolution, in elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
     pub batch: usize,
     pub channels_in: usize,
+    /// Groups of input channels convolved separately (1: every output sees every input).
+    pub groups: usize,
     pub input: [usize; 2],
     pub channels_out: usize,
     pub output: [usize; 2],
@@ -34,6 +36,17 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// Every output channel sees every input channel: what [`forward`], [`input_grad`] and
+    /// [`weight_grad`] compute.
+    pub fn is_dense(&self) -> bool {
+        self.groups == 1
+    }
+
+    /// One filter per channel: what [`super::depthwise`] computes.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.channels_in && self.channels_out == self.channels_in
+    }
+
     /// A 1x1 kernel, stride 1, no padding: each output plane mixes the input planes as they lie.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
@@ -242,14 +255,14 @@ fn gather(
 
 /// The input position under kernel tap `tap` for output position `out` along one axis, if it is
 /// inside the input (not in the padding).
-fn source(g: &Geometry, axis: usize, out: usize, tap: usize) -> Option<usize> {
+pub(super) fn source(g: &Geometry, axis: usize, out: usize, tap: usize) -> Option<usize> {
     let at = (out * g.stride[axis] + tap * g.dilation[axis]).checked_sub(g.padding[axis])?;
     (at < g.input[axis]).then_some(at)
 }
 
 /// With stride 1 along the width, an output row reads one run of an input row:
 /// `input[ox + shift]` for the output columns `inside`, padding elsewhere.
-fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
+pub(super) fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
     if g.stride[1] != 1 {
         return None;
     }
@@ -261,7 +274,7 @@ fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
 }
 
 /// The input columns of a run.
-fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usize> {
+pub(super) fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usize> {
     let start = (inside.start as isize + shift) as usize;
     start..start + inside.len()
 }
