@@ -256,6 +256,11 @@ impl Default for TransferConfig {
 }
 
 impl TrainConfig {
+    /// The moving average's decay, when there is one.
+    pub fn ema(&self) -> Option<f64> {
+        (self.ema_decay > 0.0).then_some(self.ema_decay)
+    }
+
     /// Read `path`, apply `overrides` (`key=value`, dotted keys for tables, values in TOML syntax
     /// or bare strings), and check the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {

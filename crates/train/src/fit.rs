@@ -486,11 +486,13 @@ pub fn seconds_per_step<M: Network>(
     train: &dyn Examples<M::Input>,
     batch_size: usize,
     device: &Device,
+    ema_decay: Option<f64>,
 ) -> f64 {
     const TIMED: usize = 5;
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let order: Vec<usize> = (0..train.len()).collect();
     let mut model = model.clone();
+    let mut ema = ema_decay.map(|decay| Ema::new(model.valid(), decay));
     let mut started = Instant::now();
     let mut steps = 0;
     for (step, indices) in order.chunks(batch_size).cycle().take(TIMED + 1).enumerate() {
@@ -502,6 +504,9 @@ pub fn seconds_per_step<M: Network>(
         let _ = loss.clone().into_scalar::<f64>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-6, model, grads);
+        if let Some(ema) = ema.as_mut() {
+            ema.update(&model, step);
+        }
         steps = step;
     }
     started.elapsed().as_secs_f64() / steps.max(1) as f64

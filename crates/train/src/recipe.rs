@@ -193,6 +193,7 @@ fn affordable_epochs<M: Network>(
         stage.train,
         config.batch_size,
         device,
+        config.ema(),
     );
     let steps = stage.train.len().div_ceil(config.batch_size) as f64;
     // A forward pass costs about a third of a training step; mirroring doubles it.
@@ -268,8 +269,9 @@ pub fn train_stage<M: Network>(
             let stage_best = state
                 .best_epoch
                 .filter(|&epoch| epoch >= state.stage_first_epoch());
-            let ema = (config.ema_decay > 0.0)
-                .then(|| resume::load_ema(&run.path, &state, model.valid()))
+            let ema = config
+                .ema()
+                .map(|_| resume::load_ema(&run.path, &state, model.valid()))
                 .transpose()?;
             let resumed = Resumed {
                 best: match state.best_epoch {
@@ -311,7 +313,7 @@ pub fn train_stage<M: Network>(
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
         replicas: placement.replicas.clone(),
-        ema_decay: (config.ema_decay > 0.0).then_some(config.ema_decay),
+        ema_decay: config.ema(),
     };
     let mut observer = RunObserver {
         run,
