@@ -88,31 +88,13 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
             scratch.columns.resize(g.patch() * n, 0.0);
             unfold(x, g, samples.clone(), n, &mut scratch.columns);
             scratch.planes.resize(g.channels_out * n, 0.0);
-            // SAFETY: product [co, n] = weight [co, patch] × columns [patch, n], all row-major
-            // and inside their buffers.
-            unsafe {
-                gemm::gemm(
-                    g.channels_out,
-                    n,
-                    g.patch(),
-                    scratch.planes.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    g.patch() as isize,
-                    scratch.columns.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            multiply(
+                [g.channels_out, n, g.patch()],
+                &mut scratch.planes,
+                false,
+                (weight, Layout::Rows),
+                (&scratch.columns, Layout::Rows),
+            );
             let plane = g.output_plane();
             for (j, output) in output.chunks_exact_mut(sample).enumerate() {
                 for (c, to) in output.chunks_exact_mut(plane).enumerate() {
@@ -139,31 +121,13 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
             let n = samples.len() * g.output_plane();
             gather(output_grad, g, samples, n, &mut scratch.planes);
             scratch.columns.resize(g.patch() * n, 0.0);
-            // SAFETY: columns [patch, n] = weightᵀ [patch, co] × dY [co, n]; the weight is
-            // [co, patch] row-major, read transposed.
-            unsafe {
-                gemm::gemm(
-                    g.patch(),
-                    n,
-                    g.channels_out,
-                    scratch.columns.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    weight.as_ptr(),
-                    g.patch() as isize,
-                    1,
-                    scratch.planes.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            multiply(
+                [g.patch(), n, g.channels_out],
+                &mut scratch.columns,
+                false,
+                (weight, Layout::Transposed),
+                (&scratch.planes, Layout::Rows),
+            );
             fold(&scratch.columns, g, n, grad);
         });
     grad
@@ -189,31 +153,13 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
                 scratch.columns.resize(g.patch() * n, 0.0);
                 unfold(x, g, samples.clone(), n, &mut scratch.columns);
                 gather(output_grad, g, samples, n, &mut scratch.planes);
-                // SAFETY: grad [co, patch] += dY [co, n] × columnsᵀ [n, patch]; the columns are
-                // [patch, n] row-major, read transposed.
-                unsafe {
-                    gemm::gemm(
-                        g.channels_out,
-                        g.patch(),
-                        n,
-                        grad.as_mut_ptr(),
-                        1,
-                        g.patch() as isize,
-                        true,
-                        scratch.planes.as_ptr(),
-                        1,
-                        n as isize,
-                        scratch.columns.as_ptr(),
-                        n as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                multiply(
+                    [g.channels_out, g.patch(), n],
+                    &mut grad,
+                    true,
+                    (&scratch.planes, Layout::Rows),
+                    (&scratch.columns, Layout::Transposed),
+                );
             }
             grad
         })
@@ -224,6 +170,59 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
         grad.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
     }
     grad
+}
+
+/// How a matrix operand lies in its buffer.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Row-major.
+    Rows,
+    /// Its transpose row-major (the matrix column-major).
+    Transposed,
+}
+
+/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, or `+=` when `accumulate`, on the calling thread;
+/// `dst` row-major, each buffer exactly its matrix.
+fn multiply(
+    [m, n, k]: [usize; 3],
+    dst: &mut [f32],
+    accumulate: bool,
+    (lhs, lhs_layout): (&[f32], Layout),
+    (rhs, rhs_layout): (&[f32], Layout),
+) {
+    assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
+    // (column stride, row stride) of a `rows x columns` matrix.
+    let strides = |layout, rows: usize, columns: usize| match layout {
+        Layout::Rows => (1, columns as isize),
+        Layout::Transposed => (rows as isize, 1),
+    };
+    let (lhs_cs, lhs_rs) = strides(lhs_layout, m, k);
+    let (rhs_cs, rhs_rs) = strides(rhs_layout, k, n);
+    let keep = if accumulate { 1.0 } else { 0.0 };
+    // SAFETY: the lengths asserted above hold each matrix whole with these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            keep,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Buffers a worker reuses from one group of samples to the next.
