@@ -5,7 +5,6 @@
 
 mod autodiff;
 mod convolution;
-mod depthwise;
 mod max_pool;
 
 use burn::backend::TensorMetadata;
@@ -189,18 +188,15 @@ impl Kernels for Flex {
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        type Forward = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
-        let ours: Option<(Geometry, Forward)> = match flex_geometry(&x, &weight, &options) {
-            // Flex multiplies a pointwise convolution's input as it lies, no columns to build.
-            Some(g) if g.is_dense() && !g.is_pointwise() => Some((g, convolution::forward)),
-            Some(g) if g.is_depthwise() => Some((g, depthwise::forward)),
-            _ => None,
-        };
-        let Some((geometry, forward)) = ours else {
+        // Flex multiplies a pointwise convolution's input as it lies, with no columns to build,
+        // and runs grouped (depthwise) ones with its SIMD kernels.
+        let Some(geometry) =
+            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() && !g.is_pointwise())
+        else {
             return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
         };
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let output = forward(f32s(&x), f32s(&weight), &geometry);
+        let output = convolution::forward(f32s(&x), f32s(&weight), &geometry);
         let [oh, ow] = geometry.output;
         let shape = [geometry.batch, geometry.channels_out, oh, ow];
         FlexTensor::from_data(TensorData::new(output, shape))

@@ -126,7 +126,7 @@ fn convolution_matches_burns_values_and_gradients() {
         case([5, 16, 12], [32, 32], [3, 3]),
         // Groups: Burn's convolution and gradients.
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
-        // Depthwise, as in EfficientNet: our forward pass, Burn's gradients.
+        // Depthwise, as in EfficientNet: Burn's convolution and gradients behind our node.
         case([3, 8, 8], [9, 10], [3, 3])
             .with(|c| c.with_groups(8).with_padding(PaddingConfig2d::Same)),
         case([2, 6, 6], [12, 11], [5, 5]).with(|c| {

@@ -42,11 +42,6 @@ impl Geometry {
         self.groups == 1
     }
 
-    /// One filter per channel: what [`super::depthwise`] computes.
-    pub fn is_depthwise(&self) -> bool {
-        self.groups == self.channels_in && self.channels_out == self.channels_in
-    }
-
     /// A 1x1 kernel, stride 1, no padding: each output plane mixes the input planes as they lie.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
@@ -254,14 +249,14 @@ fn gather(
 
 /// The input position under kernel tap `tap` for output position `out` along one axis, if it is
 /// inside the input (not in the padding).
-pub(super) fn source(g: &Geometry, axis: usize, out: usize, tap: usize) -> Option<usize> {
+fn source(g: &Geometry, axis: usize, out: usize, tap: usize) -> Option<usize> {
     let at = (out * g.stride[axis] + tap * g.dilation[axis]).checked_sub(g.padding[axis])?;
     (at < g.input[axis]).then_some(at)
 }
 
 /// With stride 1 along the width, an output row reads one run of an input row:
 /// `input[ox + shift]` for the output columns `inside`, padding elsewhere.
-pub(super) fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
+fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range<usize>)> {
     if g.stride[1] != 1 {
         return None;
     }
@@ -273,7 +268,7 @@ pub(super) fn row_run(g: &Geometry, kx: usize) -> Option<(isize, std::ops::Range
 }
 
 /// The input columns of a run.
-pub(super) fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usize> {
+fn shifted(inside: &std::ops::Range<usize>, shift: isize) -> std::ops::Range<usize> {
     let start = (inside.start as isize + shift) as usize;
     start..start + inside.len()
 }
