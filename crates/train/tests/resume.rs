@@ -23,7 +23,7 @@ fn ok(output: Output) -> String {
 }
 
 /// A config training the convnet for `epochs` on a generated CIFAR-10-like archive, validating a
-/// moving average of the weights (which must resume too).
+/// moving average of the weights (saved with the resume state and loaded again).
 fn config(dir: &Path, epochs: usize) -> PathBuf {
     let data = dir.join("cifar.tar.gz");
     std::fs::write(&data, data::synthetic::cifar_archive(24, 3)).unwrap();
