@@ -12,7 +12,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Backend, DType, Dispatch, Flex, IntDType, Scalar, TensorData, backend_extension,
+    Backend, DType, Dispatch, Flex, Scalar, TensorData, backend_extension,
+    get_or_init_device_settings,
 };
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -99,6 +100,8 @@ fn burns_max_pool2x2_backward<B: Backend>(
     output_grad: FloatTensor<B>,
 ) -> FloatTensor<B> {
     let [kernel, stride, padding, dilation] = POOL2X2;
+    // The device's own index type, as Burn's autodiff picks it: WGSL has no 64-bit integers.
+    let indices_dtype = get_or_init_device_settings::<B>(&x.device()).int_dtype;
     let indices = B::max_pool2d_with_indices(
         x.clone(),
         kernel,
@@ -106,7 +109,7 @@ fn burns_max_pool2x2_backward<B: Backend>(
         padding,
         dilation,
         false,
-        IntDType::I64,
+        indices_dtype,
     )
     .indices;
     B::max_pool2d_with_indices_backward(
