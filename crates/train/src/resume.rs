@@ -123,10 +123,7 @@ pub fn load_training<M: Network>(
     optimizer: ModuleOptimizer,
 ) -> anyhow::Result<(M, ModuleOptimizer)> {
     let dir = run_dir.join(DIR);
-    let path = model_file(&dir, state.epoch());
-    let model = model
-        .try_load_file(&path)
-        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {FIX}", path.display()))?;
+    let model = load_weights(model, &model_file(&dir, state.epoch()))?;
     let path = optimizer_file(&dir, state.epoch());
     let optimizer = optimizer
         .load(&path)
@@ -137,9 +134,13 @@ pub fn load_training<M: Network>(
 /// The moving average of the weights saved with `state`, loaded into `model` (in validation
 /// mode).
 pub fn load_ema<M: Network>(run_dir: &Path, state: &TrainingState, model: M) -> anyhow::Result<M> {
-    let path = ema_file(&run_dir.join(DIR), state.epoch());
+    load_weights(model, &ema_file(&run_dir.join(DIR), state.epoch()))
+}
+
+/// `model` with the weights saved in `path`, or an error naming the file and the fix.
+fn load_weights<M: Network>(model: M, path: &Path) -> anyhow::Result<M> {
     model
-        .try_load_file(&path)
+        .try_load_file(path)
         .map_err(|e| anyhow::anyhow!("cannot load {}: {e}; {FIX}", path.display()))
 }
 
