@@ -3,16 +3,42 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 
 use crate::split::Rng;
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn scratch_dir(name: &str) -> PathBuf {
+/// A fresh, empty directory under the system's temporary directory, removed when the test that
+/// made it passes (kept after a failure, to look at).
+pub struct ScratchDir(PathBuf);
+
+impl Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn scratch_dir(name: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!("convkit-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary directory is writable");
-    dir
+    ScratchDir(dir)
 }
 
 /// Serve `body` with `status` on 127.0.0.1 for up to `requests` requests, announcing

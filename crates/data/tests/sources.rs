@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use data::source::{self, Source};
 use data::synthetic;
-use data::testing::scratch_dir;
+use data::testing::{ScratchDir, scratch_dir};
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> ScratchDir {
     scratch_dir(&format!("data-{name}"))
 }
 
@@ -120,7 +120,7 @@ fn image_folders_load_with_and_without_a_test_split() {
     synthetic::write_folder(&set, &classes, &dir, "train").unwrap();
     let cache = temp_dir("folders-cache");
     let src = Source {
-        dir: Some(dir.clone()),
+        dir: Some(dir.to_path_buf()),
         image_size: 20,
         ..source(&cache, String::new(), String::new())
     };
@@ -150,7 +150,7 @@ fn a_corrupt_image_is_named_or_skipped() {
     std::fs::write(&broken, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let cache = temp_dir("corrupt-cache");
     let src = Source {
-        dir: Some(dir),
+        dir: Some(dir.to_path_buf()),
         image_size: 8,
         ..source(&cache, String::new(), String::new())
     };
@@ -176,7 +176,7 @@ fn unreadable_files_are_skipped_until_nothing_is_left() {
     std::fs::write(dir.join("train/a/empty.png"), b"").unwrap();
     let cache = temp_dir("unreadable-cache");
     let src = Source {
-        dir: Some(dir.clone()),
+        dir: Some(dir.to_path_buf()),
         skip_broken: true,
         ..source(&cache, String::new(), String::new())
     };

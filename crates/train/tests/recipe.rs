@@ -16,7 +16,7 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     RANDOM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> data::testing::ScratchDir {
     data::testing::scratch_dir(&format!("train-{name}"))
 }
 
