@@ -1,5 +1,6 @@
 //! The tutorial's convnet for 32x32 colour images, layer for layer and with the tutorial's names.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
@@ -81,6 +82,12 @@ impl ConvNetConfig {
     }
 }
 
+/// A trainable parameter of `bias`'s shape holding zeros (`Param::map` would keep the new tensor's
+/// own setting, which is not to learn).
+fn zeros(bias: Param<Tensor<1>>) -> Param<Tensor<1>> {
+    Param::from_tensor(bias.val().zeros_like())
+}
+
 impl ConvNet {
     fn zero_biases(mut self) -> Self {
         for conv in [
@@ -89,10 +96,10 @@ impl ConvNet {
             &mut self.conv2d_3,
             &mut self.conv2d_4,
         ] {
-            conv.bias = conv.bias.take().map(|b| b.map(|t| t.zeros_like()));
+            conv.bias = conv.bias.take().map(zeros);
         }
         for dense in [&mut self.fc1, &mut self.fc2, &mut self.predictions] {
-            dense.bias = dense.bias.take().map(|b| b.map(|t| t.zeros_like()));
+            dense.bias = dense.bias.take().map(zeros);
         }
         self
     }

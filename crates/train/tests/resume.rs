@@ -23,7 +23,8 @@ fn ok(output: Output) -> String {
 }
 
 /// A config training the convnet for `epochs` on a generated CIFAR-10-like archive, validating a
-/// moving average of the weights (saved with the resume state and loaded again).
+/// moving average of the weights (saved with the resume state and loaded again). Three steps an
+/// epoch, so a moving average restarted on resume would not catch up before the next metrics.
 fn config(dir: &Path, epochs: usize) -> PathBuf {
     let data = dir.join("cifar.tar.gz");
     std::fs::write(&data, data::synthetic::cifar_archive(24, 3)).unwrap();
@@ -31,7 +32,7 @@ fn config(dir: &Path, epochs: usize) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "seed = 11\nepochs = {epochs}\nbatch_size = 32\noutput_dir = {:?}\n\
+            "seed = 11\nepochs = {epochs}\nbatch_size = 300\noutput_dir = {:?}\n\
              early_stopping_patience = 0\nema_decay = 0.9\n\
              [data]\ndir = {:?}\ncache_dir = {:?}\n",
             dir.join("runs"),
