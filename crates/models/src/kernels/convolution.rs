@@ -82,20 +82,30 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
             let n = samples.len() * g.output_plane();
             scratch.columns.resize(g.patch() * n, 0.0);
             unfold(x, g, samples.clone(), n, &mut scratch.columns);
-            scratch.planes.resize(g.channels_out * n, 0.0);
-            multiply(
-                [g.channels_out, n, g.patch()],
-                &mut scratch.planes,
-                false,
-                (weight, Layout::Rows),
-                (&scratch.columns, Layout::Rows),
-            );
+            let product = |planes: &mut [f32]| {
+                multiply(
+                    [g.channels_out, n, g.patch()],
+                    (planes, Layout::Rows),
+                    false,
+                    (weight, Layout::Rows),
+                    (&scratch.columns, Layout::Rows),
+                );
+            };
+            // One sample's `[co, n]` planes are its output as it lies.
+            if samples.len() == 1 {
+                product(output);
+                return;
+            }
+            let mut planes = std::mem::take(&mut scratch.planes);
+            planes.resize(g.channels_out * n, 0.0);
+            product(&mut planes);
             let plane = g.output_plane();
             for (j, output) in output.chunks_exact_mut(sample).enumerate() {
                 for (c, to) in output.chunks_exact_mut(plane).enumerate() {
-                    to.copy_from_slice(&scratch.planes[c * n + j * plane..][..plane]);
+                    to.copy_from_slice(&planes[c * n + j * plane..][..plane]);
                 }
             }
+            scratch.planes = planes;
         });
     output
 }
@@ -114,14 +124,14 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         .for_each_init(Scratch::default, |scratch, (i, grad)| {
             let samples = i * per_group..i * per_group + grad.len() / sample;
             let n = samples.len() * g.output_plane();
-            gather(output_grad, g, samples, n, &mut scratch.planes);
+            let planes = gather(output_grad, g, samples, n, &mut scratch.planes);
             scratch.columns.resize(g.patch() * n, 0.0);
             multiply(
                 [g.patch(), n, g.channels_out],
-                &mut scratch.columns,
+                (&mut scratch.columns, Layout::Rows),
                 false,
                 (weight, Layout::Transposed),
-                (&scratch.planes, Layout::Rows),
+                (planes, Layout::Rows),
             );
             fold(&scratch.columns, g, n, grad);
         });
@@ -140,29 +150,40 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
     let partials: Vec<Vec<f32>> = groups
         .par_chunks(per_task)
         .map(|firsts| {
-            let mut grad = vec![0.0; size];
+            let mut sum = vec![0.0; size];
             let mut scratch = Scratch::default();
             for &first in firsts {
                 let samples = first..first + per_group.min(g.batch - first);
                 let n = samples.len() * g.output_plane();
                 scratch.columns.resize(g.patch() * n, 0.0);
                 unfold(x, g, samples.clone(), n, &mut scratch.columns);
-                gather(output_grad, g, samples, n, &mut scratch.planes);
+                let planes = gather(output_grad, g, samples, n, &mut scratch.planes);
+                // Summed column-major, the product reads the columns as they lie and packs only
+                // the (smaller) output planes: gemm packs a row-major left operand.
                 multiply(
                     [g.channels_out, g.patch(), n],
-                    &mut grad,
+                    (&mut sum, Layout::Transposed),
                     true,
-                    (&scratch.planes, Layout::Rows),
+                    (planes, Layout::Rows),
                     (&scratch.columns, Layout::Transposed),
                 );
             }
-            grad
+            sum
         })
         .collect();
     let mut partials = partials.into_iter();
-    let mut grad = partials.next().unwrap_or_else(|| vec![0.0; size]);
+    let mut transposed = partials.next().unwrap_or_else(|| vec![0.0; size]);
     for partial in partials {
-        grad.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+        transposed
+            .iter_mut()
+            .zip(&partial)
+            .for_each(|(a, b)| *a += b);
+    }
+    let mut grad = vec![0.0; size];
+    for (tap, column) in transposed.chunks_exact(g.channels_out).enumerate() {
+        for (c, &v) in column.iter().enumerate() {
+            grad[c * g.patch() + tap] = v;
+        }
     }
     grad
 }
@@ -177,10 +198,10 @@ enum Layout {
 }
 
 /// `dst [m, n] = lhs [m, k] × rhs [k, n]`, or `+=` when `accumulate`, on the calling thread;
-/// `dst` row-major, each buffer exactly its matrix.
+/// each buffer exactly its matrix.
 fn multiply(
     [m, n, k]: [usize; 3],
-    dst: &mut [f32],
+    (dst, dst_layout): (&mut [f32], Layout),
     accumulate: bool,
     (lhs, lhs_layout): (&[f32], Layout),
     (rhs, rhs_layout): (&[f32], Layout),
@@ -191,6 +212,7 @@ fn multiply(
         Layout::Rows => (1, columns as isize),
         Layout::Transposed => (rows as isize, 1),
     };
+    let (dst_cs, dst_rs) = strides(dst_layout, m, n);
     let (lhs_cs, lhs_rs) = strides(lhs_layout, m, k);
     let (rhs_cs, rhs_rs) = strides(rhs_layout, k, n);
     let keep = if accumulate { 1.0 } else { 0.0 };
@@ -201,8 +223,8 @@ fn multiply(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             accumulate,
             lhs.as_ptr(),
             lhs_cs,
@@ -229,22 +251,28 @@ struct Scratch {
     planes: Vec<f32>,
 }
 
-/// The samples' output planes `[samples, co, plane]` side by side per channel: `[co, n]`.
-fn gather(
-    output_grad: &[f32],
+/// The samples' output planes `[samples, co, plane]` side by side per channel: `[co, n]`; a
+/// single sample's lie that way already.
+fn gather<'a>(
+    output_grad: &'a [f32],
     g: &Geometry,
     samples: std::ops::Range<usize>,
     n: usize,
-    planes: &mut Vec<f32>,
-) {
+    planes: &'a mut Vec<f32>,
+) -> &'a [f32] {
     let plane = g.output_plane();
+    let size = g.channels_out * plane;
+    if samples.len() == 1 {
+        return &output_grad[samples.start * size..][..size];
+    }
     planes.resize(g.channels_out * n, 0.0);
     for (j, sample) in samples.enumerate() {
-        let from = &output_grad[sample * g.channels_out * plane..][..g.channels_out * plane];
+        let from = &output_grad[sample * size..][..size];
         for (c, from) in from.chunks_exact(plane).enumerate() {
             planes[c * n + j * plane..][..plane].copy_from_slice(from);
         }
     }
+    planes
 }
 
 /// The input position under kernel tap `tap` for output position `out` along one axis, if it is

@@ -4,18 +4,17 @@
 
 use rayon::prelude::*;
 
-/// Offset within a plane of the maximum of the window whose top-left corner is `(2·oy, 2·ox)`.
-fn window_max(plane: &[f32], width: usize, oy: usize, ox: usize) -> usize {
-    let top = 2 * oy * width + 2 * ox;
-    let (mut best, mut max) = (top, plane[top]);
-    for at in [top + 1, top + width, top + width + 1] {
-        let v = plane[at];
+/// Which of a window's four values, in the order top-left, top-right, bottom-left,
+/// bottom-right, is its maximum.
+fn window_max(top: &[f32], bottom: &[f32]) -> (usize, f32) {
+    let (mut best, mut max) = (0, top[0]);
+    for (at, v) in [(1, top[1]), (2, bottom[0]), (3, bottom[1])] {
         // Selects rather than branches: which value wins is as random as the data.
         let wins = v > max || v.is_nan();
         best = if wins { at } else { best };
         max = if wins { v } else { max };
     }
-    best
+    (best, max)
 }
 
 /// The pooled planes, `[planes, h/2, w/2]` (a last odd row or column is left out).
@@ -30,9 +29,14 @@ pub fn forward(x: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
         .par_chunks_mut(oh * ow)
         .zip(x.par_chunks(height * width))
         .for_each(|(out, plane)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    out[oy * ow + ox] = plane[window_max(plane, width, oy, ox)];
+            for (out, rows) in out.chunks_exact_mut(ow).zip(plane.chunks_exact(2 * width)) {
+                let (top, bottom) = rows.split_at(width);
+                for ((out, top), bottom) in out
+                    .iter_mut()
+                    .zip(top.chunks_exact(2))
+                    .zip(bottom.chunks_exact(2))
+                {
+                    *out = window_max(top, bottom).1;
                 }
             }
         });
@@ -50,9 +54,23 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
         .zip(x.par_chunks(height * width))
         .zip(output_grad.par_chunks(oh * ow))
         .for_each(|((grad, plane), output_grad)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    grad[window_max(plane, width, oy, ox)] = output_grad[oy * ow + ox];
+            let rows = grad
+                .chunks_exact_mut(2 * width)
+                .zip(plane.chunks_exact(2 * width))
+                .zip(output_grad.chunks_exact(ow));
+            for ((grad, rows), output_grad) in rows {
+                let (top, bottom) = rows.split_at(width);
+                let (grad_top, grad_bottom) = grad.split_at_mut(width);
+                let windows = grad_top
+                    .chunks_exact_mut(2)
+                    .zip(grad_bottom.chunks_exact_mut(2))
+                    .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                    .zip(output_grad);
+                for (((grad_top, grad_bottom), (top, bottom)), &g) in windows {
+                    let best = window_max(top, bottom).0;
+                    let at = |i| if best == i { g } else { 0.0 };
+                    grad_top.copy_from_slice(&[at(0), at(1)]);
+                    grad_bottom.copy_from_slice(&[at(2), at(3)]);
                 }
             }
         });
