@@ -34,6 +34,7 @@ impl Drop for ScratchDir {
     }
 }
 
+/// A new [`ScratchDir`] for the test `name`.
 pub fn scratch_dir(name: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!("convkit-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

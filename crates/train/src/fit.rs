@@ -489,7 +489,7 @@ pub fn seconds_per_step<M: Network>(
     ema_decay: Option<f64>,
 ) -> f64 {
     // The first steps are slower (the allocator's pool fills, pages fault in): timed after one
-    // warm-up step, fastnet's epochs ran 10% faster than planned, and the budget went unused.
+    // warm-up step, fastnet's epochs ran 10% faster than planned (after three, 7%).
     const WARM_UP: usize = 3;
     const TIMED: usize = 5;
     let loss_fn = CrossEntropyLossConfig::new().init(device);
