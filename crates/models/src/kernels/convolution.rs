@@ -82,30 +82,30 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
             let n = samples.len() * g.output_plane();
             scratch.columns.resize(g.patch() * n, 0.0);
             unfold(x, g, samples.clone(), n, &mut scratch.columns);
-            let product = |planes: &mut [f32]| {
-                multiply(
-                    [g.channels_out, n, g.patch()],
-                    (planes, Layout::Rows),
-                    false,
-                    (weight, Layout::Rows),
-                    (&scratch.columns, Layout::Rows),
-                );
-            };
             // One sample's `[co, n]` planes are its output as it lies.
-            if samples.len() == 1 {
-                product(output);
+            let single = samples.len() == 1;
+            let planes: &mut [f32] = if single {
+                output
+            } else {
+                scratch.planes.resize(g.channels_out * n, 0.0);
+                &mut scratch.planes
+            };
+            multiply(
+                [g.channels_out, n, g.patch()],
+                (planes, Layout::Rows),
+                false,
+                (weight, Layout::Rows),
+                (&scratch.columns, Layout::Rows),
+            );
+            if single {
                 return;
             }
-            let mut planes = std::mem::take(&mut scratch.planes);
-            planes.resize(g.channels_out * n, 0.0);
-            product(&mut planes);
             let plane = g.output_plane();
             for (j, output) in output.chunks_exact_mut(sample).enumerate() {
                 for (c, to) in output.chunks_exact_mut(plane).enumerate() {
-                    to.copy_from_slice(&planes[c * n + j * plane..][..plane]);
+                    to.copy_from_slice(&scratch.planes[c * n + j * plane..][..plane]);
                 }
             }
-            scratch.planes = planes;
         });
     output
 }
