@@ -5,6 +5,7 @@
 
 mod autodiff;
 mod convolution;
+mod depthwise;
 mod max_pool;
 
 use burn::backend::TensorMetadata;
@@ -158,6 +159,26 @@ fn flex_geometry(
     .filter(|_| ours)
 }
 
+/// Our kernel for one of a convolution's gradients: `dense` or `depthwise` by the geometry's
+/// kind, none for other convolutions.
+fn grad_kernel(
+    geometry: Option<Geometry>,
+    dense: GradKernel,
+    depthwise: GradKernel,
+) -> Option<(Geometry, GradKernel)> {
+    let g = geometry?;
+    if g.is_dense() {
+        Some((g, dense))
+    } else if g.is_depthwise() {
+        Some((g, depthwise))
+    } else {
+        None
+    }
+}
+
+/// A gradient of a convolution: (the weight or the input, the output gradient, the sizes).
+type GradKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+
 /// The elements of a contiguous f32 tensor.
 fn f32s(tensor: &FlexTensor) -> &[f32] {
     tensor.as_slice().expect("a contiguous f32 tensor")
@@ -211,13 +232,15 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) = flex_geometry(&x, &weight, &options)
-            .filter(|g| g.is_dense() && output_grad.dtype() == DType::F32)
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((geometry, kernel)) =
+            grad_kernel(geometry, convolution::input_grad, depthwise::input_grad)
         else {
             return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
         };
         let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
-        let grad = convolution::input_grad(f32s(&weight), f32s(&output_grad), &geometry);
+        let grad = kernel(f32s(&weight), f32s(&output_grad), &geometry);
         FlexTensor::from_data(TensorData::new(grad, x.shape()))
     }
 
@@ -227,8 +250,10 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) = flex_geometry(&x, &weight, &options)
-            .filter(|g| g.is_dense() && output_grad.dtype() == DType::F32)
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((geometry, kernel)) =
+            grad_kernel(geometry, convolution::weight_grad, depthwise::weight_grad)
         else {
             return <Self as ModuleOps<Self>>::conv2d_weight_backward(
                 x,
@@ -238,7 +263,7 @@ impl Kernels for Flex {
             );
         };
         let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        let grad = convolution::weight_grad(f32s(&x), f32s(&output_grad), &geometry);
+        let grad = kernel(f32s(&x), f32s(&output_grad), &geometry);
         FlexTensor::from_data(TensorData::new(grad, weight.shape()))
     }
 

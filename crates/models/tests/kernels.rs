@@ -126,7 +126,7 @@ fn convolution_matches_burns_values_and_gradients() {
         case([5, 16, 12], [32, 32], [3, 3]),
         // Groups: Burn's convolution and gradients.
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
-        // Depthwise, as in EfficientNet: Burn's convolution and gradients behind our node.
+        // Depthwise, as in EfficientNet: Burn's convolution behind our node, our gradients.
         case([3, 8, 8], [9, 10], [3, 3])
             .with(|c| c.with_groups(8).with_padding(PaddingConfig2d::Same)),
         case([2, 6, 6], [12, 11], [5, 5]).with(|c| {
@@ -134,6 +134,16 @@ fn convolution_matches_burns_values_and_gradients() {
                 .with_stride([2, 2])
                 .with_padding(PaddingConfig2d::Same)
         }),
+        // Stride 2 on an even side: "same" pads only after.
+        case([3, 4, 4], [16, 16], [3, 3]).with(|c| {
+            c.with_groups(4)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+        }),
+        // Rows longer than the sixteen running sums.
+        case([2, 24, 24], [21, 37], [5, 5])
+            .with(|c| c.with_groups(24).with_padding(PaddingConfig2d::Same)),
         case([2, 5, 5], [6, 7], [3, 3]).with(|c| {
             c.with_groups(5)
                 .with_dilation([1, 2])

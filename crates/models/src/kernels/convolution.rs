@@ -42,6 +42,11 @@ impl Geometry {
         self.groups == 1
     }
 
+    /// Every channel convolved with a kernel of its own: what `depthwise` differentiates.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.channels_in && self.channels_out == self.channels_in
+    }
+
     /// A 1x1 kernel, stride 1, no padding: each output plane mixes the input planes as they lie.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
