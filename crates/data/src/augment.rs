@@ -1,5 +1,5 @@
 //! Training-time augmentation of planar images: random translation (a crop of the image padded
-//! by reflection) and horizontal flips, drawn from a seeded generator so that a batch's
+//! by reflection), horizontal flips and cutout, drawn from a seeded generator so that a batch's
 //! augmentation depends on the seed alone, never on which thread made it.
 
 use serde::{Deserialize, Serialize};
@@ -13,11 +13,32 @@ pub struct Augment {
     pub flip: bool,
     /// Shift each image by up to this many pixels in x and y, filling by reflection.
     pub translate: usize,
+    /// Erase a square of this side at a random place in each normalized image (cutout: the
+    /// square, clipped at the borders, becomes the mean image there); 0 erases nothing.
+    pub cutout: usize,
 }
 
 impl Augment {
     pub fn is_identity(&self) -> bool {
-        !self.flip && self.translate == 0
+        !self.flip && self.translate == 0 && self.cutout == 0
+    }
+
+    /// Cutout on the normalized planar `side` x `side` image `values` (0 is the mean there): a
+    /// square whose centre is anywhere in the image, as in DeVries and Taylor's cutout.
+    pub fn erase(&self, values: &mut [f32], side: usize, rng: &mut Rng) {
+        if self.cutout == 0 {
+            return;
+        }
+        let span = |centre: usize| {
+            let start = centre.saturating_sub(self.cutout / 2);
+            start..(centre + self.cutout.div_ceil(2)).min(side)
+        };
+        let (rows, columns) = (span(rng.below(side)), span(rng.below(side)));
+        for plane in values.chunks_exact_mut(side * side) {
+            for row in plane.chunks_exact_mut(side).take(rows.end).skip(rows.start) {
+                row[columns.clone()].fill(0.0);
+            }
+        }
     }
 
     /// One augmented copy of the planar `side` x `side` image `pixels`.
@@ -82,7 +103,7 @@ mod tests {
         let image = ramp(side);
         let flip = Augment {
             flip: true,
-            translate: 0,
+            ..Augment::default()
         };
         let mut seen_flipped = false;
         for seed in 0..20 {
@@ -96,8 +117,8 @@ mod tests {
         }
         assert!(seen_flipped);
         let shift = Augment {
-            flip: false,
             translate: 2,
+            ..Augment::default()
         };
         for seed in 0..50 {
             let out = shift.apply(&image, side, &mut Rng::new(seed));
@@ -114,5 +135,36 @@ mod tests {
         assert_eq!(reflect(-2, 4), 2);
         assert_eq!(reflect(5, 4), 1);
         assert_eq!(reflect(3, 4), 3);
+    }
+
+    #[test]
+    fn cutout_erases_one_clipped_square_in_every_plane() {
+        let side = 8;
+        let cutout = Augment {
+            cutout: 4,
+            ..Augment::default()
+        };
+        assert!(!cutout.is_identity());
+        let mut sizes = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let mut values = vec![1.0f32; 3 * side * side];
+            cutout.erase(&mut values, side, &mut Rng::new(seed));
+            let planes: Vec<&[f32]> = values.chunks(side * side).collect();
+            assert!(planes.iter().all(|plane| plane == &planes[0]));
+            let erased: Vec<(usize, usize)> = (0..side * side)
+                .filter(|&p| planes[0][p] == 0.0)
+                .map(|p| (p / side, p % side))
+                .collect();
+            let (rows, columns): (Vec<_>, Vec<_>) = erased.iter().copied().unzip();
+            let extent = |v: &[usize]| v.iter().max().unwrap() - v.iter().min().unwrap() + 1;
+            let (height, width) = (extent(&rows), extent(&columns));
+            assert_eq!(erased.len(), height * width, "a rectangle, seed {seed}");
+            assert!((2..=4).contains(&height) && (2..=4).contains(&width));
+            sizes.insert((height, width));
+        }
+        assert!(sizes.contains(&(4, 4)) && sizes.len() > 1, "{sizes:?}");
+        let mut values = vec![1.0f32; 3 * side * side];
+        Augment::default().erase(&mut values, side, &mut Rng::new(1));
+        assert!(values.iter().all(|&v| v == 1.0));
     }
 }

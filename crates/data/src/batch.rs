@@ -39,7 +39,7 @@ fn normalized(
 }
 
 /// The images at `indices`, each augmented with a generator seeded from `seed` and its place in
-/// the batch, then normalized: `[indices.len(), 3, side, side]`.
+/// the batch, normalized, then cut out: `[indices.len(), 3, side, side]`.
 pub fn augmented_images(
     set: &ImageSet,
     indices: &[usize],
@@ -50,7 +50,8 @@ pub fn augmented_images(
 ) -> Tensor<4> {
     normalized(set, indices, device, |k, image, out| {
         let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        norm.apply(&augment.apply(image, set.side, &mut rng), out)
+        norm.apply(&augment.apply(image, set.side, &mut rng), out);
+        augment.erase(out, set.side, &mut rng);
     })
 }
 

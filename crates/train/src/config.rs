@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::TestTimeAugment;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -42,6 +44,8 @@ pub struct TrainConfig {
     pub time_budget_minutes: Option<f64>,
     /// Evaluate on each image and its mirror image, averaging the predictions.
     pub test_time_flip: bool,
+    /// Also evaluate on each image shifted this many pixels down-right and up-left; 0 does not.
+    pub test_time_translate: usize,
     /// Devices to train on together, each taking an equal share of every batch.
     pub devices: usize,
     pub optimizer: OptimizerConfig,
@@ -65,6 +69,7 @@ impl Default for TrainConfig {
             output_dir: PathBuf::from("runs"),
             time_budget_minutes: None,
             test_time_flip: false,
+            test_time_translate: 0,
             devices: 1,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
@@ -261,6 +266,14 @@ impl TrainConfig {
         (self.ema_decay > 0.0).then_some(self.ema_decay)
     }
 
+    /// The views validation and the final evaluation average over.
+    pub fn test_time_augment(&self) -> TestTimeAugment {
+        TestTimeAugment {
+            flip: self.test_time_flip,
+            translate: self.test_time_translate,
+        }
+    }
+
     /// Read `path`, apply `overrides` (`key=value`, dotted keys for tables, values in TOML syntax
     /// or bare strings), and check the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
@@ -342,6 +355,12 @@ impl TrainConfig {
         let warmup_ok = warmup.is_finite() && warmup >= 0.0;
         if !warmup_ok || !(0.0..=1.0).contains(&self.schedule.final_lr_fraction) {
             return Err("schedule.warmup_epochs must be at least 0 and schedule.final_lr_fraction in [0, 1]".into());
+        }
+        if self.test_time_translate >= self.data.image_size {
+            return Err(format!(
+                "test_time_translate must be smaller than data.image_size ({}), got {}",
+                self.data.image_size, self.test_time_translate
+            ));
         }
         if self.model.widths.contains(&0) {
             return Err("model.widths must all be at least 1".into());
@@ -428,6 +447,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("label_smoothing must be in [0, 1)"), "{err}");
+        let err = TrainConfig::parse("test_time_translate = 32", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test_time_translate must be smaller"), "{err}");
         let err = TrainConfig::parse("", &["data.nope=1".into()])
             .unwrap_err()
             .to_string();

@@ -8,12 +8,13 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
 use data::split::Rng;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::ema::Ema;
-use crate::network::{Examples, Network};
+use crate::network::{Examples, Network, TestTimeAugment};
 use crate::schedule::Schedule;
 
 #[derive(Debug, Clone)]
@@ -27,8 +28,8 @@ pub struct FitOptions {
     pub schedule: Schedule,
     /// The first epoch of the stage (where the schedule's step 0 is).
     pub stage_first_epoch: usize,
-    /// Evaluate on each input and its mirror image.
-    pub test_time_flip: bool,
+    /// The views validation averages over.
+    pub test_time_augment: TestTimeAugment,
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
     /// Number of the first epoch (a later stage continues the count).
@@ -138,26 +139,28 @@ pub struct Output {
     pub loss: f32,
 }
 
-/// Per-example outputs of `model` (in validation mode) on `examples`, in order; with
-/// `mirror_too`, from the mean of the log-probabilities of each input and its mirror image.
+/// Per-example outputs of `model` (in validation mode) on `examples`, in order, from the
+/// probabilities averaged over the views `augment` makes of each input.
 pub fn outputs<M: Network>(
     model: &M,
     examples: &dyn Examples<M::Input>,
     batch_size: usize,
     device: &Device,
-    mirror_too: bool,
+    augment: TestTimeAugment,
 ) -> Vec<Output> {
     let order: Vec<usize> = (0..examples.len()).collect();
     let mut all = Vec::with_capacity(order.len());
     for indices in batches(&order, batch_size) {
         let (input, labels) = examples.batch(indices, device);
-        let mirrored = M::mirrored(&input).filter(|_| mirror_too);
-        let log_softmax = |logits| burn::tensor::activation::log_softmax(logits, 1);
-        let mut log_probabilities = log_softmax(model.logits(input));
-        if let Some(mirrored) = mirrored {
-            let both = log_probabilities.exp() + log_softmax(model.logits(mirrored)).exp();
-            log_probabilities = (both / 2.0).log();
-        }
+        let log_probabilities = match M::views(input, augment).as_slice() {
+            [(only, _)] => log_softmax(model.logits(only.clone()), 1),
+            views => views
+                .iter()
+                .map(|(view, weight)| softmax(model.logits(view.clone()), 1) * *weight)
+                .reduce(|sum, probabilities| sum + probabilities)
+                .expect("at least one view")
+                .log(),
+        };
         let classes = log_probabilities.dims()[1];
         let values: Vec<f32> = log_probabilities
             .into_data()
@@ -415,7 +418,7 @@ pub fn fit<M: Network>(
             valid,
             options.batch_size,
             &eval_device,
-            options.test_time_flip,
+            options.test_time_augment,
         ));
         let metrics = EpochMetrics {
             epoch,

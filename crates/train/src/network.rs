@@ -2,6 +2,7 @@
 //! convnet on images, a new head on cached features, and a whole EfficientNet.
 
 use burn::prelude::*;
+use burn::tensor::ops::PadMode;
 use data::ImageSet;
 use data::augment::Augment;
 use data::normalize::Normalization;
@@ -14,15 +15,65 @@ pub trait Network: Module + 'static {
     type Input: Clone + Send;
     /// Inputs → logits `[batch, classes]`.
     fn logits(&self, input: Self::Input) -> Tensor<2>;
-    /// The inputs mirrored left-right, where the inputs are images.
-    fn mirrored(_input: &Self::Input) -> Option<Self::Input> {
-        None
+    /// The views of `input` whose predictions test-time augmentation averages, with weights that
+    /// sum to 1; where the inputs are not images, the input alone.
+    fn views(input: Self::Input, _augment: TestTimeAugment) -> Vec<(Self::Input, f32)> {
+        vec![(input, 1.0)]
     }
 }
 
-/// Images `[batch, channels, height, width]` mirrored left-right.
-fn mirror(images: &Tensor<4>) -> Option<Tensor<4>> {
-    Some(images.clone().flip([3]))
+/// Test-time augmentation: each image is classified from the average of the predicted
+/// probabilities of several views of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestTimeAugment {
+    /// Add each view's mirror image.
+    pub flip: bool,
+    /// Add the image shifted this many pixels down-right and up-left (reflected at the borders);
+    /// 0 adds none.
+    pub translate: usize,
+}
+
+impl TestTimeAugment {
+    /// Forward passes per input.
+    pub fn passes(self) -> usize {
+        let shifts = if self.translate > 0 { 3 } else { 1 };
+        shifts * if self.flip { 2 } else { 1 }
+    }
+}
+
+/// The views of `images` `[batch, channels, height, width]` for `augment`. As in airbench, the
+/// unshifted image (and its mirror) weighs as much as the two shifted ones together: each shifted
+/// view has lost a border to the reflection.
+fn image_views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
+    let mut groups = vec![vec![images.clone()]];
+    let t = augment.translate;
+    if t > 0 {
+        let [batch, channels, height, width] = images.dims();
+        let padded = images.pad((t, t, t, t), PadMode::Reflect);
+        groups.push(
+            [0, 2 * t]
+                .map(|at| {
+                    padded
+                        .clone()
+                        .slice([0..batch, 0..channels, at..at + height, at..at + width])
+                })
+                .into(),
+        );
+    }
+    if augment.flip {
+        for group in &mut groups {
+            let mirrored: Vec<_> = group.iter().map(|view| view.clone().flip([3])).collect();
+            group.extend(mirrored);
+        }
+    }
+    let group_weight = 1.0 / groups.len() as f32;
+    groups
+        .into_iter()
+        .flat_map(|group| {
+            let weight = group_weight / group.len() as f32;
+            group.into_iter().map(move |view| (view, weight))
+        })
+        .collect()
 }
 
 impl Network for ConvNet {
@@ -30,8 +81,8 @@ impl Network for ConvNet {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
-    fn mirrored(images: &Tensor<4>) -> Option<Tensor<4>> {
-        mirror(images)
+    fn views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
+        image_views(images, augment)
     }
 }
 
@@ -40,8 +91,8 @@ impl Network for FastNet {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
-    fn mirrored(images: &Tensor<4>) -> Option<Tensor<4>> {
-        mirror(images)
+    fn views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
+        image_views(images, augment)
     }
 }
 
@@ -50,8 +101,8 @@ impl Network for EfficientNet {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }
-    fn mirrored(images: &Tensor<4>) -> Option<Tensor<4>> {
-        mirror(images)
+    fn views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
+        image_views(images, augment)
     }
 }
 
@@ -121,5 +172,55 @@ impl Examples<Tensor<4>> for Images<'_> {
             ),
             data::batch::labels(self.set, indices, device),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(view: &Tensor<4>) -> Vec<f32> {
+        view.to_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn views_shift_with_reflection_mirror_and_weigh_to_one() {
+        let device = Device::flex();
+        let values: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(values.clone(), [1, 1, 4, 4]), &device);
+        for (flip, translate) in [(false, 0), (true, 0), (false, 1), (true, 1), (true, 3)] {
+            let augment = TestTimeAugment { flip, translate };
+            let views = image_views(images.clone(), augment);
+            assert_eq!(views.len(), augment.passes(), "{augment:?}");
+            let total: f32 = views.iter().map(|(_, weight)| weight).sum();
+            assert!((total - 1.0).abs() < 1e-6, "{augment:?}: {total}");
+            assert_eq!(rows(&views[0].0), values, "{augment:?}");
+        }
+
+        let views = image_views(
+            images,
+            TestTimeAugment {
+                flip: true,
+                translate: 1,
+            },
+        );
+        let weights: Vec<f32> = views.iter().map(|(_, weight)| *weight).collect();
+        assert_eq!(weights, [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]);
+        let down_right = [
+            5., 4., 5., 6., 1., 0., 1., 2., 5., 4., 5., 6., 9., 8., 9., 10.,
+        ];
+        let up_left = [
+            5., 6., 7., 6., 9., 10., 11., 10., 13., 14., 15., 14., 9., 10., 11., 10.,
+        ];
+        let mirrored = [
+            3., 2., 1., 0., 7., 6., 5., 4., 11., 10., 9., 8., 15., 14., 13., 12.,
+        ];
+        let mirrored_down_right = [
+            6., 5., 4., 5., 2., 1., 0., 1., 6., 5., 4., 5., 10., 9., 8., 9.,
+        ];
+        assert_eq!(rows(&views[1].0), mirrored);
+        assert_eq!(rows(&views[2].0), down_right);
+        assert_eq!(rows(&views[3].0), up_left);
+        assert_eq!(rows(&views[4].0), mirrored_down_right);
     }
 }

@@ -196,8 +196,8 @@ fn affordable_epochs<M: Network>(
         config.ema(),
     );
     let steps = stage.train.len().div_ceil(config.batch_size) as f64;
-    // A forward pass costs about a third of a training step; mirroring doubles it.
-    let passes = if config.test_time_flip { 2.0 } else { 1.0 };
+    // A forward pass costs about a third of a training step.
+    let passes = config.test_time_augment().passes() as f64;
     let validation =
         steps * step * passes / 3.0 * stage.valid.len() as f64 / stage.train.len().max(1) as f64;
     let epoch = steps * step + validation;
@@ -308,7 +308,7 @@ pub fn train_stage<M: Network>(
             total_steps: stage_epochs * steps_per_epoch,
         },
         stage_first_epoch,
-        test_time_flip: config.test_time_flip,
+        test_time_augment: config.test_time_augment(),
         label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
@@ -373,7 +373,7 @@ pub fn finish<M: Network>(
         examples,
         config.batch_size,
         &eval_device,
-        config.test_time_flip,
+        config.test_time_augment(),
     );
     let Evaluation { loss, acc } = Evaluation::of(&outputs);
     let best_metrics = progress.best_epoch.map(|e| &progress.history[e - 1]);

@@ -208,8 +208,8 @@ fn an_unwritable_output_directory_is_named() {
     );
 }
 
-/// The fast recipe's pieces together on a small fastnet: augmentation, a schedule, flip
-/// test-time augmentation, Nesterov SGD.
+/// The fast recipe's pieces together on a small fastnet: augmentation, a schedule, flip and
+/// translate test-time augmentation, Nesterov SGD.
 fn fast_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
     let mut overrides = vec![
         "model.name=\"fastnet\"",
@@ -220,6 +220,7 @@ fn fast_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
         "schedule.warmup_epochs=0.5",
         "schedule.final_lr_fraction=0.1",
         "test_time_flip=true",
+        "test_time_translate=1",
         "optimizer.name=\"sgd\"",
         "optimizer.lr=0.05",
         "optimizer.nesterov=true",
