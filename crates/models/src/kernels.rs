@@ -1,7 +1,7 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU6 with Burn's clamp, and the convolution and max-pooling
-//! with the gradients of the backend underneath.
+//! bodies). Autodiff differentiates ReLU6, the convolution and max-pooling with the gradients of
+//! the backend underneath.
 
 mod autodiff;
 mod convolution;
@@ -35,9 +35,16 @@ const CHUNK: usize = 1 << 16;
     NdArray: cfg(feature = "ndarray")
 )]
 pub trait Kernels: Backend {
-    /// `min(max(x, 0), 6)`, NaN staying NaN: Burn's `clamp(0, 6)`.
+    /// `min(max(x, 0), 6)`, NaN staying NaN: Burn's `clamp(0, 6)`, differentiated with
+    /// [`Kernels::relu6_backward`].
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
         burns_relu6::<Self>(x)
+    }
+
+    /// The gradient of [`Kernels::relu6`]'s input: the output gradient where `0 ≤ x ≤ 6` (or x
+    /// is NaN), zero elsewhere, as Burn's clamp passes it.
+    fn relu6_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_relu6_backward::<Self>(x, output_grad)
     }
 
     /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_input_grad`] and
@@ -179,6 +186,24 @@ fn grad_kernel(
 /// A gradient of a convolution: (the weight or the input, the output gradient, the sizes).
 type GradKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
 
+/// A tensor whose storage is its own and holds exactly its elements, in order.
+fn owned_contiguous(x: &FlexTensor) -> bool {
+    let layout = x.layout();
+    x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0
+}
+
+/// The gradient Burn's clamp passes through ReLU6: masked where `x < 0` and where `x > 6`.
+fn burns_relu6_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let dtype = get_or_init_device_settings::<B>(&x.device()).bool_dtype;
+    let below = B::float_lower_elem(x.clone(), Scalar::Float(0.0), dtype);
+    let above = B::float_greater_elem(x, Scalar::Float(6.0), dtype);
+    let zero = Scalar::Float(0.0);
+    B::float_mask_fill(B::float_mask_fill(output_grad, below, zero), above, zero)
+}
+
 /// The elements of a contiguous f32 tensor.
 fn f32s(tensor: &FlexTensor) -> &[f32] {
     tensor.as_slice().expect("a contiguous f32 tensor")
@@ -189,26 +214,56 @@ fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
 }
 
-/// Flex's clamp walks the elements on one thread; this one is in place on every core.
+/// Flex's clamp walks the elements on one thread, and its autodiff gradient is two masked fills;
+/// these run on every core, in place where the tensor is not shared.
 impl Kernels for Flex {
     fn relu6(mut x: FlexTensor) -> FlexTensor {
-        let layout = x.layout();
-        let in_place = x.dtype() == DType::F32
-            && x.is_unique()
-            && layout.is_contiguous()
-            && layout.start_offset() == 0;
-        if !in_place {
+        if x.dtype() != DType::F32 {
             return burns_relu6::<Self>(x);
         }
-        let n = layout.num_elements();
-        x.storage_mut::<f32>()[..n]
+        let clamp = |v: &mut f32| *v = v.clamp(0.0, 6.0);
+        if owned_contiguous(&x) {
+            let n = x.layout().num_elements();
+            x.storage_mut::<f32>()[..n]
+                .par_chunks_mut(CHUNK)
+                .for_each(|chunk| chunk.iter_mut().for_each(clamp));
+            return x;
+        }
+        let shape = x.shape();
+        let mut values = f32s(&x.to_contiguous()).to_vec();
+        values
             .par_chunks_mut(CHUNK)
-            .for_each(|chunk| {
-                for v in chunk {
-                    *v = v.clamp(0.0, 6.0);
+            .for_each(|chunk| chunk.iter_mut().for_each(clamp));
+        FlexTensor::from_data(TensorData::new(values, shape))
+    }
+
+    fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return burns_relu6_backward::<Self>(x, output_grad);
+        }
+        let x = x.to_contiguous();
+        let mut grad = if owned_contiguous(&output_grad) {
+            output_grad
+        } else {
+            FlexTensor::from_data(TensorData::new(
+                f32s(&output_grad.to_contiguous()).to_vec(),
+                output_grad.shape(),
+            ))
+        };
+        let n = grad.layout().num_elements();
+        grad.storage_mut::<f32>()[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(f32s(&x).par_chunks(CHUNK))
+            .for_each(|(grad, x)| {
+                for (g, &x) in grad.iter_mut().zip(x) {
+                    // Not `contains`: a NaN input passes its gradient, as through Burn's clamp.
+                    #[allow(clippy::manual_range_contains)]
+                    if x < 0.0 || x > 6.0 {
+                        *g = 0.0;
+                    }
                 }
             });
-        x
+        grad
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {

@@ -1,7 +1,8 @@
-//! The backward steps of [`Kernels::convolution`] and [`Kernels::max_pool2x2`], which call the
-//! gradients of the backend underneath, where ours on `Flex` come in: a convolution node that
-//! keeps what Burn's keeps (input and weight), a max-pooling node that keeps the input instead
-//! of the maxima's indices.
+//! The backward steps of [`Kernels::relu6`], [`Kernels::convolution`] and
+//! [`Kernels::max_pool2x2`], which call the gradients of the backend underneath, where ours on
+//! `Flex` come in: a ReLU6 node that keeps its input (Burn's clamp is two masked fills, each
+//! differentiated by another), a convolution node that keeps what Burn's keeps (input and weight),
+//! a max-pooling node that keeps the input instead of the maxima's indices.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -14,6 +15,16 @@ use burn::tensor::ops::ConvOptions;
 use super::Kernels;
 
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Relu6.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&x);
+                prep.finish(state, B::relu6(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::relu6(x.into_primitive())),
+        }
+    }
+
     fn convolution(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -52,6 +63,27 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 prep.finish(state, B::max_pool2x2(x.into_primitive()))
             }
             OpsKind::UnTracked(prep) => prep.finish(B::max_pool2x2(x.into_primitive())),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Relu6;
+
+impl<B: Backend + Kernels> Backward<B, 1> for Relu6 {
+    type State = NodeId;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::relu6_backward(x, output_grad));
         }
     }
 }
