@@ -1,8 +1,8 @@
 //! The backward steps of [`Kernels::relu6`], [`Kernels::convolution`] and
 //! [`Kernels::max_pool2x2`], which call the gradients of the backend underneath, where ours on
-//! `Flex` come in: a ReLU6 node that keeps its input (Burn's clamp is two masked fills, each
-//! differentiated by another), a convolution node that keeps what Burn's keeps (input and weight),
-//! a max-pooling node that keeps the input instead of the maxima's indices.
+//! `Flex` come in: ReLU6 and max-pooling nodes that keep their input (Burn differentiates its
+//! clamp as two masked fills, and keeps the maxima's indices), a convolution node that keeps what
+//! Burn's keeps (input and weight).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -16,13 +16,7 @@ use super::Kernels;
 
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match Relu6.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let state = prep.checkpoint(&x);
-                prep.finish(state, B::relu6(x.into_primitive()))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::relu6(x.into_primitive())),
-        }
+        keeping_input::<B, C>(x, B::relu6, B::relu6_backward)
     }
 
     fn convolution(
@@ -53,24 +47,36 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     }
 
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match MaxPool2x2
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = prep.checkpoint(&x);
-                prep.finish(state, B::max_pool2x2(x.into_primitive()))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2x2(x.into_primitive())),
-        }
+        keeping_input::<B, C>(x, B::max_pool2x2, B::max_pool2x2_backward)
     }
 }
 
-#[derive(Debug)]
-struct Relu6;
+/// `forward(x)` as a node that keeps `x` and differentiates with `gradient(x, output gradient)`.
+fn keeping_input<B: Backend + Kernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    gradient: Gradient<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match KeepsInput(gradient)
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = prep.checkpoint(&x);
+            prep.finish(state, forward(x.into_primitive()))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+    }
+}
 
-impl<B: Backend + Kernels> Backward<B, 1> for Relu6 {
+/// The input gradient of a one-input operation from its input and its output gradient.
+type Gradient<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+
+#[derive(Debug)]
+struct KeepsInput<B: Backend>(Gradient<B>);
+
+impl<B: Backend + Kernels> Backward<B, 1> for KeepsInput<B> {
     type State = NodeId;
 
     fn backward(
@@ -83,28 +89,7 @@ impl<B: Backend + Kernels> Backward<B, 1> for Relu6 {
         let output_grad = grads.consume::<B>(&ops.node);
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
         if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::relu6_backward(x, output_grad));
-        }
-    }
-}
-
-#[derive(Debug)]
-struct MaxPool2x2;
-
-impl<B: Backend + Kernels> Backward<B, 1> for MaxPool2x2 {
-    type State = NodeId;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let output_grad = grads.consume::<B>(&ops.node);
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::max_pool2x2_backward(x, output_grad));
+            grads.register::<B>(node.id, (self.0)(x, output_grad));
         }
     }
 }
