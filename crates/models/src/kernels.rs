@@ -186,10 +186,15 @@ fn grad_kernel(
 /// A gradient of a convolution: (the weight or the input, the output gradient, the sizes).
 type GradKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
 
-/// A tensor whose storage is its own and holds exactly its elements, in order.
-fn owned_contiguous(x: &FlexTensor) -> bool {
+/// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
+/// that already, a copy otherwise, so that a kernel can overwrite it.
+fn owned(x: FlexTensor) -> FlexTensor {
     let layout = x.layout();
-    x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0
+    if x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0 {
+        return x;
+    }
+    let shape = x.shape();
+    FlexTensor::from_data(TensorData::new(f32s(&x.to_contiguous()).to_vec(), shape))
 }
 
 /// The gradient Burn's clamp passes through ReLU6: masked where `x < 0` and where `x > 6`.
@@ -217,24 +222,20 @@ fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
 /// Flex's clamp walks the elements on one thread, and its autodiff gradient is two masked fills;
 /// these run on every core, in place where the tensor is not shared.
 impl Kernels for Flex {
-    fn relu6(mut x: FlexTensor) -> FlexTensor {
+    fn relu6(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return burns_relu6::<Self>(x);
         }
-        let clamp = |v: &mut f32| *v = v.clamp(0.0, 6.0);
-        if owned_contiguous(&x) {
-            let n = x.layout().num_elements();
-            x.storage_mut::<f32>()[..n]
-                .par_chunks_mut(CHUNK)
-                .for_each(|chunk| chunk.iter_mut().for_each(clamp));
-            return x;
-        }
-        let shape = x.shape();
-        let mut values = f32s(&x.to_contiguous()).to_vec();
-        values
+        let mut x = owned(x);
+        let n = x.layout().num_elements();
+        x.storage_mut::<f32>()[..n]
             .par_chunks_mut(CHUNK)
-            .for_each(|chunk| chunk.iter_mut().for_each(clamp));
-        FlexTensor::from_data(TensorData::new(values, shape))
+            .for_each(|chunk| {
+                for v in chunk {
+                    *v = v.clamp(0.0, 6.0);
+                }
+            });
+        x
     }
 
     fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -242,14 +243,7 @@ impl Kernels for Flex {
             return burns_relu6_backward::<Self>(x, output_grad);
         }
         let x = x.to_contiguous();
-        let mut grad = if owned_contiguous(&output_grad) {
-            output_grad
-        } else {
-            FlexTensor::from_data(TensorData::new(
-                f32s(&output_grad.to_contiguous()).to_vec(),
-                output_grad.shape(),
-            ))
-        };
+        let mut grad = owned(output_grad);
         let n = grad.layout().num_elements();
         grad.storage_mut::<f32>()[..n]
             .par_chunks_mut(CHUNK)
