@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PytorchStore};
 use std::path::{Path, PathBuf};
 
-use crate::kernels::{conv2d, relu6};
+use crate::kernels::{batch_norm, conv2d, relu6};
 use crate::{FeatureMap, MapCollector};
 
 /// The input side the ImageNet weights were trained at.
@@ -109,7 +109,7 @@ impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = conv2d(&self.conv, x);
         match &self.bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => batch_norm(bn, x),
             None => x,
         }
     }

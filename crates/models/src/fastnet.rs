@@ -1,14 +1,16 @@
 //! A small BatchNorm convnet chosen for accuracy per CPU second on 32x32 images, after the
 //! shape of Keller Jordan's airbench: a 3x3 stem, then three blocks of (conv 3x3, max-pool 2,
 //! BatchNorm, ReLU, conv 3x3, BatchNorm, ReLU) halving the side each time, then a global max-pool
-//! and one dense layer.
+//! and one dense layer. Optionally the stem is airbench's fixed patch-whitening layer.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
-use crate::kernels::{conv2d, max_pool2d};
+use crate::kernels::{batch_norm, conv2d, max_pool2d};
+use crate::whitening::whitening_filters;
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`FastNet::forward_maps`] can return, in network order.
@@ -21,6 +23,10 @@ pub struct FastNetConfig {
     /// Channels of the stem and of the three blocks.
     #[config(default = "[32, 64, 128, 256]")]
     pub widths: [usize; 4],
+    /// Whether the stem's filters are fixed (set by [`FastNet::with_whitened_stem`]) rather than
+    /// trained.
+    #[config(default = false)]
+    pub whiten: bool,
 }
 
 #[derive(Module, Debug)]
@@ -49,8 +55,8 @@ struct Block {
 impl Block {
     fn forward(&self, x: Tensor<4>, relu: &Relu) -> Tensor<4> {
         let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
-        let x = relu.forward(self.first.bn.forward(x));
-        relu.forward(self.second.bn.forward(conv2d(&self.second.conv, x)))
+        let x = relu.forward(batch_norm(&self.first.bn, x));
+        relu.forward(batch_norm(&self.second.bn, conv2d(&self.second.conv, x)))
     }
 }
 
@@ -60,6 +66,7 @@ pub struct FastNet {
     blocks: Vec<Block>,
     fc: Linear,
     activation: Relu,
+    fixed_stem: bool,
 }
 
 impl FastNetConfig {
@@ -76,6 +83,7 @@ impl FastNetConfig {
                 .collect(),
             fc: LinearConfig::new(w[3], self.num_classes).init(device),
             activation: Relu::new(),
+            fixed_stem: self.whiten,
         }
     }
 }
@@ -95,7 +103,13 @@ impl FastNet {
 
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
         let relu = &self.activation;
-        let mut x = relu.forward(self.stem.bn.forward(conv2d(&self.stem.conv, x)));
+        let mut x = conv2d(&self.stem.conv, x);
+        if self.fixed_stem {
+            // No gradient reaches the filters (nor is computed for them), whatever a loaded
+            // record says about the parameter.
+            x = x.detach();
+        }
+        let mut x = relu.forward(batch_norm(&self.stem.bn, x));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
             x = block.forward(x, relu);
@@ -108,6 +122,25 @@ impl FastNet {
     pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
         let pooled: Tensor<2> = maps.flatten::<3>(2, 3).max_dim(2).flatten(1, 2);
         self.fc.forward(pooled)
+    }
+
+    /// The stem's filters set to whiten the 3x3 patches of `images` (normalized training images),
+    /// as airbench's first layer: the patches' `widths[0] / 2` leading principal directions, each
+    /// scaled to unit variance, and their negations. They stay fixed when the config says
+    /// `whiten`.
+    ///
+    /// # Panics
+    /// If `widths[0]` is odd or above 54 (twice the 27 values of a patch).
+    pub fn with_whitened_stem(mut self, images: Tensor<4>) -> Self {
+        let weight = &self.stem.conv.weight;
+        let [channels, ..] = weight.dims();
+        assert!(
+            channels % 2 == 0 && channels <= 54,
+            "a whitening stem needs an even width of at most 54, not {channels}"
+        );
+        let filters = whitening_filters(images, 3, channels / 2).to_device(&weight.device());
+        self.stem.conv.weight = Param::from_tensor(filters);
+        self
     }
 
     /// The stem's filters, `[widths[0], 3, 3, 3]`.
@@ -139,5 +172,26 @@ mod tests {
                 [2, 32, 4, 4]
             ]
         );
+    }
+
+    #[test]
+    fn a_whitened_stem_stays_fixed() {
+        let device = Device::flex().autodiff();
+        let images =
+            Tensor::<4>::random([4, 3, 8, 8], burn::tensor::Distribution::Default, &device);
+        let net = FastNetConfig::new()
+            .with_widths([8, 8, 8, 8])
+            .with_whiten(true)
+            .init(&device)
+            .with_whitened_stem(images.clone());
+        let filters = net.first_filters();
+        assert_eq!(filters.dims(), [8, 3, 3, 3]);
+        let grads = net.forward(images).sum().backward();
+        assert!(
+            filters.grad(&grads).is_none(),
+            "no gradient for the fixed stem"
+        );
+        let fc = net.fc.weight.val();
+        assert!(fc.grad(&grads).is_some(), "the rest still learns");
     }
 }

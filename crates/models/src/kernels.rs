@@ -1,9 +1,10 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU6, the convolution and max-pooling with the gradients of
-//! the backend underneath.
+//! bodies). Autodiff differentiates ReLU6, the convolution, max-pooling and BatchNorm with the
+//! gradients of the backend underneath.
 
 mod autodiff;
+mod batch_norm;
 mod convolution;
 mod depthwise;
 mod max_pool;
@@ -16,9 +17,10 @@ use burn::backend::{
     Backend, DType, Dispatch, Flex, Scalar, TensorData, backend_extension,
     get_or_init_device_settings,
 };
-use burn::nn::PaddingConfig2d;
+use burn::module::RunningState;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
@@ -90,6 +92,39 @@ pub trait Kernels: Backend {
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         burns_max_pool2x2_backward::<Self>(x, output_grad)
+    }
+
+    /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then each
+    /// channel's mean and biased variance), differentiated with [`Kernels::normalize_batch_backward`].
+    fn normalize_batch(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
+        (result.output, result.mean, result.variance)
+    }
+
+    /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean and
+    /// variance it returned.
+    fn normalize_batch_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
+            x,
+            gamma,
+            mean,
+            variance,
+            epsilon,
+            output_grad,
+        );
+        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
     }
 }
 
@@ -336,6 +371,79 @@ impl Kernels for Flex {
         let grad = max_pool::backward(f32s(&x), f32s(&output_grad), [h, w]);
         FlexTensor::from_data(TensorData::new(grad, shape))
     }
+
+    fn normalize_batch(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(planes) = planes(&[&x, &gamma, &beta]) else {
+            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
+            return (result.output, result.mean, result.variance);
+        };
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let (output, mean, variance) =
+            batch_norm::forward(f32s(&x), f32s(&gamma), f32s(&beta), epsilon, planes);
+        let per_channel =
+            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+        (
+            FlexTensor::from_data(TensorData::new(output, x.shape())),
+            per_channel(mean),
+            per_channel(variance),
+        )
+    }
+
+    fn normalize_batch_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(planes) = planes(&[&x, &gamma, &mean, &variance, &output_grad]) else {
+            let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
+                x,
+                gamma,
+                mean,
+                variance,
+                epsilon,
+                output_grad,
+            );
+            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
+        };
+        let [x, gamma, mean, variance] = [x, gamma, mean, variance].map(|t| t.to_contiguous());
+        let mut grad = owned(output_grad);
+        let n = grad.layout().num_elements();
+        let (gamma_grad, beta_grad) = batch_norm::backward(
+            f32s(&x),
+            f32s(&gamma),
+            f32s(&mean),
+            f32s(&variance),
+            epsilon,
+            &mut grad.storage_mut::<f32>()[..n],
+            planes,
+        );
+        let per_channel =
+            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+        (grad, per_channel(gamma_grad), per_channel(beta_grad))
+    }
+}
+
+/// The layout of a BatchNorm input (the first tensor) when every tensor is f32.
+fn planes(tensors: &[&FlexTensor]) -> Option<batch_norm::Planes> {
+    let dims = tensors[0].shape().to_vec();
+    let ours = tensors.iter().all(|t| t.dtype() == DType::F32) && dims.len() >= 2;
+    ours.then(|| batch_norm::Planes {
+        batch: dims[0],
+        channels: dims[1],
+        size: dims[2..].iter().product(),
+    })
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -372,6 +480,35 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
         }
         None => output,
     }
+}
+
+/// `bn.forward(input)`, training through [`Kernels::normalize_batch`]: on an autodiff device with the
+/// layer training, normalized with the batch's statistics, which move the running ones by the
+/// layer's momentum, as Burn's layer does.
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
+    if !(input.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(input);
+    }
+    let (output, mean, variance) = <Dispatch as Kernels>::normalize_batch(
+        input.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+    );
+    let output: Tensor<D> = Tensor::from_dispatch(output);
+    let device = output.device();
+    let follow = |running: &RunningState<Tensor<1>>, batch| {
+        let batch: Tensor<1> = Tensor::from_dispatch(batch);
+        let old = running.value_sync().to_device(&device);
+        running.update(
+            old.mul_scalar(1.0 - bn.momentum)
+                .add(batch.detach().mul_scalar(bn.momentum))
+                .detach(),
+        );
+    };
+    follow(&bn.running_mean, mean);
+    follow(&bn.running_var, variance);
+    output
 }
 
 /// `(before, after)` padding of each spatial side, by Burn's rule for `Conv2d` (whose own helper is

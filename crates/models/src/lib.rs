@@ -1,7 +1,8 @@
 //! Network definitions: the tutorial's small convnet ([`convnet`]), a BatchNorm convnet for fast
 //! CPU training ([`fastnet`]), the EfficientNet-Lite0 ImageNet network split into a backbone and a
 //! head ([`efficientnet`]), the transfer classifier that puts a new head on that backbone
-//! ([`transfer`]), and the CPU kernels of our own they run on ([`kernels`]).
+//! ([`transfer`]), airbench's patch-whitening filters for a fixed first layer ([`whitening`]), and
+//! the CPU kernels of our own they run on ([`kernels`]).
 //!
 //! Not here: how networks are trained (the `train` crate), how images become tensors (the `data`
 //! crate), or where weights come from (the binaries). Every network can hand back its intermediate
@@ -13,6 +14,7 @@ pub mod efficientnet;
 pub mod fastnet;
 pub mod kernels;
 pub mod transfer;
+pub mod whitening;
 
 use burn::Tensor;
 

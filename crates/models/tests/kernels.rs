@@ -1,11 +1,12 @@
 //! Our kernels against Burn's own operations: the same values, forward and backward.
 
-use burn::nn::PaddingConfig2d;
+use burn::module::Param;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use models::kernels::{conv2d, max_pool2d, relu6};
+use models::kernels::{batch_norm, conv2d, max_pool2d, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -239,4 +240,98 @@ fn max_pool_matches_burns_values_and_gradients_bit_for_bit() {
             "{shape:?} gradient"
         );
     }
+}
+
+#[test]
+fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    // Planes shorter and longer than the sixteen running sums, one sample, a channel axis last
+    // in memory (transposed), and a BatchNorm over `[batch, channels]`.
+    let shapes: [&[usize]; 5] = [
+        &[3, 5, 7, 9],
+        &[1, 4, 40, 40],
+        &[8, 6, 2, 3],
+        &[6, 2],
+        &[2, 3, 5],
+    ];
+    for shape in shapes {
+        let channels = shape[1];
+        let gamma = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 2.0), &device);
+        let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 1.0), &device);
+        let layer = || {
+            let mut bn = BatchNormConfig::new(channels)
+                .with_momentum(0.3)
+                .init(&device);
+            bn.gamma = Param::from_tensor(Tensor::from_data(gamma.to_data(), &device));
+            bn.beta = Param::from_tensor(Tensor::from_data(beta.to_data(), &device));
+            bn
+        };
+        let (bn, reference_bn) = (layer(), layer());
+        let x: Tensor<4> = match *shape {
+            [a, b, c, d] => Tensor::random([a, b, c, d], Distribution::Normal(3.0, 2.0), &device),
+            [a, b] => Tensor::random([a, b, 1, 1], Distribution::Normal(3.0, 2.0), &device),
+            [a, b, c] => Tensor::random([a, c, b, 1], Distribution::Normal(3.0, 2.0), &device)
+                .swap_dims(1, 2),
+            _ => unreachable!(),
+        };
+        let x = x.require_grad();
+        let ours = batch_norm(&bn, x.clone());
+        let reference = reference_bn.forward(x.clone());
+        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let ours_grads = ours.clone().mul(weights.clone()).sum().backward();
+        let reference_grads = reference.clone().mul(weights).sum().backward();
+        let within = |what: &str, difference: f32| {
+            assert!(
+                difference < 1e-5,
+                "{what} differs by {difference}: {shape:?}"
+            );
+        };
+        within("output", relative_difference(ours, reference));
+        within(
+            "input gradient",
+            relative_difference(
+                x.grad(&ours_grads).unwrap(),
+                x.grad(&reference_grads).unwrap(),
+            ),
+        );
+        for (what, ours, reference) in [
+            ("gamma gradient", bn.gamma.val(), reference_bn.gamma.val()),
+            ("beta gradient", bn.beta.val(), reference_bn.beta.val()),
+        ] {
+            within(
+                what,
+                relative_difference(
+                    ours.grad(&ours_grads).unwrap(),
+                    reference.grad(&reference_grads).unwrap(),
+                ),
+            );
+        }
+        within(
+            "running mean",
+            relative_difference(
+                bn.running_mean.value_sync(),
+                reference_bn.running_mean.value_sync(),
+            ),
+        );
+        within(
+            "running variance",
+            relative_difference(
+                bn.running_var.value_sync(),
+                reference_bn.running_var.value_sync(),
+            ),
+        );
+    }
+}
+
+#[test]
+fn batch_norm_outside_training_is_burns_inference() {
+    let device = Device::flex();
+    let bn = BatchNormConfig::new(3).init(&device);
+    let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Normal(1.0, 1.0), &device);
+    assert_eq!(bits(batch_norm(&bn, x.clone())), bits(bn.forward(x)));
+    assert_eq!(
+        bits(bn.running_mean.value_sync()),
+        bits(Tensor::<1>::zeros([3], &device))
+    );
 }

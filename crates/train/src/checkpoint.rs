@@ -19,8 +19,15 @@ pub const WEIGHTS: &str = "model.bpk";
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
     Convnet,
-    Fastnet { widths: [usize; 4] },
-    EfficientnetLite0 { hidden_units: usize },
+    Fastnet {
+        widths: [usize; 4],
+        /// A fixed patch-whitening stem; manifests written before it existed have none.
+        #[serde(default)]
+        whiten: bool,
+    },
+    EfficientnetLite0 {
+        hidden_units: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,10 +58,11 @@ impl Classifier {
                     .with_image_size(manifest.image_size)
                     .init(device),
             ),
-            Architecture::Fastnet { widths } => Classifier::FastNet(
+            Architecture::Fastnet { widths, whiten } => Classifier::FastNet(
                 FastNetConfig::new()
                     .with_num_classes(classes)
                     .with_widths(widths)
+                    .with_whiten(whiten)
                     .init(device),
             ),
             Architecture::EfficientnetLite0 { hidden_units } => Classifier::EfficientNet(

@@ -171,6 +171,9 @@ pub struct ModelConfig {
     pub name: ModelName,
     /// `fastnet` only: channels of its stem and of its three blocks.
     pub widths: [usize; 4],
+    /// `fastnet` only: the stem's filters are fixed to whiten 3x3 patches of the training images
+    /// (airbench's first layer) instead of being trained.
+    pub whiten: bool,
 }
 
 impl Default for ModelConfig {
@@ -178,6 +181,7 @@ impl Default for ModelConfig {
         Self {
             name: ModelName::Convnet,
             widths: [32, 64, 128, 256],
+            whiten: false,
         }
     }
 }
@@ -365,6 +369,12 @@ impl TrainConfig {
         if self.model.widths.contains(&0) {
             return Err("model.widths must all be at least 1".into());
         }
+        let stem = self.model.widths[0];
+        if self.model.whiten && (stem % 2 == 1 || stem > 54) {
+            return Err(format!(
+                "model.whiten needs an even model.widths[0] of at most 54 (two filters per principal direction of a 3x3x3 patch), got {stem}"
+            ));
+        }
         if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
             return Err(format!(
                 "optimizer.lr must be positive, got {}",
@@ -451,6 +461,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("test_time_translate must be smaller"), "{err}");
+        let err = TrainConfig::parse("[model]\nwhiten = true\nwidths = [7, 8, 8, 8]", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.whiten needs an even"), "{err}");
         let err = TrainConfig::parse("", &["data.nope=1".into()])
             .unwrap_err()
             .to_string();

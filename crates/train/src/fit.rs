@@ -29,7 +29,6 @@ pub struct FitOptions {
     /// The first epoch of the stage (where the schedule's step 0 is).
     pub stage_first_epoch: usize,
     /// The views validation averages over.
-    pub test_time_augment: TestTimeAugment,
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
     /// Number of the first epoch (a later stage continues the count).
@@ -418,7 +417,7 @@ pub fn fit<M: Network>(
             valid,
             options.batch_size,
             &eval_device,
-            options.test_time_augment,
+            TestTimeAugment::default(),
         ));
         let metrics = EpochMetrics {
             epoch,

@@ -19,7 +19,7 @@ use models::fastnet::{FastNet, FastNetConfig};
 use serde::Serialize;
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
-use crate::config::{ModelName, OptimizerConfig, OptimizerName, TrainConfig};
+use crate::config::{ModelConfig, ModelName, OptimizerConfig, OptimizerName, TrainConfig};
 use crate::device::Placement;
 use crate::fit::{self, EpochEnd, EpochMetrics, Evaluation, FitOptions, Observer, Resumed, Stop};
 use crate::network::{Examples, Images, Network};
@@ -197,12 +197,13 @@ fn affordable_epochs<M: Network>(
     );
     let steps = stage.train.len().div_ceil(config.batch_size) as f64;
     // A forward pass costs about a third of a training step.
-    let passes = config.test_time_augment().passes() as f64;
     let validation =
-        steps * step * passes / 3.0 * stage.valid.len() as f64 / stage.train.len().max(1) as f64;
+        steps * step / 3.0 * stage.valid.len() as f64 / stage.train.len().max(1) as f64;
     let epoch = steps * step + validation;
-    // The final evaluation and the pictures take about one more validation pass.
-    let left = minutes * 60.0 - progress.started.elapsed().as_secs_f64() - validation;
+    // The final evaluation (one pass per test-time view) and the pictures.
+    let passes = config.test_time_augment().passes() as f64;
+    let left =
+        minutes * 60.0 - progress.started.elapsed().as_secs_f64() - validation * (passes + 1.0);
     let epochs = ((left / epoch).floor().max(1.0) as usize).min(stage.epochs);
     println!(
         "time budget {minutes} min: about {epoch:.0} s per epoch, {:.0} s left: training {epochs} epochs",
@@ -308,7 +309,6 @@ pub fn train_stage<M: Network>(
             total_steps: stage_epochs * steps_per_epoch,
         },
         stage_first_epoch,
-        test_time_augment: config.test_time_augment(),
         label_smoothing: (config.label_smoothing > 0.0).then_some(config.label_smoothing),
         first_epoch: progress.history.len() + 1,
         best_val_loss: progress.best_val_loss(),
@@ -493,11 +493,11 @@ struct ImageNetwork<M> {
     from_classifier: fn(Classifier) -> Option<M>,
 }
 
-/// Train the network `network` builds for the training split.
+/// Train the network `network` builds for the training split and its normalization.
 fn run_images<M: Network<Input = Tensor<4>>>(
     config: &TrainConfig,
     dataset: &Dataset,
-    network: impl FnOnce(&ImageSet) -> anyhow::Result<ImageNetwork<M>>,
+    network: impl FnOnce(&ImageSet, &Normalization) -> anyhow::Result<ImageNetwork<M>>,
     run: &RunDir,
     placement: &Placement,
     mut progress: Progress,
@@ -505,8 +505,8 @@ fn run_images<M: Network<Input = Tensor<4>>>(
 ) -> anyhow::Result<Summary> {
     let device = &placement.main;
     let (train, valid) = split(dataset, config);
-    let network = network(&train)?;
     let norm = Normalization::per_pixel(&train);
+    let network = network(&train, &norm)?;
     let manifest = Manifest {
         architecture: network.architecture,
         classes: dataset.classes.clone(),
@@ -575,7 +575,7 @@ fn run_convnet(
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let device = &placement.main;
-    let network = |train: &ImageSet| {
+    let network = |train: &ImageSet, _: &Normalization| {
         anyhow::ensure!(
             train.side >= ConvNetConfig::MIN_IMAGE_SIZE,
             "the convnet needs images of at least {0}x{0}; set data.image_size to {0} or more",
@@ -611,18 +611,25 @@ fn run_fastnet(
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Summary> {
     let device = &placement.main;
-    let widths = config.model.widths;
-    let network = |train: &ImageSet| {
+    let ModelConfig { widths, whiten, .. } = config.model;
+    let network = |train: &ImageSet, norm: &Normalization| {
         anyhow::ensure!(
             train.side.is_multiple_of(8),
             "fastnet halves the image side three times; set data.image_size to a multiple of 8"
         );
+        let mut model = FastNetConfig::new()
+            .with_num_classes(dataset.classes.len())
+            .with_widths(widths)
+            .with_whiten(whiten)
+            .init(device);
+        if whiten {
+            // airbench's sample size: the patch statistics settle well before 5,000 images.
+            let sample: Vec<usize> = (0..train.len().min(5000)).collect();
+            model = model.with_whitened_stem(data::batch::images(train, &sample, norm, device));
+        }
         Ok(ImageNetwork {
-            model: FastNetConfig::new()
-                .with_num_classes(dataset.classes.len())
-                .with_widths(widths)
-                .init(device),
-            architecture: Architecture::Fastnet { widths },
+            model,
+            architecture: Architecture::Fastnet { widths, whiten },
             to_classifier: |m: &FastNet| Classifier::FastNet(m.clone()),
             from_classifier: Classifier::into_fastnet,
         })

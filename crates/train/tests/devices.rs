@@ -78,7 +78,6 @@ fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
             total_steps: 2 * steps_per_epoch,
         },
         stage_first_epoch: 1,
-        test_time_augment: Default::default(),
         label_smoothing: None,
         first_epoch: 1,
         best_val_loss: f64::INFINITY,

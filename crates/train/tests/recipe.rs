@@ -286,6 +286,34 @@ fn the_fast_recipe_learns_repeats_itself_and_follows_its_schedule() {
         train::checkpoint::Classifier::FastNet(_)
     ));
     assert_eq!(manifest.image_size, 32);
+    let best_line = column(&first.run_dir, 5)[first.best_epoch.unwrap() - 1];
+    let best_val_loss = first.best_val_loss.unwrap();
+    assert!(
+        (best_val_loss - best_line).abs() < 1e-5,
+        "the summary reports the best epoch's line: {best_val_loss} vs {best_line}"
+    );
+    assert!(
+        (best_val_loss - first.loss).abs() > 1e-4,
+        "test-time views are for the final evaluation, not the epoch lines: {first:?}"
+    );
+}
+
+#[test]
+fn a_whitened_fastnet_keeps_its_stem_through_training_and_saving() {
+    let _turn = turn();
+    let dir = temp_dir("whiten");
+    let data = cifar_copy(&dir, 2);
+    let config = fast_config(&dir, &data, &["epochs=2", "model.whiten=true"]);
+    let summary = recipe::run(&config, "whiten", &AtomicBool::new(false)).unwrap();
+    assert!(summary.loss.is_finite());
+    let (classifier, _) =
+        train::checkpoint::load(&summary.run_dir, &burn::prelude::Device::flex()).unwrap();
+    let halves = classifier.first_filters().split(4, 0);
+    assert_eq!(
+        halves[0].clone().into_data(),
+        halves[1].clone().neg().into_data(),
+        "the saved stem is the whitening pairs, untrained"
+    );
 }
 
 #[test]

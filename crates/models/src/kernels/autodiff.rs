@@ -1,15 +1,15 @@
-//! The backward steps of [`Kernels::relu6`], [`Kernels::convolution`] and
-//! [`Kernels::max_pool2x2`], which call the gradients of the backend underneath, where ours on
+//! The backward steps of [`Kernels::relu6`], [`Kernels::convolution`], [`Kernels::max_pool2x2`]
+//! and [`Kernels::normalize_batch`], which call the gradients of the backend underneath, where ours on
 //! `Flex` come in: ReLU6 and max-pooling nodes that keep their input (Burn differentiates its
-//! clamp as two masked fills, and keeps the maxima's indices), a convolution node that keeps what
-//! Burn's keeps (input and weight).
+//! clamp as two masked fills, and keeps the maxima's indices), convolution and BatchNorm nodes
+//! that keep what Burn's keep (input and weight; input, gamma and the batch statistics).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, tensor::FloatTensor};
 use burn::tensor::ops::ConvOptions;
 
 use super::Kernels;
@@ -48,6 +48,47 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         keeping_input::<B, C>(x, B::max_pool2x2, B::max_pool2x2_backward)
+    }
+
+    fn normalize_batch(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let prepared = BatchNormalization
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (output, mean, variance) = match prepared {
+            OpsKind::Tracked(mut prep) => {
+                let (x_id, gamma_id) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (output, mean, variance) = B::normalize_batch(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = Statistics {
+                    x: x_id,
+                    gamma: gamma_id,
+                    mean: mean.clone(),
+                    variance: variance.clone(),
+                    epsilon,
+                };
+                (prep.finish(state, output), mean, variance)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = B::normalize_batch(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (prep.finish(output), mean, variance)
+            }
+        };
+        (output, Self::from_inner(mean), Self::from_inner(variance))
     }
 }
 
@@ -131,6 +172,53 @@ impl<B: Backend + Kernels> Backward<B, 2> for Convolution {
         if let Some(node) = node_weight {
             let grad = B::convolution_weight_grad(x, weight, output_grad, options);
             grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormalization;
+
+/// What BatchNorm's gradients need from the forward pass.
+#[derive(Debug, Clone)]
+struct Statistics<B: Backend> {
+    x: NodeId,
+    gamma: NodeId,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+}
+
+impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
+    type State = Statistics<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        let Statistics {
+            x,
+            gamma,
+            mean,
+            variance,
+            epsilon,
+        } = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
+        let (x_grad, gamma_grad, beta_grad) =
+            B::normalize_batch_backward(x, gamma, mean, variance, epsilon, output_grad);
+        for (node, grad) in [
+            (node_x, x_grad),
+            (node_gamma, gamma_grad),
+            (node_beta, beta_grad),
+        ] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }
