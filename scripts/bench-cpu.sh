@@ -18,6 +18,10 @@ if [ -z "${PYTHON:-}" ]; then
     fi
     PYTHON=target/bench-venv/bin/python
 fi
+if ! "$PYTHON" -c 'import torch, tensorflow, numpy, PIL' 2>/dev/null; then
+    echo "bench-cpu: $PYTHON lacks torch, tensorflow, numpy or pillow; install them (pip install torch tensorflow-cpu numpy pillow) or unset PYTHON" >&2
+    exit 1
+fi
 cargo build --release -q -p train --example throughput
 throughput=target/release/examples/throughput
 out=$(mktemp -d)
