@@ -102,8 +102,7 @@ pub trait Kernels: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
-        (result.output, result.mean, result.variance)
+        burns_batch_norm::<Self>(x, gamma, beta, epsilon)
     }
 
     /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean and
@@ -116,16 +115,32 @@ pub trait Kernels: Backend {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
-            x,
-            gamma,
-            mean,
-            variance,
-            epsilon,
-            output_grad,
-        );
-        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+        burns_batch_norm_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
     }
+}
+
+/// Burn's own BatchNorm with the batch's statistics: (output, mean, variance).
+fn burns_batch_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = B::batch_norm_train(x, gamma, beta, epsilon);
+    (result.output, result.mean, result.variance)
+}
+
+/// Burn's own gradients of [`burns_batch_norm`]: (input, gamma, beta).
+fn burns_batch_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let grads = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+    (grads.x_grad, grads.gamma_grad, grads.beta_grad)
 }
 
 /// Kernel, stride, padding and dilation of [`Kernels::max_pool2x2`].
@@ -379,8 +394,7 @@ impl Kernels for Flex {
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let Some(planes) = planes(&[&x, &gamma, &beta]) else {
-            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
-            return (result.output, result.mean, result.variance);
+            return burns_batch_norm::<Self>(x, gamma, beta, epsilon);
         };
         let (x, gamma, beta) = (
             x.to_contiguous(),
@@ -407,7 +421,7 @@ impl Kernels for Flex {
         output_grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let Some(planes) = planes(&[&x, &gamma, &mean, &variance, &output_grad]) else {
-            let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
+            return burns_batch_norm_backward::<Self>(
                 x,
                 gamma,
                 mean,
@@ -415,7 +429,6 @@ impl Kernels for Flex {
                 epsilon,
                 output_grad,
             );
-            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
         };
         let [x, gamma, mean, variance] = [x, gamma, mean, variance].map(|t| t.to_contiguous());
         let mut grad = owned(output_grad);

@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, Gradients};
 use models::kernels::{batch_norm, conv2d, max_pool2d, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
@@ -85,6 +85,34 @@ fn relative_difference<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) ->
     let scale: f32 = reference.clone().abs().max().into_scalar();
     let difference: f32 = (ours - reference).abs().max().into_scalar();
     difference / scale.max(f32::MIN_POSITIVE)
+}
+
+/// Fails unless `difference` (relative) is below 1e-5.
+fn close(what: &str, difference: f32, case: &str) {
+    assert!(difference < 1e-5, "{what} differs by {difference}: {case}");
+}
+
+/// Backward passes of one random weighting of `ours` and of `reference`, two computations of the
+/// same function of `x`, after checking that their values and the gradients of `x` agree.
+fn same_output_and_input_gradient(
+    x: &Tensor<4>,
+    ours: Tensor<4>,
+    reference: Tensor<4>,
+    case: &str,
+) -> (Gradients, Gradients) {
+    let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+    let ours_grads = ours.clone().mul(weights.clone()).sum().backward();
+    let reference_grads = reference.clone().mul(weights).sum().backward();
+    close("output", relative_difference(ours, reference), case);
+    close(
+        "input gradient",
+        relative_difference(
+            x.grad(&ours_grads).unwrap(),
+            x.grad(&reference_grads).unwrap(),
+        ),
+        case,
+    );
+    (ours_grads, reference_grads)
 }
 
 /// One convolution to compare: `[batch, channels in, channels out]`, input side, and the layer.
@@ -168,23 +196,10 @@ fn convolution_matches_burns_values_and_gradients() {
         let reference = conv.forward(x.clone());
         let ours = conv2d(&conv, x.clone());
         assert_eq!(ours.dims(), reference.dims(), "{config:?}");
-        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-        let ours_grads = ours.clone().mul(weights.clone()).sum().backward();
-        let reference_grads = reference.clone().mul(weights).sum().backward();
-        let within = |what: &str, difference: f32| {
-            assert!(
-                difference < 1e-5,
-                "{what} differs by {difference}: {config:?}"
-            );
-        };
-        within("output", relative_difference(ours, reference));
-        within(
-            "input gradient",
-            relative_difference(
-                x.grad(&ours_grads).unwrap(),
-                x.grad(&reference_grads).unwrap(),
-            ),
-        );
+        let case = format!("{config:?}");
+        let (ours_grads, reference_grads) =
+            same_output_and_input_gradient(&x, ours, reference, &case);
+        let within = |what: &str, difference: f32| close(what, difference, &case);
         let weight = conv.weight.val();
         within(
             "weight gradient",
@@ -278,23 +293,10 @@ fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
         let x = x.require_grad();
         let ours = batch_norm(&bn, x.clone());
         let reference = reference_bn.forward(x.clone());
-        let weights = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-        let ours_grads = ours.clone().mul(weights.clone()).sum().backward();
-        let reference_grads = reference.clone().mul(weights).sum().backward();
-        let within = |what: &str, difference: f32| {
-            assert!(
-                difference < 1e-5,
-                "{what} differs by {difference}: {shape:?}"
-            );
-        };
-        within("output", relative_difference(ours, reference));
-        within(
-            "input gradient",
-            relative_difference(
-                x.grad(&ours_grads).unwrap(),
-                x.grad(&reference_grads).unwrap(),
-            ),
-        );
+        let case = format!("{shape:?}");
+        let (ours_grads, reference_grads) =
+            same_output_and_input_gradient(&x, ours, reference, &case);
+        let within = |what: &str, difference: f32| close(what, difference, &case);
         for (what, ours, reference) in [
             ("gamma gradient", bn.gamma.val(), reference_bn.gamma.val()),
             ("beta gradient", bn.beta.val(), reference_bn.beta.val()),
