@@ -94,8 +94,9 @@ pub trait Kernels: Backend {
         burns_max_pool2x2_backward::<Self>(x, output_grad)
     }
 
-    /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then each
-    /// channel's mean and biased variance), differentiated with [`Kernels::normalize_batch_backward`].
+    /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then
+    /// each channel's mean and biased variance), differentiated with
+    /// [`Kernels::normalize_batch_backward`].
     fn normalize_batch(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -495,8 +496,8 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `bn.forward(input)`, training through [`Kernels::normalize_batch`]: on an autodiff device with the
-/// layer training, normalized with the batch's statistics, which move the running ones by the
+/// `bn.forward(input)`, training through [`Kernels::normalize_batch`]: on an autodiff device with
+/// the layer training, normalized with the batch's statistics, which move the running ones by the
 /// layer's momentum, as Burn's layer does.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
     if !(input.device().is_autodiff() && bn.training.is_enabled()) {

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 const EPSILON: f64 = 5e-4;
 
 /// Filters `[2 * count, channels, kernel, kernel]` for `images` `[n, channels, height, width]`:
-/// the `count` leading eigenvectors of the covariance of all `kernel` x `kernel` patches, divided by
-/// the square root of their variance, then the same negated.
+/// the `count` leading eigenvectors of the covariance of all `kernel` x `kernel` patches, divided
+/// by the square root of their variance, then the same negated.
 ///
 /// # Panics
 /// If `count` exceeds the patch length `channels * kernel * kernel`, or the images are smaller
@@ -180,7 +180,8 @@ mod tests {
     #[test]
     fn the_filters_whiten_the_patches_they_came_from() {
         let device = Device::flex();
-        // Correlated channels: the second is the first plus noise, the third its negation plus noise.
+        // Correlated channels: the second is the first plus noise, the third its negation plus
+        // noise.
         let shape = [6, 1, 9, 9];
         let uniform = || Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
         let first = uniform();

@@ -28,7 +28,6 @@ pub struct FitOptions {
     pub schedule: Schedule,
     /// The first epoch of the stage (where the schedule's step 0 is).
     pub stage_first_epoch: usize,
-    /// The views validation averages over.
     /// Label smoothing for the training loss (validation always uses the plain loss).
     pub label_smoothing: Option<f32>,
     /// Number of the first epoch (a later stage continues the count).
