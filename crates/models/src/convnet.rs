@@ -3,10 +3,10 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Initializer, Linear, LinearConfig, Relu};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use crate::kernels::{conv2d, max_pool2d};
+use crate::kernels::{conv2d, max_pool2d, relu};
 use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
@@ -35,7 +35,6 @@ pub struct ConvNet {
     fc1: Linear,
     fc2: Linear,
     predictions: Linear,
-    activation: Relu,
 }
 
 impl ConvNetConfig {
@@ -76,7 +75,6 @@ impl ConvNetConfig {
             fc1: dense(64 * side * side, 1024),
             fc2: dense(1024, 1024),
             predictions: dense(1024, self.num_classes),
-            activation: Relu::new(),
         }
         .zero_biases()
     }
@@ -119,15 +117,15 @@ impl ConvNet {
 
     /// The convolutional part, reporting each named output to `seen`.
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
-        let x = self.activation.forward(conv2d(&self.conv2d_1, x)); // [b, 32, 30, 30]
+        let x = relu(conv2d(&self.conv2d_1, x)); // [b, 32, 30, 30]
         seen("conv2d_1", &x);
-        let x = self.activation.forward(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
+        let x = relu(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
         seen("conv2d_2", &x);
         let x = max_pool2d(&self.maxpool_2, x); // [b, 32, 14, 14]
         seen("maxpool_2", &x);
-        let x = self.activation.forward(conv2d(&self.conv2d_3, x)); // [b, 64, 10, 10]
+        let x = relu(conv2d(&self.conv2d_3, x)); // [b, 64, 10, 10]
         seen("conv2d_3", &x);
-        let x = self.activation.forward(conv2d(&self.conv2d_4, x)); // [b, 64, 6, 6]
+        let x = relu(conv2d(&self.conv2d_4, x)); // [b, 64, 6, 6]
         seen("conv2d_4", &x);
         x
     }
@@ -135,8 +133,8 @@ impl ConvNet {
     /// The dense part: `conv2d_4`'s output `[b, 64, 6, 6]` → logits (where Grad-CAM starts).
     pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = maps.flatten(1, 3); // [b, 2304]
-        let x = self.activation.forward(self.fc1.forward(x)); // [b, 1024]
-        let x = self.activation.forward(self.fc2.forward(x)); // [b, 1024]
+        let x = relu(self.fc1.forward(x)); // [b, 1024]
+        let x = relu(self.fc2.forward(x)); // [b, 1024]
         self.predictions.forward(x) // [b, classes]
     }
 

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PytorchStore};
 use std::path::{Path, PathBuf};
 
-use crate::kernels::{batch_norm, conv2d, relu6};
+use crate::kernels::{batch_norm, conv2d, dropout, relu, relu6};
 use crate::{FeatureMap, MapCollector};
 
 /// The input side the ImageNet weights were trained at.
@@ -319,11 +319,9 @@ impl ClassifierHead {
 
     /// `[batch, 1280]` → logits `[batch, classes]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        let mut x = self.dropout.forward(features);
+        let mut x = dropout(&self.dropout, features);
         if let Some(hidden) = &self.hidden {
-            x = self
-                .dropout
-                .forward(burn::tensor::activation::relu(hidden.forward(x)));
+            x = dropout(&self.dropout, relu(hidden.forward(x)));
         }
         self.fc.forward(x)
     }

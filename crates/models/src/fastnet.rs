@@ -6,10 +6,10 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::kernels::{batch_norm, conv2d, max_pool2d};
+use crate::kernels::{batch_norm, conv2d, max_pool2d, relu};
 use crate::whitening::whitening_filters;
 use crate::{FeatureMap, MapCollector};
 
@@ -53,10 +53,10 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>, relu: &Relu) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
-        let x = relu.forward(batch_norm(&self.first.bn, x));
-        relu.forward(batch_norm(&self.second.bn, conv2d(&self.second.conv, x)))
+        let x = relu(batch_norm(&self.first.bn, x));
+        relu(batch_norm(&self.second.bn, conv2d(&self.second.conv, x)))
     }
 }
 
@@ -65,7 +65,6 @@ pub struct FastNet {
     stem: ConvBn,
     blocks: Vec<Block>,
     fc: Linear,
-    activation: Relu,
     fixed_stem: bool,
 }
 
@@ -82,7 +81,6 @@ impl FastNetConfig {
                 })
                 .collect(),
             fc: LinearConfig::new(w[3], self.num_classes).init(device),
-            activation: Relu::new(),
             fixed_stem: self.whiten,
         }
     }
@@ -102,17 +100,16 @@ impl FastNet {
     }
 
     fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
-        let relu = &self.activation;
         let mut x = conv2d(&self.stem.conv, x);
         if self.fixed_stem {
             // No gradient reaches the filters (nor is computed for them), whatever a loaded
             // record says about the parameter.
             x = x.detach();
         }
-        let mut x = relu.forward(batch_norm(&self.stem.bn, x));
+        let mut x = relu(batch_norm(&self.stem.bn, x));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
-            x = block.forward(x, relu);
+            x = block.forward(x);
             seen(name, &x);
         }
         x

@@ -1,27 +1,29 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU6, the convolution, max-pooling and BatchNorm with the
+//! bodies). Autodiff differentiates ReLU, ReLU6, the convolution, max-pooling and BatchNorm with the
 //! gradients of the backend underneath.
 
 mod autodiff;
 mod batch_norm;
 mod convolution;
 mod depthwise;
+mod dropout;
 mod max_pool;
 
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{ActivationOps, IntTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Backend, DType, Dispatch, Flex, Scalar, TensorData, backend_extension,
+    Backend, DType, Dispatch, Flex, IntDType, Scalar, TensorData, backend_extension,
     get_or_init_device_settings,
 };
 use burn::module::RunningState;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::nn::{BatchNorm, Dropout, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
@@ -47,6 +49,21 @@ pub trait Kernels: Backend {
     /// is NaN), zero elsewhere, as Burn's clamp passes it.
     fn relu6_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         burns_relu6_backward::<Self>(x, output_grad)
+    }
+
+    /// ReLU, `max(x, 0)` with NaN staying NaN: Burn's `relu`, differentiated with
+    /// [`Kernels::rectify_backward`].
+    fn rectify(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::relu(x)
+    }
+
+    /// The gradient of [`Kernels::rectify`]'s input from its output: the output gradient where
+    /// the output is above zero (or NaN), zero elsewhere, as Burn's ReLU passes it.
+    fn rectify_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::relu_backward(output, output_grad)
     }
 
     /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_input_grad`] and
@@ -118,6 +135,24 @@ pub trait Kernels: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         burns_batch_norm_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
     }
+
+    /// Dropout's factors for a tensor shaped like `like`: 0 with probability `prob`, else
+    /// `1 / (1 - prob)`, drawn from the backend's seeded generator.
+    fn dropout_scales(like: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        burns_dropout_scales::<Self>(like, prob)
+    }
+}
+
+/// Burn's dropout mask (its Bernoulli draw) times Burn's scale.
+fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) -> FloatTensor<B> {
+    let keep = 1.0 - prob;
+    let mask = B::float_random(
+        like.shape(),
+        Distribution::Bernoulli(keep),
+        &like.device(),
+        like.dtype().into(),
+    );
+    B::float_mul_scalar(mask, Scalar::Float(1.0 / keep))
 }
 
 /// Burn's own BatchNorm with the batch's statistics: (output, mean, variance).
@@ -271,44 +306,37 @@ fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 /// Flex's clamp walks the elements on one thread, and its autodiff gradient is two masked fills;
-/// these run on every core, in place where the tensor is not shared.
+/// its ReLU and ReLU gradient walk them on one thread too. Ours run on every core, in place where
+/// the tensor is not shared.
 impl Kernels for Flex {
     fn relu6(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return burns_relu6::<Self>(x);
         }
-        let mut x = owned(x);
-        let n = x.layout().num_elements();
-        x.storage_mut::<f32>()[..n]
-            .par_chunks_mut(CHUNK)
-            .for_each(|chunk| {
-                for v in chunk {
-                    *v = v.clamp(0.0, 6.0);
-                }
-            });
-        x
+        map_in_place(x, |v| v.clamp(0.0, 6.0))
     }
 
     fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
             return burns_relu6_backward::<Self>(x, output_grad);
         }
-        let x = x.to_contiguous();
-        let mut grad = owned(output_grad);
-        let n = grad.layout().num_elements();
-        grad.storage_mut::<f32>()[..n]
-            .par_chunks_mut(CHUNK)
-            .zip(f32s(&x).par_chunks(CHUNK))
-            .for_each(|(grad, x)| {
-                for (g, &x) in grad.iter_mut().zip(x) {
-                    // Not `contains`: a NaN input passes its gradient, as through Burn's clamp.
-                    #[allow(clippy::manual_range_contains)]
-                    if x < 0.0 || x > 6.0 {
-                        *g = 0.0;
-                    }
-                }
-            });
-        grad
+        // Not `contains`: a NaN input passes its gradient, as through Burn's clamp.
+        #[allow(clippy::manual_range_contains)]
+        gradient_where(x, output_grad, |x| !(x < 0.0 || x > 6.0))
+    }
+
+    fn rectify(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::relu(x);
+        }
+        map_in_place(x, |v| if passes_relu(v) { v } else { 0.0 })
+    }
+
+    fn rectify_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if output.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::relu_backward(output, output_grad);
+        }
+        gradient_where(output, output_grad, passes_relu)
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
@@ -447,6 +475,64 @@ impl Kernels for Flex {
             |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
         (grad, per_channel(gamma_grad), per_channel(beta_grad))
     }
+
+    fn dropout_scales(like: FlexTensor, prob: f64) -> FlexTensor {
+        if like.dtype() != DType::F32 {
+            return burns_dropout_scales::<Self>(like, prob);
+        }
+        // One draw from Flex's generator seeds the mask, so that `Backend::seed` repeats it.
+        let seed = Self::int_random(
+            [1].into(),
+            Distribution::Uniform(0.0, (1u64 << 53) as f64),
+            &like.device(),
+            IntDType::I64,
+        );
+        let seed = seed.as_slice::<i64>().expect("one seed")[0] as u64;
+        let shape = like.shape();
+        let scales = dropout::scales(shape.num_elements(), 1.0 - prob, seed);
+        FlexTensor::from_data(TensorData::new(scales, shape))
+    }
+}
+
+/// Where ReLU passes its input and its gradient, as Burn's does: above zero, and NaN.
+fn passes_relu(x: f32) -> bool {
+    x.is_nan() || x > 0.0
+}
+
+/// `f` of every element of an f32 tensor, on every core.
+fn map_in_place(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+    let mut x = owned(x);
+    let n = x.layout().num_elements();
+    x.storage_mut::<f32>()[..n]
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| {
+            for v in chunk {
+                *v = f(*v);
+            }
+        });
+    x
+}
+
+/// The output gradient where `passes(x)` (`x` the operation's input or output), zero elsewhere,
+/// on every core.
+fn gradient_where(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    passes: impl Fn(f32) -> bool + Sync,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let mut grad = owned(output_grad);
+    let n = grad.layout().num_elements();
+    grad.storage_mut::<f32>()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(f32s(&x).par_chunks(CHUNK))
+        .for_each(|(grad, x)| {
+            for (g, &x) in grad.iter_mut().zip(x) {
+                // A select, not a branch around a store: the loop then runs on vectors.
+                *g = if passes(x) { *g } else { 0.0 };
+            }
+        });
+    grad
 }
 
 /// The layout of a BatchNorm input (the first tensor) when every tensor is f32.
@@ -465,6 +551,11 @@ impl Kernels for burn::backend::Cube {}
 
 #[cfg(feature = "ndarray")]
 impl Kernels for burn::backend::NdArray {}
+
+/// ReLU, through [`Kernels::rectify`].
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as Kernels>::rectify(x.into_dispatch()))
+}
 
 /// ReLU6 (MobileNet's and EfficientNet-Lite's activation), through [`Kernels::relu6`].
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -523,6 +614,17 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D>
     follow(&bn.running_mean, mean);
     follow(&bn.running_var, variance);
     output
+}
+
+/// `layer.forward(input)` with its mask from [`Kernels::dropout_scales`]: on an autodiff device
+/// with the layer training, each element zeroed with the layer's probability and the others
+/// scaled up to keep the mean.
+pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
+    if !(input.device().is_autodiff() && layer.training.is_enabled()) || layer.prob == 0.0 {
+        return input;
+    }
+    let scales = <Dispatch as Kernels>::dropout_scales(input.clone().into_dispatch(), layer.prob);
+    input * Tensor::from_dispatch(scales)
 }
 
 /// `(before, after)` padding of each spatial side, by Burn's rule for `Conv2d` (whose own helper is

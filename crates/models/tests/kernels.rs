@@ -5,8 +5,8 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::{Distribution, Gradients};
-use models::kernels::{batch_norm, conv2d, max_pool2d, relu6};
+use burn::tensor::{Distribution, Gradients, activation};
+use models::kernels::{batch_norm, conv2d, max_pool2d, relu, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -39,28 +39,25 @@ fn bits<const D: usize>(tensor: Tensor<D>) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
-#[test]
-fn relu6_is_burns_clamp_bit_for_bit() {
+/// An elementwise activation of ours against Burn's: the same bits on random values with the
+/// special ones among them, on tensors it may overwrite, on views it may not, and on a shared
+/// input, which it leaves alone.
+fn same_bits_as_burns(ours: fn(Tensor<3>) -> Tensor<3>, burns: fn(Tensor<3>) -> Tensor<3>) {
     let device = Device::flex();
     device.seed(3);
     // Odd sizes, one below a parallel chunk and several above it.
     for shape in [[1, 1, 9], [3, 17, 31], [2, 300, 333], [5, 64, 1031]] {
         let x = values(shape, &device);
-        assert_eq!(
-            bits(relu6(copy(&x))),
-            bits(x.clone().clamp(0.0, 6.0)),
-            "{shape:?}"
-        );
-        // Views that cannot be written in place: transposed, and still shared.
+        assert_eq!(bits(ours(copy(&x))), bits(burns(x.clone())), "{shape:?}");
         let transposed = copy(&x).swap_dims(0, 2);
         assert_eq!(
-            bits(relu6(transposed.clone())),
-            bits(transposed.clamp(0.0, 6.0)),
+            bits(ours(transposed.clone())),
+            bits(burns(transposed)),
             "{shape:?} transposed"
         );
         let before = bits(x.clone());
         let kept = x.clone();
-        let _ = relu6(x);
+        let _ = ours(x);
         assert_eq!(
             bits(kept),
             before,
@@ -69,15 +66,30 @@ fn relu6_is_burns_clamp_bit_for_bit() {
     }
 }
 
-#[test]
-fn relu6_has_burns_gradient() {
+/// The input gradient of an activation of ours against Burn's, bit for bit.
+fn same_gradient_bits_as_burns(
+    ours: fn(Tensor<3>) -> Tensor<3>,
+    burns: fn(Tensor<3>) -> Tensor<3>,
+) {
     let device = Device::flex().autodiff();
     device.seed(4);
     let x = values([4, 33, 65], &device).require_grad();
     let weights = Tensor::<3>::random([4, 33, 65], Distribution::Normal(0.0, 1.0), &device);
-    let ours = relu6(x.clone()).mul(weights.clone()).sum().backward();
-    let burns = x.clone().clamp(0.0, 6.0).mul(weights).sum().backward();
+    let ours = ours(x.clone()).mul(weights.clone()).sum().backward();
+    let burns = burns(x.clone()).mul(weights).sum().backward();
     assert_eq!(bits(x.grad(&ours).unwrap()), bits(x.grad(&burns).unwrap()));
+}
+
+#[test]
+fn relu6_is_burns_clamp_bit_for_bit() {
+    same_bits_as_burns(relu6, |x| x.clamp(0.0, 6.0));
+    same_gradient_bits_as_burns(relu6, |x| x.clamp(0.0, 6.0));
+}
+
+#[test]
+fn relu_is_burns_bit_for_bit() {
+    same_bits_as_burns(relu, activation::relu);
+    same_gradient_bits_as_burns(relu, activation::relu);
 }
 
 /// The largest difference between two tensors, relative to the largest magnitude in `reference`.

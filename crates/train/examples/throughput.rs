@@ -9,13 +9,13 @@ use std::time::Instant;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use models::convnet::ConvNetConfig;
 use models::efficientnet::{EfficientNet, EfficientNetConfig};
 use models::fastnet::FastNetConfig;
-use models::kernels::{conv2d, max_pool2d};
+use models::kernels::{conv2d, dropout, max_pool2d, relu};
 use train::network::Network;
 
 /// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
@@ -28,7 +28,6 @@ struct KerasCnn {
     dense: Linear,
     dropout_dense: Dropout,
     predictions: Linear,
-    relu: Relu,
 }
 
 impl KerasCnn {
@@ -55,7 +54,6 @@ impl KerasCnn {
             dense: LinearConfig::new(6 * 6 * 64, 512).init(device),
             dropout_dense: DropoutConfig::new(0.5).init(),
             predictions: LinearConfig::new(512, 10).init(device),
-            relu: Relu::new(),
         }
     }
 }
@@ -65,12 +63,12 @@ impl Network for KerasCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for pair in self.convs.chunks(2) {
-            x = self.relu.forward(conv2d(&pair[0], x));
-            x = self.relu.forward(conv2d(&pair[1], x));
-            x = self.dropout.forward(max_pool2d(&self.pool, x));
+            x = relu(conv2d(&pair[0], x));
+            x = relu(conv2d(&pair[1], x));
+            x = dropout(&self.dropout, max_pool2d(&self.pool, x));
         }
-        let x = self.relu.forward(self.dense.forward(x.flatten(1, 3)));
-        self.predictions.forward(self.dropout_dense.forward(x))
+        let x = relu(self.dense.forward(x.flatten(1, 3)));
+        self.predictions.forward(dropout(&self.dropout_dense, x))
     }
 }
 

@@ -1,8 +1,9 @@
-//! The backward steps of [`Kernels::relu6`], [`Kernels::convolution`], [`Kernels::max_pool2x2`]
-//! and [`Kernels::normalize_batch`], which call the gradients of the backend underneath, where
-//! ours on `Flex` come in: ReLU6 and max-pooling nodes that keep their input (Burn differentiates
-//! its clamp as two masked fills, and keeps the maxima's indices), convolution and BatchNorm
-//! nodes that keep what Burn's keep (input and weight; input, gamma and the batch statistics).
+//! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::convolution`],
+//! [`Kernels::max_pool2x2`] and [`Kernels::normalize_batch`], which call the gradients of the
+//! backend underneath, where ours on `Flex` come in: a ReLU node that keeps its output, ReLU6 and
+//! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills, and
+//! keeps the maxima's indices), convolution and BatchNorm nodes that keep what Burn's keep (input and weight; input,
+//! gamma and the batch statistics). Dropout's factors are a constant to autodiff.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -17,6 +18,20 @@ use super::Kernels;
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
         keeping_input::<B, C>(x, B::relu6, B::relu6_backward)
+    }
+
+    fn rectify(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Rectifier
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::rectify(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::rectify(x.into_primitive())),
+        }
     }
 
     fn convolution(
@@ -90,6 +105,10 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         };
         (output, Self::from_inner(mean), Self::from_inner(variance))
     }
+
+    fn dropout_scales(like: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        Self::from_inner(B::dropout_scales(Self::inner(like), prob))
+    }
 }
 
 /// `forward(x)` as a node that keeps `x` and differentiates with `gradient(x, output gradient)`.
@@ -131,6 +150,27 @@ impl<B: Backend + Kernels> Backward<B, 1> for KeepsInput<B> {
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, (self.0)(x, output_grad));
+        }
+    }
+}
+
+/// ReLU's node keeps its output, as Burn's does: the input is then free to be overwritten.
+#[derive(Debug)]
+struct Rectifier;
+
+impl<B: Backend + Kernels> Backward<B, 1> for Rectifier {
+    type State = FloatTensor<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::rectify_backward(ops.state, output_grad));
         }
     }
 }

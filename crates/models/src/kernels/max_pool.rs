@@ -61,16 +61,17 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
             for ((grad, rows), output_grad) in rows {
                 let (top, bottom) = rows.split_at(width);
                 let (grad_top, grad_bottom) = grad.split_at_mut(width);
-                let windows = grad_top
-                    .chunks_exact_mut(2)
-                    .zip(grad_bottom.chunks_exact_mut(2))
-                    .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
-                    .zip(output_grad);
-                for (((grad_top, grad_bottom), (top, bottom)), &g) in windows {
-                    let best = window_max(top, bottom).0;
-                    let at = |i| if best == i { g } else { 0.0 };
-                    grad_top.copy_from_slice(&[at(0), at(1)]);
-                    grad_bottom.copy_from_slice(&[at(2), at(3)]);
+                // Indexed over slices of exactly the windows' length, with no bounds left to
+                // check, so that the loop runs on vectors.
+                let (top, bottom) = (&top[..2 * ow], &bottom[..2 * ow]);
+                let (grad_top, grad_bottom) = (&mut grad_top[..2 * ow], &mut grad_bottom[..2 * ow]);
+                for (i, &g) in output_grad.iter().enumerate() {
+                    let best = window_max(&top[2 * i..2 * i + 2], &bottom[2 * i..2 * i + 2]).0;
+                    let at = |k| if best == k { g } else { 0.0 };
+                    grad_top[2 * i] = at(0);
+                    grad_top[2 * i + 1] = at(1);
+                    grad_bottom[2 * i] = at(2);
+                    grad_bottom[2 * i + 1] = at(3);
                 }
             }
         });
