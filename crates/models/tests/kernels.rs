@@ -249,7 +249,13 @@ fn max_pool_matches_burns_values_and_gradients_bit_for_bit() {
     let pool = MaxPool2dConfig::new([2, 2]).init();
     // Odd sides leave a row and a column out; small integers make ties, where the first of the
     // window must win, and a planted NaN must win over everything.
-    for shape in [[2, 3, 8, 8], [3, 5, 7, 9], [1, 1, 2, 2], [4, 16, 33, 31]] {
+    for shape in [
+        [2, 3, 8, 8],
+        [3, 5, 7, 9],
+        [1, 1, 2, 2],
+        [4, 16, 33, 31],
+        [2, 4, 6, 32],
+    ] {
         let random = Tensor::<4>::random(shape, Distribution::Uniform(-2.0, 2.0), &device);
         let mut data = random.round().into_data().try_to_vec::<f32>().unwrap();
         let at = data.len() / 3;

@@ -43,6 +43,14 @@ pub fn forward(x: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
     output
 }
 
+/// A window's gradient: `g` at position `best` (in [`window_max`]'s order), zero elsewhere.
+fn at_best(best: usize, g: f32) -> [f32; 4] {
+    std::array::from_fn(|k| if k == best { g } else { 0.0 })
+}
+
+/// Windows handled together by the gradient: a fixed count the compiler can lay on vectors.
+const BLOCK: usize = 8;
+
 /// The input gradient: each window's output gradient at its maximum, zero elsewhere.
 pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
     let (oh, ow) = (height / 2, width / 2);
@@ -61,17 +69,32 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
             for ((grad, rows), output_grad) in rows {
                 let (top, bottom) = rows.split_at(width);
                 let (grad_top, grad_bottom) = grad.split_at_mut(width);
-                // Indexed over slices of exactly the windows' length, with no bounds left to
-                // check, so that the loop runs on vectors.
-                let (top, bottom) = (&top[..2 * ow], &bottom[..2 * ow]);
-                let (grad_top, grad_bottom) = (&mut grad_top[..2 * ow], &mut grad_bottom[..2 * ow]);
-                for (i, &g) in output_grad.iter().enumerate() {
+                let windows = grad_top
+                    .chunks_exact_mut(2 * BLOCK)
+                    .zip(grad_bottom.chunks_exact_mut(2 * BLOCK))
+                    .zip(
+                        top.chunks_exact(2 * BLOCK)
+                            .zip(bottom.chunks_exact(2 * BLOCK)),
+                    )
+                    .zip(output_grad.chunks_exact(BLOCK));
+                let whole = output_grad.len() / BLOCK * BLOCK;
+                for (((grad_top, grad_bottom), (top, bottom)), output_grad) in windows {
+                    let block = |s: &[f32]| -> [f32; 2 * BLOCK] { s.try_into().unwrap() };
+                    let (t, b) = (block(top), block(bottom));
+                    let (mut gt, mut gb) = ([0.0; 2 * BLOCK], [0.0; 2 * BLOCK]);
+                    for k in 0..BLOCK {
+                        let best = window_max(&t[2 * k..2 * k + 2], &b[2 * k..2 * k + 2]).0;
+                        let [g0, g1, g2, g3] = at_best(best, output_grad[k]);
+                        [gt[2 * k], gt[2 * k + 1], gb[2 * k], gb[2 * k + 1]] = [g0, g1, g2, g3];
+                    }
+                    grad_top.copy_from_slice(&gt);
+                    grad_bottom.copy_from_slice(&gb);
+                }
+                for (i, &g) in output_grad.iter().enumerate().skip(whole) {
                     let best = window_max(&top[2 * i..2 * i + 2], &bottom[2 * i..2 * i + 2]).0;
-                    let at = |k| if best == k { g } else { 0.0 };
-                    grad_top[2 * i] = at(0);
-                    grad_top[2 * i + 1] = at(1);
-                    grad_bottom[2 * i] = at(2);
-                    grad_bottom[2 * i + 1] = at(3);
+                    let [g0, g1, g2, g3] = at_best(best, g);
+                    [grad_top[2 * i], grad_top[2 * i + 1]] = [g0, g1];
+                    [grad_bottom[2 * i], grad_bottom[2 * i + 1]] = [g2, g3];
                 }
             }
         });
