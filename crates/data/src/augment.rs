@@ -11,11 +11,23 @@ use crate::split::Rng;
 pub struct Augment {
     /// Mirror each image left-right with probability 1/2.
     pub flip: bool,
+    /// With `flip`, mirror each image in every other epoch instead of at random (airbench's
+    /// alternating flip): a fixed half of the images in odd epochs, the other half in even ones,
+    /// so that no image is seen the same way round two epochs running.
+    pub alternate_flip: bool,
     /// Shift each image by up to this many pixels in x and y, filling by reflection.
     pub translate: usize,
     /// Erase a square of this side at a random place in each normalized image (cutout: the
     /// square, clipped at the borders, becomes the mean image there); 0 erases nothing.
     pub cutout: usize,
+}
+
+/// Which image of the training set is augmented, in which epoch: what
+/// [`Augment::alternate_flip`] mirrors by.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    pub image: usize,
+    pub epoch: usize,
 }
 
 impl Augment {
@@ -41,14 +53,19 @@ impl Augment {
         }
     }
 
-    /// One augmented copy of the planar `side` x `side` image `pixels`.
-    pub fn apply(&self, pixels: &[u8], side: usize, rng: &mut Rng) -> Vec<u8> {
+    /// One augmented copy of the planar `side` x `side` image `pixels`, seen as `pass` says.
+    pub fn apply(&self, pixels: &[u8], side: usize, pass: Pass, rng: &mut Rng) -> Vec<u8> {
         let mut shift = || {
             let t = self.translate.min(side - 1) as isize;
             rng.below(2 * t as usize + 1) as isize - t
         };
         let (dx, dy) = (shift(), shift());
-        let flip = self.flip && rng.below(2) == 1;
+        let flip = self.flip
+            && if self.alternate_flip {
+                in_first_half(pass.image) != pass.epoch.is_multiple_of(2)
+            } else {
+                rng.below(2) == 1
+            };
         let mut out = vec![0u8; pixels.len()];
         for (plane, out_plane) in pixels
             .chunks_exact(side * side)
@@ -65,6 +82,12 @@ impl Augment {
         }
         out
     }
+}
+
+/// The half of the images that [`Augment::alternate_flip`] mirrors in odd epochs: a hash of the
+/// image's number, so that the halves are mixed across the classes and the file order.
+fn in_first_half(image: usize) -> bool {
+    (image as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 63 == 1
 }
 
 /// `i` reflected into `0..n` (`-1` → `1`, `n` → `n - 2`), for shifts smaller than `n`.
@@ -84,6 +107,9 @@ fn reflect(i: isize, n: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// The first image in the first epoch.
+    const FIRST: Pass = Pass { image: 0, epoch: 1 };
+
     /// A 1-channel-per-plane image whose pixel value encodes its x and y.
     fn ramp(side: usize) -> Vec<u8> {
         (0..3)
@@ -94,7 +120,10 @@ mod tests {
     #[test]
     fn no_augmentation_is_the_identity() {
         let image = ramp(5);
-        assert_eq!(Augment::default().apply(&image, 5, &mut Rng::new(1)), image);
+        assert_eq!(
+            Augment::default().apply(&image, 5, FIRST, &mut Rng::new(1)),
+            image
+        );
     }
 
     #[test]
@@ -107,7 +136,7 @@ mod tests {
         };
         let mut seen_flipped = false;
         for seed in 0..20 {
-            let out = flip.apply(&image, side, &mut Rng::new(seed));
+            let out = flip.apply(&image, side, FIRST, &mut Rng::new(seed));
             let mirrored: Vec<u8> = image
                 .chunks(side)
                 .flat_map(|row| row.iter().rev().copied())
@@ -121,7 +150,7 @@ mod tests {
             ..Augment::default()
         };
         for seed in 0..50 {
-            let out = shift.apply(&image, side, &mut Rng::new(seed));
+            let out = shift.apply(&image, side, FIRST, &mut Rng::new(seed));
             // Every output row is a row of the input read with reflection, so the pixel values
             // stay within the plane they came from.
             for (c, plane) in out.chunks(side * side).enumerate() {
@@ -135,6 +164,58 @@ mod tests {
         assert_eq!(reflect(-2, 4), 2);
         assert_eq!(reflect(5, 4), 1);
         assert_eq!(reflect(3, 4), 3);
+    }
+
+    #[test]
+    fn alternating_flip_mirrors_half_the_images_each_epoch_and_each_image_every_other_epoch() {
+        let side = 4;
+        let image = ramp(side);
+        let mirrored: Vec<u8> = image
+            .chunks(side)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect();
+        let alternate = Augment {
+            flip: true,
+            alternate_flip: true,
+            translate: 1,
+            ..Augment::default()
+        };
+        let unshifted = |seed| {
+            // Shifts are still random: the seeds whose draw leaves the image in place.
+            let mut rng = Rng::new(seed);
+            rng.below(3) == 1 && rng.below(3) == 1
+        };
+        let seeds: Vec<u64> = (0..200).filter(|&s| unshifted(s)).take(2).collect();
+        let flipped = |index, epoch, seed| {
+            let pass = Pass {
+                image: index,
+                epoch,
+            };
+            let out = alternate.apply(&image, side, pass, &mut Rng::new(seed));
+            assert!(out == image || out == mirrored);
+            out == mirrored
+        };
+        let images = 1000;
+        for epoch in 1..=4 {
+            let count = (0..images).filter(|&i| flipped(i, epoch, seeds[0])).count();
+            assert!(
+                (450..=550).contains(&count),
+                "epoch {epoch}: {count} mirrored"
+            );
+            for index in 0..images {
+                let now = flipped(index, epoch, seeds[0]);
+                assert_eq!(
+                    now,
+                    flipped(index, epoch, seeds[1]),
+                    "not drawn from the seed"
+                );
+                assert_ne!(
+                    now,
+                    flipped(index, epoch + 1, seeds[0]),
+                    "the next epoch flips it"
+                );
+            }
+        }
     }
 
     #[test]

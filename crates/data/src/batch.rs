@@ -4,7 +4,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::ImageSet;
-use crate::augment::Augment;
+use crate::augment::{Augment, Pass};
 use crate::normalize::Normalization;
 use crate::split::Rng;
 
@@ -38,19 +38,24 @@ fn normalized(
     )
 }
 
-/// The images at `indices`, each augmented with a generator seeded from `seed` and its place in
-/// the batch, normalized, then cut out: `[indices.len(), 3, side, side]`.
+/// The images at `indices`, each augmented for `epoch` with a generator seeded from `seed` and
+/// its place in the batch, normalized, then cut out: `[indices.len(), 3, side, side]`.
 pub fn augmented_images(
     set: &ImageSet,
     indices: &[usize],
     augment: &Augment,
     seed: u64,
+    epoch: usize,
     norm: &Normalization,
     device: &Device,
 ) -> Tensor<4> {
     normalized(set, indices, device, |k, image, out| {
         let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        norm.apply(&augment.apply(image, set.side, &mut rng), out);
+        let pass = Pass {
+            image: indices[k],
+            epoch,
+        };
+        norm.apply(&augment.apply(image, set.side, pass, &mut rng), out);
         augment.erase(out, set.side, &mut rng);
     })
 }

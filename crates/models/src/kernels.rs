@@ -1,7 +1,7 @@
 //! Kernels of our own for operations Burn's CPU backend runs slowly, plugged in through Burn's
 //! backend-extension mechanism. Other backends run Burn's own operations (the trait's default
-//! bodies). Autodiff differentiates ReLU, ReLU6, the convolution, max-pooling and BatchNorm with the
-//! gradients of the backend underneath.
+//! bodies). Autodiff differentiates ReLU, ReLU6, the convolution, max-pooling and BatchNorm with
+//! the gradients of the backend underneath.
 
 mod autodiff;
 mod batch_norm;

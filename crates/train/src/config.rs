@@ -360,6 +360,9 @@ impl TrainConfig {
         if !warmup_ok || !(0.0..=1.0).contains(&self.schedule.final_lr_fraction) {
             return Err("schedule.warmup_epochs must be at least 0 and schedule.final_lr_fraction in [0, 1]".into());
         }
+        if self.augment.alternate_flip && !self.augment.flip {
+            return Err("augment.alternate_flip needs augment.flip = true".into());
+        }
         if self.test_time_translate >= self.data.image_size {
             return Err(format!(
                 "test_time_translate must be smaller than data.image_size ({}), got {}",
@@ -461,6 +464,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("test_time_translate must be smaller"), "{err}");
+        let err = TrainConfig::parse("[augment]\nalternate_flip = true", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("augment.alternate_flip needs"), "{err}");
         let err = TrainConfig::parse("[model]\nwhiten = true\nwidths = [7, 8, 8, 8]", &[])
             .unwrap_err()
             .to_string();

@@ -211,12 +211,13 @@ struct Shard<I> {
     labels: Tensor<1, Int>,
 }
 
-/// The training batch at `indices` cut into one consecutive share per device, each made on its
-/// device (fewer shares than devices when the batch is that small).
+/// The training batch at `indices` of epoch `epoch` cut into one consecutive share per device,
+/// each made on its device (fewer shares than devices when the batch is that small).
 fn shards<I>(
     train: &dyn Examples<I>,
     indices: &[usize],
     seed: u64,
+    epoch: usize,
     devices: &[Device],
 ) -> Vec<Shard<I>> {
     indices
@@ -224,7 +225,8 @@ fn shards<I>(
         .zip(devices)
         .enumerate()
         .map(|(index, (part, device))| {
-            let (input, labels) = train.training_batch(part, shard_seed(seed, index), device);
+            let seed = shard_seed(seed, index);
+            let (input, labels) = train.training_batch(part, seed, epoch, device);
             Shard {
                 size: part.len(),
                 input,
@@ -363,7 +365,7 @@ pub fn fit<M: Network>(
                 for (step, indices) in batches(order, options.batch_size).enumerate() {
                     let batch_seed = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
                     if sender
-                        .send(shards(train, indices, batch_seed, devices))
+                        .send(shards(train, indices, batch_seed, epoch, devices))
                         .is_err()
                     {
                         break;
@@ -502,7 +504,7 @@ pub fn seconds_per_step<M: Network>(
         .cycle()
         .take(WARM_UP + TIMED)
         .enumerate()
-        .map(|(step, indices)| train.training_batch(indices, step as u64, device))
+        .map(|(step, indices)| train.training_batch(indices, step as u64, 1, device))
         .collect();
     let mut model = model.clone();
     let mut ema = ema_decay.map(|decay| Ema::new(model.valid(), decay));

@@ -121,12 +121,13 @@ pub trait Examples<I>: Sync {
     }
     /// The inputs and labels at `indices`, on `device`.
     fn batch(&self, indices: &[usize], device: &Device) -> (I, Tensor<1, Int>);
-    /// A training batch: [`Examples::batch`] with whatever augmentation the examples apply,
-    /// drawn from `seed`.
+    /// A training batch of epoch `epoch`: [`Examples::batch`] with whatever augmentation the
+    /// examples apply, drawn from `seed`.
     fn training_batch(
         &self,
         indices: &[usize],
         _seed: u64,
+        _epoch: usize,
         device: &Device,
     ) -> (I, Tensor<1, Int>) {
         self.batch(indices, device)
@@ -156,6 +157,7 @@ impl Examples<Tensor<4>> for Images<'_> {
         &self,
         indices: &[usize],
         seed: u64,
+        epoch: usize,
         device: &Device,
     ) -> (Tensor<4>, Tensor<1, Int>) {
         if self.augment.is_identity() {
@@ -167,6 +169,7 @@ impl Examples<Tensor<4>> for Images<'_> {
                 indices,
                 &self.augment,
                 seed,
+                epoch,
                 self.norm,
                 device,
             ),

@@ -1,9 +1,10 @@
 //! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::convolution`],
 //! [`Kernels::max_pool2x2`] and [`Kernels::normalize_batch`], which call the gradients of the
 //! backend underneath, where ours on `Flex` come in: a ReLU node that keeps its output, ReLU6 and
-//! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills, and
-//! keeps the maxima's indices), convolution and BatchNorm nodes that keep what Burn's keep (input and weight; input,
-//! gamma and the batch statistics). Dropout's factors are a constant to autodiff.
+//! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills,
+//! and keeps the maxima's indices), convolution and BatchNorm nodes that keep what Burn's keep
+//! (input and weight; input, gamma and the batch statistics). Dropout's factors are a constant
+//! to autodiff.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
