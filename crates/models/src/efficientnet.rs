@@ -60,6 +60,17 @@ const STAGES: [Stage; 7] = [
     stage(1, 3, 1, 6, 320),
 ];
 
+/// Number of MBConv blocks.
+pub const BLOCKS: usize = {
+    let mut blocks = 0;
+    let mut stage = 0;
+    while stage < STAGES.len() {
+        blocks += STAGES[stage].repeats;
+        stage += 1;
+    }
+    blocks
+};
+
 /// Names of the maps [`Backbone::forward_maps`] can return, in network order.
 pub fn map_layers() -> Vec<String> {
     let mut names = vec!["stem".to_string()];
@@ -222,11 +233,6 @@ impl Backbone {
         }
     }
 
-    /// Number of MBConv blocks (16).
-    pub fn num_blocks(&self) -> usize {
-        self.blocks.len()
-    }
-
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward_maps(images, &[]).0
     }
@@ -282,6 +288,32 @@ impl Backbone {
         }
     }
 
+    /// The map entering block `first` ([`BLOCKS`] gives the last block's output): the stem
+    /// and the blocks before it.
+    pub fn forward_until(&self, images: Tensor<4>, first: usize) -> Tensor<4> {
+        let x = relu6(self.stem.forward(images));
+        self.blocks[..first]
+            .iter()
+            .fold(x, |x, block| block.forward(x))
+    }
+
+    /// A copy of the last `n` MBConv blocks and the head convolution.
+    pub fn tail(&self, n: usize) -> BackboneTail {
+        BackboneTail {
+            blocks: self.blocks[self.blocks.len() - n..].to_vec(),
+            head: self.head.clone(),
+        }
+    }
+
+    /// This backbone with its last blocks and head convolution replaced by `tail`'s.
+    pub fn with_tail(mut self, tail: BackboneTail) -> Self {
+        let first = self.blocks.len() - tail.blocks.len();
+        self.blocks.truncate(first);
+        self.blocks.extend(tail.blocks);
+        self.head = tail.head;
+        self
+    }
+
     /// Make the last `n` MBConv blocks and the head convolution trainable again (gradients and
     /// BatchNorm statistics), leaving the rest as it is.
     pub fn unfreeze_last_blocks(mut self, n: usize) -> Self {
@@ -291,6 +323,21 @@ impl Backbone {
         }
         self.head = self.head.unfreeze();
         self
+    }
+}
+
+/// The backbone's last MBConv blocks and its head convolution: the map entering the first of them
+/// → pooled features. [`Backbone::forward_until`] and this together are [`Backbone::forward`].
+#[derive(Module, Debug)]
+pub struct BackboneTail {
+    blocks: Vec<MbConv>,
+    head: ConvBn,
+}
+
+impl BackboneTail {
+    pub fn forward(&self, map: Tensor<4>) -> Tensor<2> {
+        let x = self.blocks.iter().fold(map, |x, block| block.forward(x));
+        pool(relu6(self.head.forward(x)))
     }
 }
 

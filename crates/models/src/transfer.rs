@@ -1,9 +1,9 @@
-//! The transfer classifier: the pretrained EfficientNet-Lite0 backbone, frozen, under a new head
-//! for the user's classes.
+//! The transfer classifier: the pretrained EfficientNet-Lite0 backbone under a new head for the
+//! user's classes, and the part of it that trains while the rest stays frozen ([`TransferTop`]).
 
 use burn::prelude::*;
 
-use crate::efficientnet::{ClassifierHead, EfficientNet};
+use crate::efficientnet::{Backbone, BackboneTail, ClassifierHead, EfficientNet};
 
 #[derive(Config, Debug)]
 pub struct TransferHeadConfig {
@@ -23,11 +23,44 @@ impl TransferHeadConfig {
     }
 }
 
-/// Put `head` on the backbone of `pretrained` and freeze the backbone: no gradients, and BatchNorm
-/// in inference mode with its running statistics fixed.
-pub fn with_frozen_backbone(pretrained: EfficientNet, head: ClassifierHead) -> EfficientNet {
-    EfficientNet {
-        backbone: pretrained.backbone.freeze(),
-        head,
+/// The trained part of a transfer classifier: the new head, and optionally the backbone's last
+/// blocks. Its input is what the frozen part computes once per image: the map entering those
+/// blocks, or without them the pooled features as `[batch, 1280, 1, 1]`.
+#[derive(Module, Debug)]
+pub struct TransferTop {
+    pub tail: Option<BackboneTail>,
+    pub head: ClassifierHead,
+}
+
+impl TransferTop {
+    /// The top of `net` that trains the last `tail_blocks` of its backbone's blocks (0: none).
+    pub fn of(net: EfficientNet, tail_blocks: usize) -> Self {
+        Self {
+            tail: (tail_blocks > 0).then(|| net.backbone.tail(tail_blocks)),
+            head: net.head,
+        }
+    }
+
+    /// Maps entering the tail (or pooled features) → logits `[batch, classes]`.
+    pub fn forward(&self, maps: Tensor<4>) -> Tensor<2> {
+        let features = match &self.tail {
+            Some(tail) => tail.forward(maps),
+            None => {
+                let [batch, channels, _, _] = maps.dims();
+                maps.reshape([batch, channels])
+            }
+        };
+        self.head.forward(features)
+    }
+
+    /// The whole classifier: `backbone` with this top on it.
+    pub fn on(self, backbone: Backbone) -> EfficientNet {
+        EfficientNet {
+            backbone: match self.tail {
+                Some(tail) => backbone.with_tail(tail),
+                None => backbone,
+            },
+            head: self.head,
+        }
     }
 }

@@ -237,7 +237,11 @@ pub struct TransferConfig {
     pub dropout: f64,
     /// Units of a hidden ReLU layer in the new head; 0 makes the head one dense layer.
     pub hidden_units: usize,
-    /// Keep the backbone's pooled features on disk and reuse them in later runs.
+    /// Train the backbone's last this many MBConv blocks (and its head convolution) with the new
+    /// head, on the cached maps that enter them; 0 freezes the whole backbone.
+    pub train_blocks: usize,
+    /// Keep what the frozen part computes (pooled features, or the maps entering the trained
+    /// blocks) on disk and reuse it in later runs.
     pub cache_features: bool,
     /// Images per batch while extracting features.
     pub extract_batch_size: usize,
@@ -255,6 +259,7 @@ impl Default for TransferConfig {
             weights: None,
             dropout: 0.2,
             hidden_units: 0,
+            train_blocks: 0,
             cache_features: true,
             extract_batch_size: 64,
             finetune_blocks: 0,
@@ -347,6 +352,12 @@ impl TrainConfig {
         }
         if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {
             return Err("transfer.resolution must be at least 32 and transfer.extract_batch_size at least 1".into());
+        }
+        let blocks = models::efficientnet::BLOCKS;
+        if self.transfer.train_blocks > blocks || self.transfer.finetune_blocks > blocks {
+            return Err(format!(
+                "transfer.train_blocks and transfer.finetune_blocks count EfficientNet-Lite0's last blocks: at most {blocks}"
+            ));
         }
         if let Some(minutes) = self.time_budget_minutes
             && !(minutes.is_finite() && minutes > 0.0)

@@ -1,5 +1,6 @@
-//! Pooled backbone features, computed once per image and cached on disk: the backbone of the
-//! transfer recipe never changes, so after the first run an epoch only trains the head.
+//! What the frozen part of the transfer classifier computes from each image — the pooled
+//! features, or the map entering the blocks that train — once per image and cached on disk: that
+//! part never changes, so after the first run an epoch only trains the top.
 
 use std::path::{Path, PathBuf};
 
@@ -12,41 +13,66 @@ use sha2::{Digest, Sha256};
 
 use crate::network::Examples;
 
-const MAGIC: &[u8; 8] = b"CKFEAT1\0";
+const MAGIC: &[u8; 8] = b"CKFEAT2\0";
+/// The magic, then the number of images and the three sides of each map, as `u64`s.
+const HEADER: usize = 8 + 4 * 8;
 
-/// One feature vector and label per image.
+/// One `[channels, height, width]` map and label per image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSet {
-    pub dim: usize,
+    pub shape: [usize; 3],
     pub values: Vec<f32>,
     pub labels: Vec<u16>,
 }
 
-impl Examples<Tensor<2>> for FeatureSet {
+impl FeatureSet {
+    /// Values per image.
+    pub fn dim(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+impl Examples<Tensor<4>> for FeatureSet {
     fn len(&self) -> usize {
         self.labels.len()
     }
 
-    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-        let mut values = Vec::with_capacity(indices.len() * self.dim);
+    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let dim = self.dim();
+        let mut values = Vec::with_capacity(indices.len() * dim);
         for &i in indices {
-            values.extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
+            values.extend_from_slice(&self.values[i * dim..(i + 1) * dim]);
         }
         let labels: Vec<i64> = indices.iter().map(|&i| i64::from(self.labels[i])).collect();
+        let [channels, height, width] = self.shape;
         (
-            Tensor::from_data(TensorData::new(values, [indices.len(), self.dim]), device),
+            Tensor::from_data(
+                TensorData::new(values, [indices.len(), channels, height, width]),
+                device,
+            ),
             Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
         )
     }
 }
 
-/// What the features of `set` depend on: the backbone's weights, the input side, and every pixel
-/// and label. Another backbone, resolution or dataset never reuses them.
-pub fn cache_key(weights_sha256: &str, resolution: usize, set: &ImageSet) -> String {
+/// Where the frozen part of the backbone ends and what it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extraction {
+    /// Side the images are resized to.
+    pub resolution: usize,
+    /// The last blocks that train, which the frozen part stops before; 0: the whole backbone is
+    /// frozen and the features are pooled.
+    pub tail_blocks: usize,
+}
+
+/// What the features of `set` depend on: the backbone's weights, where it is cut, the input side,
+/// and every pixel and label. Another backbone, cut, resolution or dataset never reuses them.
+pub fn cache_key(weights_sha256: &str, extraction: Extraction, set: &ImageSet) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(b"efficientnet-lite0 pooled features v1\0");
+    hasher.update(b"efficientnet-lite0 features v2\0");
     hasher.update(weights_sha256.as_bytes());
-    hasher.update((resolution as u64).to_le_bytes());
+    hasher.update((extraction.resolution as u64).to_le_bytes());
+    hasher.update((extraction.tail_blocks as u64).to_le_bytes());
     hasher.update((set.side as u64).to_le_bytes());
     hasher.update(&set.pixels);
     for label in &set.labels {
@@ -59,11 +85,11 @@ pub fn cache_key(weights_sha256: &str, resolution: usize, set: &ImageSet) -> Str
         .collect()
 }
 
-/// Run `backbone` (in validation mode) over `set`, resized to `resolution`.
+/// Run the frozen part of `backbone` (in validation mode) over `set`.
 pub fn extract(
     backbone: &Backbone,
     set: &ImageSet,
-    resolution: usize,
+    extraction: Extraction,
     batch_size: usize,
     what: &str,
     device: &Device,
@@ -78,10 +104,23 @@ pub fn extract(
     bar.set_message(what.to_string());
     let started = std::time::Instant::now();
     let indices: Vec<usize> = (0..set.len()).collect();
-    let mut values = Vec::with_capacity(set.len() * models::efficientnet::FEATURES);
+    let Extraction {
+        resolution,
+        tail_blocks,
+    } = extraction;
+    let mut shape = [models::efficientnet::FEATURES, 1, 1];
+    let mut values = Vec::new();
     for chunk in indices.chunks(batch_size) {
         let images = data::batch::resized_images(set, chunk, resolution, &norm, device);
-        let features = backbone.forward(images);
+        let features = match tail_blocks {
+            0 => backbone.forward(images).unsqueeze_dims(&[2, 3]),
+            n => backbone.forward_until(images, models::efficientnet::BLOCKS - n),
+        };
+        let [_, channels, height, width] = features.dims();
+        shape = [channels, height, width];
+        if values.is_empty() {
+            values.reserve_exact(set.len() * channels * height * width);
+        }
         values.extend(
             features
                 .into_data()
@@ -99,17 +138,20 @@ pub fn extract(
         set.len() as f64 / seconds.max(1e-9)
     );
     FeatureSet {
-        dim: models::efficientnet::FEATURES,
+        shape,
         values,
         labels: set.labels.clone(),
     }
 }
 
 fn encode(features: &FeatureSet) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(24 + features.values.len() * 4 + features.labels.len() * 2);
+    let mut bytes =
+        Vec::with_capacity(HEADER + features.values.len() * 4 + features.labels.len() * 2);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(features.labels.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&(features.dim as u64).to_le_bytes());
+    for side in features.shape {
+        bytes.extend_from_slice(&(side as u64).to_le_bytes());
+    }
     for v in &features.values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
@@ -120,19 +162,24 @@ fn encode(features: &FeatureSet) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<FeatureSet> {
-    let header = bytes.get(..24)?;
+    let header = bytes.get(..HEADER)?;
     if &header[..8] != MAGIC {
         return None;
     }
-    let n = u64::from_le_bytes(header[8..16].try_into().ok()?) as usize;
-    let dim = u64::from_le_bytes(header[16..24].try_into().ok()?) as usize;
-    let floats = n.checked_mul(dim)?;
-    if bytes.len() != 24 + floats.checked_mul(4)? + n.checked_mul(2)? {
+    let mut numbers = header[8..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize);
+    let n = numbers.next()?;
+    let shape = [numbers.next()?, numbers.next()?, numbers.next()?];
+    let floats = shape
+        .iter()
+        .try_fold(n, |product, &side| product.checked_mul(side))?;
+    if bytes.len() != HEADER + floats.checked_mul(4)? + n.checked_mul(2)? {
         return None;
     }
-    let (values, labels) = bytes[24..].split_at(floats * 4);
+    let (values, labels) = bytes[HEADER..].split_at(floats * 4);
     Some(FeatureSet {
-        dim,
+        shape,
         values: values
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
@@ -178,7 +225,7 @@ mod tests {
     #[test]
     fn features_survive_the_cache_format_and_damage_is_detected() {
         let features = FeatureSet {
-            dim: 3,
+            shape: [3, 1, 1],
             values: vec![1.0, -2.5, 3.0, 0.0, 7.0, 8.0],
             labels: vec![4, 9],
         };

@@ -1,5 +1,5 @@
 //! What the training loop needs from a network and from its examples, so one loop trains the
-//! convnet on images, a new head on cached features, and a whole EfficientNet.
+//! convnet on images, the transfer classifier's top on cached features, and a whole EfficientNet.
 
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
@@ -7,8 +7,9 @@ use data::ImageSet;
 use data::augment::Augment;
 use data::normalize::Normalization;
 use models::convnet::ConvNet;
-use models::efficientnet::{ClassifierHead, EfficientNet};
+use models::efficientnet::EfficientNet;
 use models::fastnet::FastNet;
+use models::transfer::TransferTop;
 
 /// A classifier the loop can train.
 pub trait Network: Module + 'static {
@@ -106,10 +107,10 @@ impl Network for EfficientNet {
     }
 }
 
-impl Network for ClassifierHead {
-    type Input = Tensor<2>;
-    fn logits(&self, features: Tensor<2>) -> Tensor<2> {
-        self.forward(features)
+impl Network for TransferTop {
+    type Input = Tensor<4>;
+    fn logits(&self, maps: Tensor<4>) -> Tensor<2> {
+        self.forward(maps)
     }
 }
 

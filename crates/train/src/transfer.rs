@@ -1,5 +1,6 @@
 //! The transfer recipe: EfficientNet-Lite0's ImageNet backbone, frozen, computes pooled features
-//! for every image once (cached on disk); a new head learns the classes on them. An optional
+//! for every image once (cached on disk); a new head learns the classes on them. Optionally the
+//! backbone's last blocks train with the head, on the cached maps that enter them; an optional
 //! second stage unfreezes the last blocks and fine-tunes them on the images.
 
 use std::sync::atomic::AtomicBool;
@@ -8,13 +9,13 @@ use anyhow::Context;
 use burn::prelude::*;
 use data::normalize::Normalization;
 use data::{Dataset, ImageSet};
-use models::efficientnet::{Backbone, ClassifierHead, EfficientNet};
-use models::transfer::{TransferHeadConfig, with_frozen_backbone};
+use models::efficientnet::{Backbone, EfficientNet};
+use models::transfer::{TransferHeadConfig, TransferTop};
 
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::device::Placement;
-use crate::features::{self, FeatureSet};
+use crate::features::{self, Extraction, FeatureSet};
 use crate::network::Examples;
 use crate::recipe::{self, Progress, Splits, Stage, Summary};
 use crate::run::RunDir;
@@ -53,12 +54,15 @@ fn features_of(
     config: &TrainConfig,
     device: &Device,
 ) -> anyhow::Result<FeatureSet> {
-    let resolution = config.transfer.resolution;
+    let extraction = Extraction {
+        resolution: config.transfer.resolution,
+        tail_blocks: config.transfer.train_blocks,
+    };
     let extract = || {
         features::extract(
             backbone,
             set,
-            resolution,
+            extraction,
             config.transfer.extract_batch_size,
             what,
             device,
@@ -68,7 +72,7 @@ fn features_of(
         return Ok(extract());
     }
     let cache = config.data.cache();
-    let key = features::cache_key(weights_sha256, resolution, set);
+    let key = features::cache_key(weights_sha256, extraction, set);
     let (features, reused) = features::cached(&cache, &key, extract)?;
     if reused {
         println!(
@@ -161,19 +165,25 @@ pub fn run(
         .with_dropout(config.transfer.dropout)
         .with_hidden_units(config.transfer.hidden_units)
         .init_head(device);
-    let whole = |head: &ClassifierHead| {
-        Classifier::EfficientNet(EfficientNet {
-            backbone: frozen.clone(),
-            head: head.clone(),
-        })
+    let tail_blocks = config.transfer.train_blocks;
+    if tail_blocks > 0 {
+        println!("training the last {tail_blocks} blocks with the head, on the maps entering them");
+    }
+    let top = TransferTop {
+        tail: (tail_blocks > 0).then(|| pretrained.backbone.tail(tail_blocks)),
+        head,
     };
-    let best_head = recipe::train_stage(
+    let whole = |top: &TransferTop| Classifier::EfficientNet(top.clone().on(frozen.clone()));
+    let best_top = recipe::train_stage(
         Stage {
-            model: head,
+            model: top,
             train: &train_features,
             valid: &valid_features,
             to_classifier: &whole,
-            from_classifier: &|c: Classifier| c.into_efficientnet().map(|net| net.head),
+            from_classifier: &|c: Classifier| {
+                c.into_efficientnet()
+                    .map(|net| TransferTop::of(net, tail_blocks))
+            },
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),
         },
@@ -188,11 +198,11 @@ pub fn run(
     let blocks = config.transfer.finetune_blocks;
     if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
         return recipe::finish(
-            &best_head,
+            &best_top,
             &valid_features,
             test_features
                 .as_ref()
-                .map(|t| t as &dyn Examples<Tensor<2>>),
+                .map(|t| t as &dyn Examples<Tensor<4>>),
             &splits,
             &progress,
             config,
@@ -205,10 +215,10 @@ pub fn run(
         "fine-tuning the last {blocks} blocks at lr {}",
         config.transfer.finetune_lr
     );
-    let model = with_frozen_backbone(pretrained, best_head.train());
+    let net = best_top.train().on(pretrained.backbone);
     let model = EfficientNet {
-        backbone: model.backbone.unfreeze_last_blocks(blocks),
-        head: model.head,
+        backbone: net.backbone.freeze().unfreeze_last_blocks(blocks),
+        head: net.head,
     };
     let (train_images, valid_images) = (
         ResizedImages {

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use burn::prelude::*;
 use data::split::Rng;
 use models::efficientnet::{ClassifierHead, FEATURES};
+use models::transfer::TransferTop;
 use train::config::{OptimizerConfig, OptimizerName, ScheduleConfig};
 use train::features::FeatureSet;
 use train::fit::{self, EpochEnd, EpochMetrics, FitOptions, Observer};
@@ -14,15 +15,11 @@ use train::schedule::Schedule;
 
 struct Quiet;
 
-impl Observer<ClassifierHead> for Quiet {
-    fn improved(&mut self, _model: &ClassifierHead) -> anyhow::Result<PathBuf> {
+impl Observer<TransferTop> for Quiet {
+    fn improved(&mut self, _model: &TransferTop) -> anyhow::Result<PathBuf> {
         Ok(PathBuf::new())
     }
-    fn epoch_done(
-        &mut self,
-        _: &EpochMetrics,
-        _: EpochEnd<'_, ClassifierHead>,
-    ) -> anyhow::Result<()> {
+    fn epoch_done(&mut self, _: &EpochMetrics, _: EpochEnd<'_, TransferTop>) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -47,7 +44,7 @@ fn features(count: usize, seed: u64) -> FeatureSet {
         })
         .collect();
     FeatureSet {
-        dim: FEATURES,
+        shape: [FEATURES, 1, 1],
         values,
         labels,
     }
@@ -57,7 +54,10 @@ fn features(count: usize, seed: u64) -> FeatureSet {
 fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
     let device = Device::flex().autodiff();
     device.seed(3);
-    let head = ClassifierHead::new(10, 0, 0.0, &device);
+    let head = TransferTop {
+        tail: None,
+        head: ClassifierHead::new(10, 0, 0.0, &device),
+    };
     let (train_set, valid_set) = (features(200, 1), features(60, 2));
     let optimizer_config = OptimizerConfig {
         name: OptimizerName::Sgd,

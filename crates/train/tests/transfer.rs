@@ -12,9 +12,9 @@ use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use data::synthetic;
 use data::testing::{scratch_dir, shared_file};
-use models::efficientnet::{EfficientNet, EfficientNetConfig};
-use models::transfer::{TransferHeadConfig, with_frozen_backbone};
-use train::features::{self, FeatureSet};
+use models::efficientnet::{BLOCKS, EfficientNet, EfficientNetConfig};
+use models::transfer::{TransferHeadConfig, TransferTop};
+use train::features::{self, Extraction, FeatureSet};
 
 /// Every tensor of `module` (parameters and BatchNorm statistics) by path.
 fn tensors(module: &EfficientNet) -> BTreeMap<String, Vec<u8>> {
@@ -65,9 +65,10 @@ fn a_frozen_backbone_stays_exactly_as_it_was() {
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(1);
-    let pretrained = EfficientNetConfig::new().init(&device);
-    let head = TransferHeadConfig::new(3).init_head(&device);
-    let model = with_frozen_backbone(pretrained, head);
+    let model = EfficientNet {
+        backbone: EfficientNetConfig::new().init(&device).backbone.freeze(),
+        head: TransferHeadConfig::new(3).init_head(&device),
+    };
     let before = tensors(&model);
     assert!(
         before.keys().any(|k| k.ends_with("running_var")),
@@ -87,13 +88,13 @@ fn fine_tuning_unfreezes_only_the_last_blocks() {
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     device.seed(2);
-    let model = with_frozen_backbone(
-        EfficientNetConfig::new().init(&device),
-        TransferHeadConfig::new(3).init_head(&device),
-    );
     let model = EfficientNet {
-        backbone: model.backbone.unfreeze_last_blocks(1),
-        head: model.head,
+        backbone: EfficientNetConfig::new()
+            .init(&device)
+            .backbone
+            .freeze()
+            .unfreeze_last_blocks(1),
+        head: TransferHeadConfig::new(3).init_head(&device),
     };
     let before = tensors(&model);
     let changed = changed(&before, &tensors(&two_steps(model, &device)));
@@ -116,6 +117,55 @@ fn fine_tuning_unfreezes_only_the_last_blocks() {
 }
 
 #[test]
+fn training_the_last_blocks_on_their_maps_changes_only_them_and_the_head() {
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let pretrained = EfficientNetConfig::new().init(&device);
+    let frozen = pretrained.backbone.valid();
+    let mut top = TransferTop {
+        tail: Some(pretrained.backbone.tail(2)),
+        head: TransferHeadConfig::new(3).init_head(&device),
+    };
+    let before = tensors(&top.clone().valid().on(frozen.clone()));
+    let mut optimizer = AdamConfig::new().init();
+    for _ in 0..2 {
+        let images = Tensor::<4>::random(
+            [4, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device.clone().inner(),
+        );
+        let maps = Tensor::from_inner(frozen.forward_until(images, BLOCKS - 2));
+        let labels =
+            Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [4]), &device);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(top.forward(maps), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &top);
+        top = optimizer.step(0.01, top, grads);
+    }
+    let changed = changed(&before, &tensors(&top.valid().on(frozen)));
+    for expected in [
+        "backbone.blocks.14.expand.conv.weight",
+        "backbone.blocks.15.project.bn.running_var",
+        "backbone.head.conv.weight",
+        "head.fc.weight",
+    ] {
+        assert!(
+            changed.iter().any(|k| k == expected),
+            "{expected}: {changed:?}"
+        );
+    }
+    let allowed = |k: &String| {
+        k.starts_with("head.")
+            || k.starts_with("backbone.blocks.14.")
+            || k.starts_with("backbone.blocks.15.")
+            || k.starts_with("backbone.head.")
+    };
+    assert!(changed.iter().all(allowed), "{changed:?}");
+}
+
+#[test]
 fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     let cache = scratch_dir("feature-cache");
     let set = synthetic::images(2, 3, 8, 1);
@@ -123,12 +173,16 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     let compute = || {
         computed.set(computed.get() + 1);
         FeatureSet {
-            dim: 2,
+            shape: [2, 1, 1],
             values: vec![0.5; 12],
             labels: set.labels.clone(),
         }
     };
-    let key = features::cache_key("weights-a", 64, &set);
+    let at = |resolution, tail_blocks| Extraction {
+        resolution,
+        tail_blocks,
+    };
+    let key = features::cache_key("weights-a", at(64, 0), &set);
     let (first, reused) = features::cached(&cache, &key, compute).unwrap();
     assert!(!reused);
     let (again, reused) = features::cached(&cache, &key, compute).unwrap();
@@ -138,10 +192,11 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     let mut other_pixels = set.clone();
     other_pixels.pixels[5] ^= 1;
     let keys = [
-        features::cache_key("weights-b", 64, &set),
-        features::cache_key("weights-a", 96, &set),
-        features::cache_key("weights-a", 64, &other_pixels),
-        features::cache_key("weights-a", 64, &set.select(&[0, 1, 2])),
+        features::cache_key("weights-b", at(64, 0), &set),
+        features::cache_key("weights-a", at(96, 0), &set),
+        features::cache_key("weights-a", at(64, 1), &set),
+        features::cache_key("weights-a", at(64, 0), &other_pixels),
+        features::cache_key("weights-a", at(64, 0), &set.select(&[0, 1, 2])),
     ];
     for other in &keys {
         assert_ne!(other, &key);
@@ -204,6 +259,41 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
         manifest.architecture,
         train::checkpoint::Architecture::EfficientnetLite0 { hidden_units: 16 },
         "the head's shape is recorded, so the checkpoint loads"
+    );
+}
+
+#[test]
+fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
+    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+        return;
+    };
+    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("transfer-tail");
+    let config = small_transfer(&dir, &weights, 4, &["epochs=3", "transfer.train_blocks=1"]);
+    let summary = train::recipe::run(&config, "tail", &AtomicBool::new(false)).unwrap();
+    assert!(summary.accuracy > 0.3, "{summary:?}");
+    let device = Device::flex();
+    let (classifier, _) = train::checkpoint::load(&summary.run_dir, &device).unwrap();
+    let train::checkpoint::Classifier::EfficientNet(saved) = classifier else {
+        panic!("the whole classifier is saved");
+    };
+    let (pretrained, _) = EfficientNetConfig::new()
+        .init(&device)
+        .load_pytorch(&weights)
+        .unwrap();
+    let changed: Vec<String> = changed(&tensors(&pretrained), &tensors(&saved))
+        .into_iter()
+        .filter(|k| k.starts_with("backbone."))
+        .collect();
+    assert!(
+        changed.iter().any(|k| k.starts_with("backbone.blocks.15.")),
+        "{changed:?}"
+    );
+    assert!(
+        changed
+            .iter()
+            .all(|k| k.starts_with("backbone.blocks.15.") || k.starts_with("backbone.head.")),
+        "{changed:?}"
     );
 }
 
