@@ -380,6 +380,9 @@ impl TrainConfig {
                 self.data.image_size, self.test_time_translate
             ));
         }
+        if self.model.name == ModelName::EfficientnetLite0 && self.test_time_translate > 0 {
+            return Err("test_time_translate shifts images, which the transfer recipe's cached features are not; use test_time_flip".into());
+        }
         if self.model.widths.contains(&0) {
             return Err("model.widths must all be at least 1".into());
         }
@@ -475,6 +478,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("test_time_translate must be smaller"), "{err}");
+        let transfer = ["model.name=\"efficientnet_lite0\"".to_string()];
+        let err = TrainConfig::parse("test_time_translate = 2", &transfer)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use test_time_flip"), "{err}");
+        let err = TrainConfig::parse("[transfer]\ntrain_blocks = 17", &transfer)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 16"), "{err}");
         let err = TrainConfig::parse("[augment]\nalternate_flip = true", &[])
             .unwrap_err()
             .to_string();

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::efficientnet::Backbone;
 use sha2::{Digest, Sha256};
 
-use crate::network::Examples;
+use crate::network::{Examples, Maps};
 
 const MAGIC: &[u8; 8] = b"CKFEAT2\0";
 /// The magic, then the number of images and the three sides of each map, as `u64`s.
@@ -25,19 +25,50 @@ pub struct FeatureSet {
     pub labels: Vec<u16>,
 }
 
+impl Examples<Maps> for FeatureSet {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn batch(&self, indices: &[usize], device: &Device) -> (Maps, Tensor<1, Int>) {
+        let (plain, labels) = self.maps(indices, device);
+        let maps = Maps {
+            plain,
+            mirrored: None,
+        };
+        (maps, labels)
+    }
+}
+
+/// The maps of a set of images and, for test-time flipping, of their mirror images.
+pub struct MapViews<'a> {
+    pub plain: &'a FeatureSet,
+    pub mirrored: Option<&'a FeatureSet>,
+}
+
+impl Examples<Maps> for MapViews<'_> {
+    fn len(&self) -> usize {
+        self.plain.labels.len()
+    }
+
+    fn batch(&self, indices: &[usize], device: &Device) -> (Maps, Tensor<1, Int>) {
+        let (plain, labels) = self.plain.maps(indices, device);
+        let maps = Maps {
+            plain,
+            mirrored: self.mirrored.map(|set| set.maps(indices, device).0),
+        };
+        (maps, labels)
+    }
+}
+
 impl FeatureSet {
     /// Values per image.
     pub fn dim(&self) -> usize {
         self.shape.iter().product()
     }
-}
 
-impl Examples<Tensor<4>> for FeatureSet {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    /// The maps and labels at `indices`.
+    fn maps(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         let dim = self.dim();
         let mut values = Vec::with_capacity(indices.len() * dim);
         for &i in indices {
@@ -63,16 +94,20 @@ pub struct Extraction {
     /// The last blocks that train, which the frozen part stops before; 0: the whole backbone is
     /// frozen and the features are pooled.
     pub tail_blocks: usize,
+    /// The images are mirrored left to right first.
+    pub mirrored: bool,
 }
 
 /// What the features of `set` depend on: the backbone's weights, where it is cut, the input side,
-/// and every pixel and label. Another backbone, cut, resolution or dataset never reuses them.
+/// the mirroring, and every pixel and label. Another backbone, cut, resolution or dataset never
+/// reuses them.
 pub fn cache_key(weights_sha256: &str, extraction: Extraction, set: &ImageSet) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"efficientnet-lite0 features v2\0");
     hasher.update(weights_sha256.as_bytes());
     hasher.update((extraction.resolution as u64).to_le_bytes());
     hasher.update((extraction.tail_blocks as u64).to_le_bytes());
+    hasher.update([u8::from(extraction.mirrored)]);
     hasher.update((set.side as u64).to_le_bytes());
     hasher.update(&set.pixels);
     for label in &set.labels {
@@ -107,11 +142,15 @@ pub fn extract(
     let Extraction {
         resolution,
         tail_blocks,
+        mirrored,
     } = extraction;
     let mut shape = [models::efficientnet::FEATURES, 1, 1];
     let mut values = Vec::new();
     for chunk in indices.chunks(batch_size) {
-        let images = data::batch::resized_images(set, chunk, resolution, &norm, device);
+        let mut images = data::batch::resized_images(set, chunk, resolution, &norm, device);
+        if mirrored {
+            images = images.flip([3]);
+        }
         let features = match tail_blocks {
             0 => backbone.forward(images).unsqueeze_dims(&[2, 3]),
             n => backbone.forward_until(images, models::efficientnet::BLOCKS - n),

@@ -107,10 +107,39 @@ impl Network for EfficientNet {
     }
 }
 
+/// What the transfer classifier's top sees of a batch of images: the cached maps of the images
+/// and, where the final evaluation averages over mirror images, those of their mirror images.
+#[derive(Clone, Debug)]
+pub struct Maps {
+    pub plain: Tensor<4>,
+    pub mirrored: Option<Tensor<4>>,
+}
+
 impl Network for TransferTop {
-    type Input = Tensor<4>;
-    fn logits(&self, maps: Tensor<4>) -> Tensor<2> {
-        self.forward(maps)
+    type Input = Maps;
+    fn logits(&self, maps: Maps) -> Tensor<2> {
+        self.forward(maps.plain)
+    }
+    fn views(maps: Maps, augment: TestTimeAugment) -> Vec<(Maps, f32)> {
+        let Maps { plain, mirrored } = maps;
+        match mirrored.filter(|_| augment.flip) {
+            Some(mirrored) => [plain, mirrored]
+                .map(|plain| {
+                    let view = Maps {
+                        plain,
+                        mirrored: None,
+                    };
+                    (view, 0.5)
+                })
+                .into(),
+            None => {
+                let plain_only = Maps {
+                    plain,
+                    mirrored: None,
+                };
+                vec![(plain_only, 1.0)]
+            }
+        }
     }
 }
 

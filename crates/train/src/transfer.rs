@@ -15,8 +15,8 @@ use models::transfer::{TransferHeadConfig, TransferTop};
 use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::device::Placement;
-use crate::features::{self, Extraction, FeatureSet};
-use crate::network::Examples;
+use crate::features::{self, Extraction, FeatureSet, MapViews};
+use crate::network::{Examples, Maps};
 use crate::recipe::{self, Progress, Splits, Stage, Summary};
 use crate::run::RunDir;
 
@@ -45,42 +45,62 @@ impl Examples<Tensor<4>> for ResizedImages<'_> {
     }
 }
 
-/// Features of `set`, from the cache when allowed and present.
-fn features_of(
-    backbone: &Backbone,
-    set: &ImageSet,
-    what: &str,
-    weights_sha256: &str,
-    config: &TrainConfig,
-    device: &Device,
-) -> anyhow::Result<FeatureSet> {
-    let extraction = Extraction {
-        resolution: config.transfer.resolution,
-        tail_blocks: config.transfer.train_blocks,
-    };
-    let extract = || {
-        features::extract(
-            backbone,
-            set,
-            extraction,
-            config.transfer.extract_batch_size,
-            what,
-            device,
-        )
-    };
-    if !config.transfer.cache_features {
-        return Ok(extract());
+/// The frozen part of the backbone, and what its features are cached under.
+struct FrozenPart<'a> {
+    backbone: Backbone,
+    weights_sha256: &'a str,
+    config: &'a TrainConfig,
+    device: Device,
+}
+
+impl FrozenPart<'_> {
+    /// What it computes from `set` (mirrored first if asked), from the cache when allowed and
+    /// present.
+    fn features(&self, set: &ImageSet, what: &str, mirrored: bool) -> anyhow::Result<FeatureSet> {
+        let config = self.config;
+        let extraction = Extraction {
+            resolution: config.transfer.resolution,
+            tail_blocks: config.transfer.train_blocks,
+            mirrored,
+        };
+        let extract = || {
+            features::extract(
+                &self.backbone,
+                set,
+                extraction,
+                config.transfer.extract_batch_size,
+                what,
+                &self.device,
+            )
+        };
+        if !config.transfer.cache_features {
+            return Ok(extract());
+        }
+        let cache = config.data.cache();
+        let key = features::cache_key(self.weights_sha256, extraction, set);
+        let (features, reused) = features::cached(&cache, &key, extract)?;
+        if reused {
+            println!(
+                "{what} features: reused {}",
+                features::cache_file(&cache, &key).display()
+            );
+        }
+        Ok(features)
     }
-    let cache = config.data.cache();
-    let key = features::cache_key(weights_sha256, extraction, set);
-    let (features, reused) = features::cached(&cache, &key, extract)?;
-    if reused {
-        println!(
-            "{what} features: reused {}",
-            features::cache_file(&cache, &key).display()
-        );
+
+    /// The features of `set` and, for test-time flipping, of its mirror images.
+    fn views(
+        &self,
+        set: &ImageSet,
+        what: &str,
+    ) -> anyhow::Result<(FeatureSet, Option<FeatureSet>)> {
+        let mirrored = self
+            .config
+            .test_time_flip
+            .then(|| self.features(set, &format!("mirrored {what}"), true))
+            .transpose()?;
+        Ok((self.features(set, what, false)?, mirrored))
     }
-    Ok(features)
 }
 
 pub fn run(
@@ -131,35 +151,26 @@ pub fn run(
     );
 
     let frozen = pretrained.backbone.valid();
-    let extractor = frozen.clone().fold_batchnorm();
-    let eval_device = device.clone().inner();
-    let train_features = features_of(
-        &extractor,
-        &train,
-        "training",
-        &weights_sha256,
+    let frozen_part = FrozenPart {
+        backbone: frozen.clone().fold_batchnorm(),
+        weights_sha256: &weights_sha256,
         config,
-        &eval_device,
-    )?;
-    let valid_features = features_of(
-        &extractor,
-        &valid,
-        "validation",
-        &weights_sha256,
-        config,
-        &eval_device,
-    )?;
+        device: device.clone().inner(),
+    };
+    let train_features = frozen_part.features(&train, "training", false)?;
+    let (valid_features, valid_mirrored) = frozen_part.views(&valid, "validation")?;
     let test_features = match &dataset.test {
-        Some(test) => Some(features_of(
-            &extractor,
-            test,
-            "test",
-            &weights_sha256,
-            config,
-            &eval_device,
-        )?),
+        Some(test) => Some(frozen_part.views(test, "test")?),
         None => None,
     };
+    let valid_views = MapViews {
+        plain: &valid_features,
+        mirrored: valid_mirrored.as_ref(),
+    };
+    let test_views = test_features.as_ref().map(|(plain, mirrored)| MapViews {
+        plain,
+        mirrored: mirrored.as_ref(),
+    });
 
     let head = TransferHeadConfig::new(manifest.classes.len())
         .with_dropout(config.transfer.dropout)
@@ -199,10 +210,8 @@ pub fn run(
     if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
         return recipe::finish(
             &best_top,
-            &valid_features,
-            test_features
-                .as_ref()
-                .map(|t| t as &dyn Examples<Tensor<4>>),
+            &valid_views,
+            test_views.as_ref().map(|t| t as &dyn Examples<Maps>),
             &splits,
             &progress,
             config,

@@ -12,9 +12,11 @@ use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use data::synthetic;
 use data::testing::{scratch_dir, shared_file};
-use models::efficientnet::{BLOCKS, EfficientNet, EfficientNetConfig};
+use models::efficientnet::{BLOCKS, EfficientNet, EfficientNetConfig, FEATURES};
 use models::transfer::{TransferHeadConfig, TransferTop};
-use train::features::{self, Extraction, FeatureSet};
+use train::features::{self, Extraction, FeatureSet, MapViews};
+use train::fit;
+use train::network::{Examples, Network, TestTimeAugment};
 
 /// Every tensor of `module` (parameters and BatchNorm statistics) by path.
 fn tensors(module: &EfficientNet) -> BTreeMap<String, Vec<u8>> {
@@ -181,6 +183,7 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     let at = |resolution, tail_blocks| Extraction {
         resolution,
         tail_blocks,
+        mirrored: false,
     };
     let key = features::cache_key("weights-a", at(64, 0), &set);
     let (first, reused) = features::cached(&cache, &key, compute).unwrap();
@@ -195,6 +198,14 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
         features::cache_key("weights-b", at(64, 0), &set),
         features::cache_key("weights-a", at(96, 0), &set),
         features::cache_key("weights-a", at(64, 1), &set),
+        features::cache_key(
+            "weights-a",
+            Extraction {
+                mirrored: true,
+                ..at(64, 0)
+            },
+            &set,
+        ),
         features::cache_key("weights-a", at(64, 0), &other_pixels),
         features::cache_key("weights-a", at(64, 0), &set.select(&[0, 1, 2])),
     ];
@@ -205,6 +216,88 @@ fn the_feature_cache_is_keyed_by_everything_the_features_depend_on() {
     let (_, reused) = features::cached(&cache, &key, compute).unwrap();
     assert!(!reused, "a damaged file is recomputed");
     assert_eq!(computed.get(), 2);
+}
+
+#[test]
+fn mirrored_extraction_sees_the_mirror_images() {
+    let device = Device::flex();
+    device.seed(7);
+    let net = EfficientNetConfig::new().with_num_classes(3).init(&device);
+    // At the images' own side, so that no resizing (whose rounding is not mirror-symmetric)
+    // stands between the two.
+    let set = synthetic::images(3, 2, 64, 5);
+    let side = set.side;
+    let mut mirror_images = set.clone();
+    for (image, mirror) in set
+        .pixels
+        .chunks(side)
+        .zip(mirror_images.pixels.chunks_mut(side))
+    {
+        mirror.copy_from_slice(image);
+        mirror.reverse();
+    }
+    let extract = |set: &data::ImageSet, mirrored| {
+        let at = Extraction {
+            resolution: 64,
+            tail_blocks: 1,
+            mirrored,
+        };
+        features::extract(&net.backbone, set, at, 4, "test", &device)
+    };
+    let mirrored = extract(&set, true);
+    assert_eq!(mirrored, extract(&mirror_images, false));
+    let plain = extract(&set, false);
+    assert_ne!(plain, mirrored);
+}
+
+/// `count` random pooled-feature maps `[1280, 1, 1]`.
+fn random_features(count: usize, seed: u64) -> FeatureSet {
+    let mut rng = data::split::Rng::new(seed);
+    FeatureSet {
+        shape: [FEATURES, 1, 1],
+        values: (0..count * FEATURES)
+            .map(|_| (rng.next_u64() % 1000) as f32 / 250.0 - 2.0)
+            .collect(),
+        labels: (0..count).map(|i| (i % 3) as u16).collect(),
+    }
+}
+
+#[test]
+fn the_final_views_average_the_images_and_their_mirror_images() {
+    let device = Device::flex();
+    device.seed(8);
+    let top = TransferTop {
+        tail: None,
+        head: TransferHeadConfig::new(3).init_head(&device),
+    };
+    let (plain, mirrored) = (random_features(6, 1), random_features(6, 2));
+    let indices = [0, 3, 5];
+    let views = MapViews {
+        plain: &plain,
+        mirrored: Some(&mirrored),
+    };
+    let logits = |set: &FeatureSet| {
+        let (maps, _) = set.batch(&indices, &device);
+        burn::tensor::activation::softmax(top.logits(maps), 1)
+    };
+    let expected = ((logits(&plain) + logits(&mirrored)) / 2.0).log();
+    let flip = TestTimeAugment {
+        flip: true,
+        translate: 0,
+    };
+    let outputs = fit::outputs(&top, &views, 2, &device, flip);
+    let expected = expected.into_data().try_to_vec::<f32>().unwrap();
+    for (row, output) in expected.chunks(3).zip(indices.map(|i| &outputs[i])) {
+        let loss = -row[output.label];
+        assert!((output.loss - loss).abs() < 1e-5, "{output:?} {row:?}");
+    }
+    let plain_only = fit::outputs(&top, &views, 2, &device, TestTimeAugment::default());
+    let losses = |outputs: &[fit::Output]| outputs.iter().map(|o| o.loss).collect::<Vec<_>>();
+    assert_ne!(
+        losses(&plain_only),
+        losses(&outputs),
+        "without test-time flipping the mirror images are not used"
+    );
 }
 
 /// The transfer recipe at 32x32 on a generated CIFAR-10-like archive (`seed` picks the images).
@@ -269,9 +362,21 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
     };
     let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("transfer-tail");
-    let config = small_transfer(&dir, &weights, 4, &["epochs=3", "transfer.train_blocks=1"]);
+    let config = small_transfer(
+        &dir,
+        &weights,
+        4,
+        &["epochs=3", "transfer.train_blocks=1", "test_time_flip=true"],
+    );
     let summary = train::recipe::run(&config, "tail", &AtomicBool::new(false)).unwrap();
     assert!(summary.accuracy > 0.3, "{summary:?}");
+    let cached = std::fs::read_dir(dir.join("cache/features"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        cached, 5,
+        "training, validation and test maps, and the mirrored validation and test maps"
+    );
     let device = Device::flex();
     let (classifier, _) = train::checkpoint::load(&summary.run_dir, &device).unwrap();
     let train::checkpoint::Classifier::EfficientNet(saved) = classifier else {
