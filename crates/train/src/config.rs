@@ -269,6 +269,13 @@ impl Default for TransferConfig {
     }
 }
 
+impl TransferConfig {
+    /// Whether the second stage (fine-tuning on the images) runs.
+    pub fn second_stage(&self) -> bool {
+        self.finetune_blocks > 0 && self.finetune_epochs > 0
+    }
+}
+
 impl TrainConfig {
     /// The moving average's decay, when there is one.
     pub fn ema(&self) -> Option<f64> {

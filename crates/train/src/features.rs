@@ -31,12 +31,11 @@ impl Examples<Maps> for FeatureSet {
     }
 
     fn batch(&self, indices: &[usize], device: &Device) -> (Maps, Tensor<1, Int>) {
-        let (plain, labels) = self.maps(indices, device);
-        let maps = Maps {
-            plain,
+        let views = MapViews {
+            plain: self,
             mirrored: None,
         };
-        (maps, labels)
+        views.batch(indices, device)
     }
 }
 

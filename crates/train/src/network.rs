@@ -122,23 +122,13 @@ impl Network for TransferTop {
     }
     fn views(maps: Maps, augment: TestTimeAugment) -> Vec<(Maps, f32)> {
         let Maps { plain, mirrored } = maps;
+        let alone = |plain| Maps {
+            plain,
+            mirrored: None,
+        };
         match mirrored.filter(|_| augment.flip) {
-            Some(mirrored) => [plain, mirrored]
-                .map(|plain| {
-                    let view = Maps {
-                        plain,
-                        mirrored: None,
-                    };
-                    (view, 0.5)
-                })
-                .into(),
-            None => {
-                let plain_only = Maps {
-                    plain,
-                    mirrored: None,
-                };
-                vec![(plain_only, 1.0)]
-            }
+            Some(mirrored) => vec![(alone(plain), 0.5), (alone(mirrored), 0.5)],
+            None => vec![(alone(plain), 1.0)],
         }
     }
 }

@@ -88,18 +88,18 @@ impl FrozenPart<'_> {
         Ok(features)
     }
 
-    /// The features of `set` and, for test-time flipping, of its mirror images.
+    /// The features of `set` and, for test-time flipping on them (when no second stage on the
+    /// images follows), of its mirror images.
     fn views(
         &self,
         set: &ImageSet,
         what: &str,
     ) -> anyhow::Result<(FeatureSet, Option<FeatureSet>)> {
-        let mirrored = self
-            .config
-            .test_time_flip
+        let plain = self.features(set, what, false)?;
+        let mirrored = (self.config.test_time_flip && !self.config.transfer.second_stage())
             .then(|| self.features(set, &format!("mirrored {what}"), true))
             .transpose()?;
-        Ok((self.features(set, what, false)?, mirrored))
+        Ok((plain, mirrored))
     }
 }
 
@@ -207,7 +207,7 @@ pub fn run(
 
     let stopped_by_user = progress.stop == Some(crate::fit::Stop::Interrupted);
     let blocks = config.transfer.finetune_blocks;
-    if blocks == 0 || config.transfer.finetune_epochs == 0 || stopped_by_user {
+    if !config.transfer.second_stage() || stopped_by_user {
         return recipe::finish(
             &best_top,
             &valid_views,
