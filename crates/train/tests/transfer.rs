@@ -3,15 +3,16 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use data::synthetic;
-use data::testing::{scratch_dir, shared_file};
+use data::testing::{ScratchDir, scratch_dir, shared_file};
 use models::efficientnet::{BLOCKS, EfficientNet, EfficientNetConfig, FEATURES};
 use models::transfer::{TransferHeadConfig, TransferTop};
 use train::features::{self, Extraction, FeatureSet, MapViews};
@@ -300,6 +301,14 @@ fn the_final_views_average_the_images_and_their_mirror_images() {
     );
 }
 
+/// The shared pretrained weights, a scratch directory named `name` and this test's turn at Burn's
+/// random numbers; `None` (the test skips, saying why) without the weights.
+fn pretrained_run(name: &str) -> Option<(PathBuf, ScratchDir, MutexGuard<'static, ()>)> {
+    let weights = shared_file("weights/efficientnet-lite0-57934424.pth")?;
+    let turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
+    Some((weights, scratch_dir(name), turn))
+}
+
 /// The transfer recipe at 32x32 on a generated CIFAR-10-like archive (`seed` picks the images).
 fn small_transfer(
     dir: &std::path::Path,
@@ -325,11 +334,9 @@ fn small_transfer(
 
 #[test]
 fn a_small_transfer_run_learns_and_reuses_its_features() {
-    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+    let Some((weights, dir, _turn)) = pretrained_run("transfer-run") else {
         return;
     };
-    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch_dir("transfer-run");
     let config = small_transfer(&dir, &weights, 4, &["epochs=4", "transfer.hidden_units=16"]);
     let first = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
     assert!(first.accuracy > 0.3, "{first:?}");
@@ -357,11 +364,9 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
 
 #[test]
 fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
-    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+    let Some((weights, dir, _turn)) = pretrained_run("transfer-tail") else {
         return;
     };
-    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch_dir("transfer-tail");
     let config = small_transfer(
         &dir,
         &weights,
@@ -432,11 +437,9 @@ fn interrupted_then_resumed(
 
 #[test]
 fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
-    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+    let Some((weights, dir, _turn)) = pretrained_run("transfer-resume") else {
         return;
     };
-    let _turn = RANDOM.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = scratch_dir("transfer-resume");
     let config = small_transfer(
         &dir,
         &weights,
