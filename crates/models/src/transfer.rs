@@ -33,11 +33,11 @@ pub struct TransferTop {
 }
 
 impl TransferTop {
-    /// The top of `net` that trains the last `tail_blocks` of its backbone's blocks (0: none).
-    pub fn of(net: EfficientNet, tail_blocks: usize) -> Self {
+    /// `head` on the last `tail_blocks` of `backbone`'s blocks (0: on its pooled features).
+    pub fn new(backbone: &Backbone, head: ClassifierHead, tail_blocks: usize) -> Self {
         Self {
-            tail: (tail_blocks > 0).then(|| net.backbone.tail(tail_blocks)),
-            head: net.head,
+            tail: (tail_blocks > 0).then(|| backbone.tail(tail_blocks)),
+            head,
         }
     }
 

@@ -453,15 +453,16 @@ mod tests {
         );
     }
 
+    /// The message of the error that parsing `text` with `overrides` gives.
+    fn parse_error(text: &str, overrides: &[String]) -> String {
+        TrainConfig::parse(text, overrides).unwrap_err().to_string()
+    }
+
     #[test]
     fn unknown_keys_are_named() {
-        let err = TrainConfig::parse("epoch = 3", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("epoch = 3", &[]);
         assert!(err.contains("unknown field `epoch`"), "{err}");
-        let err = TrainConfig::parse("[optimizer]\nrate = 3", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[optimizer]\nrate = 3", &[]);
         assert!(err.contains("unknown field `rate`"), "{err}");
     }
 
@@ -473,38 +474,22 @@ mod tests {
         assert_eq!(config.optimizer.lr, 0.01);
         assert_eq!(config.data.dir, Some(PathBuf::from("/tmp/my images")));
         assert_eq!(config.epochs, 2);
-        let err = TrainConfig::parse("", &["nonsense".into()])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("", &["nonsense".into()]);
         assert!(err.contains("expected key=value"), "{err}");
-        let err = TrainConfig::parse("label_smoothing = 1.5", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("label_smoothing = 1.5", &[]);
         assert!(err.contains("label_smoothing must be in [0, 1)"), "{err}");
-        let err = TrainConfig::parse("test_time_translate = 32", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("test_time_translate = 32", &[]);
         assert!(err.contains("test_time_translate must be smaller"), "{err}");
         let transfer = ["model.name=\"efficientnet_lite0\"".to_string()];
-        let err = TrainConfig::parse("test_time_translate = 2", &transfer)
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("test_time_translate = 2", &transfer);
         assert!(err.contains("use test_time_flip"), "{err}");
-        let err = TrainConfig::parse("[transfer]\ntrain_blocks = 17", &transfer)
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[transfer]\ntrain_blocks = 17", &transfer);
         assert!(err.contains("at most 16"), "{err}");
-        let err = TrainConfig::parse("[augment]\nalternate_flip = true", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[augment]\nalternate_flip = true", &[]);
         assert!(err.contains("augment.alternate_flip needs"), "{err}");
-        let err = TrainConfig::parse("[model]\nwhiten = true\nwidths = [7, 8, 8, 8]", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[model]\nwhiten = true\nwidths = [7, 8, 8, 8]", &[]);
         assert!(err.contains("model.whiten needs an even"), "{err}");
-        let err = TrainConfig::parse("", &["data.nope=1".into()])
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("", &["data.nope=1".into()]);
         assert!(err.contains("unknown field `nope`"), "{err}");
     }
 

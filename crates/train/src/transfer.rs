@@ -180,10 +180,7 @@ pub fn run(
     if tail_blocks > 0 {
         println!("training the last {tail_blocks} blocks with the head, on the maps entering them");
     }
-    let top = TransferTop {
-        tail: (tail_blocks > 0).then(|| pretrained.backbone.tail(tail_blocks)),
-        head,
-    };
+    let top = TransferTop::new(&pretrained.backbone, head, tail_blocks);
     let whole = |top: &TransferTop| Classifier::EfficientNet(top.clone().on(frozen.clone()));
     let best_top = recipe::train_stage(
         Stage {
@@ -193,7 +190,7 @@ pub fn run(
             to_classifier: &whole,
             from_classifier: &|c: Classifier| {
                 c.into_efficientnet()
-                    .map(|net| TransferTop::of(net, tail_blocks))
+                    .map(|net| TransferTop::new(&net.backbone, net.head, tail_blocks))
             },
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),

@@ -126,10 +126,8 @@ fn training_the_last_blocks_on_their_maps_changes_only_them_and_the_head() {
     device.seed(5);
     let pretrained = EfficientNetConfig::new().init(&device);
     let frozen = pretrained.backbone.valid();
-    let mut top = TransferTop {
-        tail: Some(pretrained.backbone.tail(2)),
-        head: TransferHeadConfig::new(3).init_head(&device),
-    };
+    let head = TransferHeadConfig::new(3).init_head(&device);
+    let mut top = TransferTop::new(&pretrained.backbone, head, 2);
     let before = tensors(&top.clone().valid().on(frozen.clone()));
     let mut optimizer = AdamConfig::new().init();
     for _ in 0..2 {
