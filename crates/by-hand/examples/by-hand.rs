@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use by_hand::{Kernels, Maps, Padding};
-use data::split::Rng;
+use rng::Rng;
 
 const SIDE: usize = 299;
 

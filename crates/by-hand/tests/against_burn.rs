@@ -5,7 +5,7 @@ use burn::tensor::activation;
 use burn::tensor::module::{avg_pool2d, conv2d, linear, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use by_hand::{Kernels, Maps, Padding, output_size};
-use data::split::Rng;
+use rng::Rng;
 
 const TOLERANCE: f32 = 1e-4;
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::split::Rng;
+use rng::Rng;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::ImageSet;
 use crate::augment::{Augment, Pass};
 use crate::normalize::Normalization;
-use crate::split::Rng;
+use rng::Rng;
 
 /// The images at `indices`, normalized: `[indices.len(), 3, side, side]`.
 pub fn images(
@@ -50,7 +50,7 @@ pub fn augmented_images(
     device: &Device,
 ) -> Tensor<4> {
     normalized(set, indices, device, |k, image, out| {
-        let mut rng = Rng::new(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = Rng::new(rng::derive(seed, rng::Stream::Image, k as u64));
         let pass = Pass {
             image: indices[k],
             epoch,

@@ -48,7 +48,7 @@ pub fn parse_batch(bytes: &[u8], classes: usize, path: &Path) -> Result<ImageSet
         let label = record[0];
         if usize::from(label) >= classes {
             return Err(corrupt(format!(
-                "record {i} has label {label}, but there are only {classes} classes; the file is corrupt, download it again"
+                "record {i} has label {label}, but {META} names only {classes} classes; one of the two files is corrupt, download the archive again"
             )));
         }
         set.push(&record[1..], label.into());
@@ -96,53 +96,4 @@ pub fn load(dir: &Path) -> Result<Dataset, DataError> {
         test: Some(test),
         skipped: Vec::new(),
     })
-}
-
-/// Encode `set` as one batch file's bytes (the inverse of [`parse_batch`]).
-pub fn encode_batch(set: &ImageSet) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(set.len() * RECORD);
-    for i in 0..set.len() {
-        bytes.push(set.labels[i] as u8);
-        bytes.extend_from_slice(set.image(i));
-    }
-    bytes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch() -> ImageSet {
-        let mut set = ImageSet::new(SIDE);
-        for i in 0..RECORDS_PER_BATCH {
-            let image: Vec<u8> = (0..RECORD - 1).map(|p| ((p + i) % 251) as u8).collect();
-            set.push(&image, (i % 10) as u16);
-        }
-        set
-    }
-
-    #[test]
-    fn a_batch_survives_encoding() {
-        let set = batch();
-        let parsed = parse_batch(&encode_batch(&set), 10, Path::new("b.bin")).unwrap();
-        assert_eq!(parsed, set);
-    }
-
-    #[test]
-    fn truncated_batch_names_the_file() {
-        let bytes = encode_batch(&batch());
-        let err =
-            parse_batch(&bytes[..bytes.len() - 5], 10, Path::new("data_batch_3.bin")).unwrap_err();
-        let message = err.to_string();
-        assert!(message.starts_with("data_batch_3.bin: "), "{message}");
-        assert!(message.contains("truncated"), "{message}");
-    }
-
-    #[test]
-    fn bad_label_is_an_error() {
-        let mut bytes = encode_batch(&batch());
-        bytes[RECORD * 7] = 200;
-        let err = parse_batch(&bytes, 10, Path::new("b.bin")).unwrap_err();
-        assert!(err.to_string().contains("record 7 has label 200"), "{err}");
-    }
 }

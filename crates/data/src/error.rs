@@ -8,6 +8,11 @@ pub enum DataError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {problem}")]
     Corrupt { path: PathBuf, problem: String },
     #[error(
@@ -36,5 +41,10 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
         move |source| DataError::Io { path, source }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
+        let path = path.into();
+        move |source| DataError::Write { path, source }
     }
 }

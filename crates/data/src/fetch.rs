@@ -121,6 +121,38 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
 
 const PARTIAL: &str = ".partial-";
 
+/// The process that is writing the [`temporary_sibling`] `path`, if it is one.
+fn temporary_owner(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let (_, pid) = name.strip_prefix('.')?.rsplit_once(PARTIAL)?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is running. Where the system does not say (no `/proc`), every process is
+/// taken to be, so that nothing in use is removed.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Remove the temporary siblings (files or folders) in `dir` whose process has ended: what a
+/// killed download, unpack or cache write left behind. Those of running processes stay.
+pub fn sweep_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if temporary_owner(&path).is_some_and(|pid| !process_alive(pid)) {
+            // Another process may be sweeping too: what is already gone is fine.
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
 /// Whether `path` is a [`temporary_sibling`], which a killed process may have left behind.
 pub fn is_temporary(path: &Path) -> bool {
     path.file_name()
@@ -145,7 +177,8 @@ pub fn download(
         fix: fix.to_string(),
     };
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(DataError::io(parent))?;
+        std::fs::create_dir_all(parent).map_err(DataError::write(parent))?;
+        sweep_stale(parent);
     }
     // The system's certificate store, so that machines behind a proxy with its own authority
     // (common in companies) download as their browsers do.
@@ -166,7 +199,7 @@ pub fn download(
     bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
     let partial = temporary_sibling(dest);
     let result = (|| {
-        let mut file = std::fs::File::create(&partial).map_err(DataError::io(&partial))?;
+        let mut file = std::fs::File::create(&partial).map_err(DataError::write(&partial))?;
         let mut hasher = checksum.map(|c| (c, c.hasher()));
         let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
         let written = copy_hashing(
@@ -181,7 +214,7 @@ pub fn download(
         {
             return Err(fail(format!("got {written} of {expected} bytes")));
         }
-        file.sync_all().map_err(DataError::io(&partial))?;
+        file.sync_all().map_err(DataError::write(&partial))?;
         if let Some((checksum, hasher)) = hasher {
             let actual = hasher.hex();
             if actual != checksum.expected() {
@@ -192,7 +225,7 @@ pub fn download(
                 });
             }
         }
-        std::fs::rename(&partial, dest).map_err(DataError::io(dest))
+        std::fs::rename(&partial, dest).map_err(DataError::write(dest))
     })();
     bar.finish_and_clear();
     if result.is_err() {
@@ -207,10 +240,13 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), DataError> {
     if dest.is_dir() {
         return Ok(());
     }
+    if let Some(parent) = dest.parent() {
+        sweep_stale(parent);
+    }
     let partial = temporary_sibling(dest);
     let _ = std::fs::remove_dir_all(&partial);
     let result = (|| {
-        std::fs::create_dir_all(&partial).map_err(DataError::io(&partial))?;
+        std::fs::create_dir_all(&partial).map_err(DataError::write(&partial))?;
         let file = std::fs::File::open(archive).map_err(DataError::io(archive))?;
         tar::Archive::new(flate2::read::GzDecoder::new(file))
             .unpack(&partial)
@@ -220,7 +256,14 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), DataError> {
                     "cannot unpack: {e}; the archive is truncated or corrupt, fetch it again"
                 ),
             })?;
-        std::fs::rename(&partial, dest).map_err(DataError::io(dest))
+        match std::fs::rename(&partial, dest) {
+            // Another process unpacked the same archive first: use its copy.
+            Err(_) if dest.is_dir() => {
+                let _ = std::fs::remove_dir_all(&partial);
+                Ok(())
+            }
+            renamed => renamed.map_err(DataError::write(dest)),
+        }
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&partial);
@@ -256,7 +299,7 @@ pub fn archive_member(archive: &Path, suffix: &str) -> Result<Vec<u8>, DataError
 /// Write `bytes` to `dest` through a temporary sibling and a rename.
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), DataError> {
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(DataError::io(parent))?;
+        std::fs::create_dir_all(parent).map_err(DataError::write(parent))?;
     }
     let partial = temporary_sibling(dest);
     let result = (|| {
@@ -268,5 +311,5 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), DataError> {
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    result.map_err(DataError::io(dest))
+    result.map_err(DataError::write(dest))
 }

@@ -48,6 +48,26 @@ fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
     Ok(classes)
 }
 
+/// The class folders of `<dir>/test`, which must be `<dir>/train`'s.
+fn check_test_classes(test: &Path, train: &Path, classes: &[String]) -> Result<(), DataError> {
+    let test_classes = class_names(test)?;
+    if test_classes != classes {
+        let only = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|c| !b.contains(c)).cloned().collect()
+        };
+        return Err(DataError::Layout {
+            path: test.to_path_buf(),
+            problem: format!(
+                "its class folders differ from {}'s (only in test: [{}]; only in train: [{}]); give both splits the same class folders",
+                train.display(),
+                only(&test_classes, classes).join(", "),
+                only(classes, &test_classes).join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Read and decode one image file into planar RGB bytes of `side` x `side`.
 fn read_image(path: &Path, side: usize) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -78,21 +98,18 @@ fn load_split(
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let class_dir = split.join(class);
-        if !class_dir.is_dir() {
-            return Err(DataError::Layout {
-                path: class_dir,
-                problem: format!(
-                    "missing: every split needs the same class folders as {}",
-                    split.display()
-                ),
-            });
-        }
-        for file in sorted_entries(&class_dir)?
+        let images: Vec<PathBuf> = sorted_entries(&class_dir)?
             .into_iter()
             .filter(|p| is_image(p))
-        {
-            files.push((file, label as u16));
+            .collect();
+        if images.is_empty() {
+            eprintln!(
+                "warning: {} holds no images ({}): class {class} has none in this split",
+                class_dir.display(),
+                EXTENSIONS.join(", ")
+            );
         }
+        files.extend(images.into_iter().map(|file| (file, label as u16)));
     }
     let bar = ProgressBar::new(files.len() as u64).with_style(
         ProgressStyle::with_template("decoding {msg} {wide_bar} {pos}/{len} [{elapsed} < {eta}]")
@@ -141,9 +158,21 @@ fn load_split(
 pub fn load(dir: &Path, side: usize, skip_broken: bool) -> Result<Dataset, DataError> {
     let train_dir = dir.join("train");
     let classes = class_names(&train_dir)?;
+    if classes.len() < 2 {
+        return Err(DataError::Layout {
+            path: train_dir,
+            problem: format!(
+                "one class folder ({}): a classifier needs at least two classes to tell apart",
+                classes[0]
+            ),
+        });
+    }
+    let test_dir = dir.join("test");
+    if test_dir.is_dir() {
+        check_test_classes(&test_dir, &train_dir, &classes)?;
+    }
     let mut skipped = Vec::new();
     let train = load_split(&train_dir, &classes, side, skip_broken, &mut skipped)?;
-    let test_dir = dir.join("test");
     let test = if test_dir.is_dir() {
         Some(load_split(
             &test_dir,

@@ -6,7 +6,11 @@ const MAX_SIDE: u32 = 32_768;
 const MAX_DECODE_BYTES: u64 = 1 << 30;
 
 /// Decode an image file's bytes (any format the `image` crate reads here), with bounded memory.
+/// A JPEG cut short is an error, not an image with its missing part filled in.
 pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
+        return Err("the JPEG data ends before the image does (a truncated file)".into());
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -16,6 +20,15 @@ pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, String> {
         .map_err(|e| e.to_string())?;
     reader.limits(limits);
     reader.decode().map_err(|e| e.to_string())
+}
+
+/// Whether an end-of-image marker follows the last start-of-scan marker. The JPEG decoder fills
+/// in whatever a file cut short lacks, without a word; the markers cannot occur inside the
+/// entropy-coded data (a 0xFF there is always followed by 0x00 or a restart marker), and an
+/// embedded thumbnail's end-of-image comes before the main image's last scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|pair| pair == [0xFF, marker]);
+    matches!((last(0xDA), last(0xD9)), (Some(scan), Some(end)) if end > scan)
 }
 
 /// Images of one size, channel planes first: image `i` is

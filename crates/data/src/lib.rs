@@ -16,8 +16,6 @@ pub mod normalize;
 pub mod photo;
 pub mod source;
 pub mod split;
-pub mod synthetic;
-pub mod testing;
 
 pub use error::DataError;
 pub use images::{Dataset, ImageSet};

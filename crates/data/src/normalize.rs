@@ -73,14 +73,6 @@ impl Normalization {
             Normalization::Affine { offset, scale } => value * scale + offset,
         }
     }
-
-    /// Whether this normalization fits images of `image_len` bytes.
-    pub fn fits(&self, image_len: usize) -> bool {
-        match self {
-            Normalization::PerPixel { mean, .. } => mean.len() == image_len,
-            Normalization::Affine { .. } => true,
-        }
-    }
 }
 
 #[cfg(test)]

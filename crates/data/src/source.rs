@@ -28,17 +28,18 @@ fn is_archive(path: &Path) -> bool {
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
 
-/// The folder a local archive unpacks to in the cache, named by the archive's name and size so
-/// that a different archive never reuses it.
+/// The folder a local archive unpacks to in the cache, named by the archive's name and the
+/// SHA-256 of its contents, so that an archive rebuilt with other contents (even of the same name
+/// and size) never reuses another's.
 fn unpacked_dir(cache: &Path, archive: &Path) -> Result<PathBuf, DataError> {
-    let size = std::fs::metadata(archive)
-        .map_err(DataError::io(archive))?
-        .len();
+    let sha256 = fetch::sha256_file(archive)?;
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(cache.join("unpacked").join(format!("{name}-{size}")))
+    Ok(cache
+        .join("unpacked")
+        .join(format!("{name}-{}", &sha256[..16])))
 }
 
 /// Find a dataset in `dir` or one level below it (archives usually wrap their content).

@@ -5,8 +5,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use data::testing::fuzz;
-use data::{cifar, folder, photo, synthetic};
+use data::{cifar, folder, photo};
+use testkit::fuzz;
+use testkit::synthetic;
 
 fn encoded(format: image::ImageFormat, side: u32, gray: bool) -> Vec<u8> {
     let set = synthetic::images(1, 1, side as usize, 9);
@@ -74,7 +75,7 @@ fn image_decoding_survives_mutated_files() {
 
 #[test]
 fn the_cifar_parsers_survive_mutated_files() {
-    let batch = cifar::encode_batch(&synthetic::images(10, 1, cifar::SIDE, 4));
+    let batch = synthetic::cifar_batch(&synthetic::images(10, 1, cifar::SIDE, 4));
     let meta = b"airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n".to_vec();
     let path = Path::new("fuzzed.bin");
     fuzz("cifar-batch", &[batch, meta], |bytes| {

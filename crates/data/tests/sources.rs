@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use data::source::{self, Source};
-use data::synthetic;
-use data::testing::{ScratchDir, scratch_dir};
+use testkit::synthetic;
+use testkit::{ScratchDir, scratch_dir};
 
 fn temp_dir(name: &str) -> ScratchDir {
     scratch_dir(&format!("data-{name}"))
@@ -19,7 +19,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 }
 
 fn serve(status: u16, body: Vec<u8>, claimed_length: usize) -> String {
-    data::testing::serve(status, body, claimed_length, 4, "cifar-10-binary.tar.gz")
+    testkit::serve(status, body, claimed_length, 4, "cifar-10-binary.tar.gz")
 }
 
 fn source(cache: &Path, url: String, md5: String) -> Source {
@@ -173,7 +173,8 @@ fn unreadable_files_are_skipped_until_nothing_is_left() {
     let dir = temp_dir("unreadable");
     let unreadable = dir.join("train/a/folder.png");
     std::fs::create_dir_all(&unreadable).unwrap();
-    std::fs::write(dir.join("train/a/empty.png"), b"").unwrap();
+    std::fs::create_dir_all(dir.join("train/b")).unwrap();
+    std::fs::write(dir.join("train/b/empty.png"), b"").unwrap();
     let cache = temp_dir("unreadable-cache");
     let src = Source {
         dir: Some(dir.to_path_buf()),
@@ -213,4 +214,106 @@ fn a_local_archive_is_unpacked_into_the_cache() {
         ..source(&cache, String::new(), String::new())
     };
     assert_eq!(source::load(&src).unwrap().train.len(), 100);
+}
+
+/// A small JPEG of a gradient, as a camera or a browser would save one.
+fn jpeg(side: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x + y) * 2) as u8])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Jpeg)
+        .unwrap();
+    bytes.into_inner()
+}
+
+#[test]
+fn a_jpeg_cut_short_is_an_error_and_skipped_in_a_folder() {
+    let whole = jpeg(64);
+    assert!(data::images::decode_image(&whole).is_ok());
+    for cut in [200, whole.len() / 2, whole.len() - 2] {
+        let err = data::images::decode_image(&whole[..cut]).unwrap_err();
+        assert!(err.contains("truncated"), "{cut} bytes: {err}");
+    }
+    let dir = temp_dir("truncated");
+    let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    synthetic::write_folder(&synthetic::images(2, 3, 8, 1), &classes, &dir, "train").unwrap();
+    let cut = dir.join("train/a/cut.jpg");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let cache = temp_dir("truncated-cache");
+    let dataset = source::load(&Source {
+        dir: Some(dir.to_path_buf()),
+        image_size: 8,
+        skip_broken: true,
+        ..source(&cache, String::new(), String::new())
+    })
+    .unwrap();
+    assert_eq!(dataset.train.len(), 6);
+    assert_eq!(dataset.skipped, vec![cut]);
+}
+
+/// An uncompressed `.tar.gz` of `train/<class>/0.jpg` for each class: its size depends only on
+/// the names' lengths.
+fn folder_archive(classes: &[&str]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::none(),
+    ));
+    let picture = jpeg(8);
+    for class in classes {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(picture.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("train/{class}/0.jpg"), &picture[..])
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn an_archive_rebuilt_with_other_contents_is_unpacked_again() {
+    let dir = temp_dir("rebuilt");
+    let cache = temp_dir("rebuilt-cache");
+    let path = dir.join("pictures.tar.gz");
+    let src = Source {
+        dir: Some(path.clone()),
+        image_size: 8,
+        ..source(&cache, String::new(), String::new())
+    };
+    let (first, second) = (
+        folder_archive(&["cat", "dog"]),
+        folder_archive(&["cat", "cow"]),
+    );
+    assert_eq!(first.len(), second.len(), "same name, same size");
+    std::fs::write(&path, first).unwrap();
+    assert_eq!(source::load(&src).unwrap().classes, ["cat", "dog"]);
+    std::fs::write(&path, second).unwrap();
+    assert_eq!(source::load(&src).unwrap().classes, ["cat", "cow"]);
+}
+
+#[test]
+fn what_killed_processes_left_in_the_cache_is_swept() {
+    let dir = temp_dir("stale");
+    let path = dir.join("copy.tar.gz");
+    std::fs::write(&path, synthetic::cifar_archive(1, 3)).unwrap();
+    let cache = temp_dir("stale-cache");
+    let unpacked = cache.join("unpacked");
+    // Linux never gives a process an id above 2^22.
+    let stale = unpacked.join(".copy.tar.gz-0123.partial-4194999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("data_batch_1.bin"), b"half").unwrap();
+    let live = unpacked.join(format!(".other.partial-{}", std::process::id()));
+    std::fs::write(&live, b"being written").unwrap();
+    let src = Source {
+        dir: Some(path),
+        ..source(&cache, String::new(), String::new())
+    };
+    assert_eq!(source::load(&src).unwrap().train.len(), 50);
+    assert!(
+        !stale.exists(),
+        "a dead process's partial folder is removed"
+    );
+    assert!(live.exists(), "a running process's partial file stays");
 }

@@ -3,15 +3,8 @@
 //! out one patch at a time and measures how much the class probability drops.
 
 use burn::prelude::*;
+use models::values;
 use viz::Map;
-
-fn values(tensor: Tensor<4>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
-}
 
 /// Grad-CAM of `class` for one image: `relu(Σ_c α_c A_c)` with `α_c` the spatial mean of
 /// `∂score/∂A_c`. `maps` is `A`, `[1, C, H, W]`, on an autodiff device; `rest` computes the logits

@@ -7,9 +7,10 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use data::ImageSet;
 use data::normalize::Normalization;
-use models::efficientnet::{IMAGE_SIZE, LoadReport};
+use models::efficientnet::{EfficientNet, Lite, LoadReport};
+use models::{Classifier, ImageClassifier};
 use serde::Serialize;
-use train::checkpoint::{self, Classifier};
+use store::checkpoint;
 
 /// How a photo becomes the network's square input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +22,8 @@ pub enum Preprocess {
 }
 
 /// A network with everything needed to use it on files.
-pub struct Predictor {
-    pub classifier: Classifier,
+pub struct Predictor<M> {
+    pub classifier: M,
     pub labels: Vec<String>,
     pub preprocess: Preprocess,
     pub normalization: Normalization,
@@ -43,19 +44,25 @@ pub struct Prediction {
     pub predictions: Vec<Ranked>,
 }
 
-impl Predictor {
-    /// EfficientNet-Lite0 with its ImageNet weights.
-    pub fn imagenet(weights: &Path, device: &Device) -> anyhow::Result<(Self, LoadReport)> {
-        let (net, report) = train::pretrained::load(weights, device)?;
+impl Predictor<EfficientNet> {
+    /// `lite` with its ImageNet weights from the file `weights`.
+    pub fn imagenet(
+        lite: Lite,
+        weights: &Path,
+        device: &Device,
+    ) -> anyhow::Result<(Self, LoadReport)> {
+        let (net, report) = store::pretrained::load(weights, lite, device)?;
         let predictor = Self {
-            classifier: Classifier::EfficientNet(net.fold_batchnorm()),
+            classifier: net.fold_batchnorm(),
             labels: crate::imagenet::labels(),
-            preprocess: Preprocess::CenterCrop(IMAGE_SIZE),
+            preprocess: Preprocess::CenterCrop(lite.resolution()),
             normalization: Normalization::EFFICIENTNET_LITE,
         };
         Ok((predictor, report))
     }
+}
 
+impl Predictor<Classifier> {
     /// The model a `train` run saved in `dir`, with that run's classes and normalization.
     pub fn from_run(dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let (classifier, manifest) = checkpoint::load(dir, device)?;
@@ -66,7 +73,9 @@ impl Predictor {
             normalization: manifest.normalization,
         })
     }
+}
 
+impl<M: ImageClassifier> Predictor<M> {
     pub fn side(&self) -> usize {
         match self.preprocess {
             Preprocess::CenterCrop(side) | Preprocess::Resize(side) => side,
@@ -106,11 +115,11 @@ impl Predictor {
             .map(|p| self.read_image(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let probabilities = softmax(self.classifier.forward(self.batch(&images, device)), 1);
-        let values: Vec<f32> = probabilities
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 data");
+        let values = models::values(probabilities);
+        anyhow::ensure!(
+            values.iter().all(|p| p.is_finite()),
+            "the network's output is not a number: its weights hold NaN or infinite values; fetch the weights again, or train again"
+        );
         let classes = self.labels.len();
         Ok(paths
             .iter()

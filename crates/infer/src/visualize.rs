@@ -6,12 +6,14 @@ use burn::tensor::activation::softmax;
 use viz::grid::{self, Grid, LayerMaps};
 use viz::{Canvas, Map, Picture};
 
+use models::ImageClassifier;
+
 use crate::explain;
 use crate::predict::Predictor;
 
 /// Name and `[channels, height, width]` of every layer whose maps can be drawn, for one image.
 pub fn layer_shapes(
-    predictor: &Predictor,
+    predictor: &Predictor<impl ImageClassifier>,
     image: &[u8],
     device: &Device,
 ) -> Vec<(String, [usize; 3])> {
@@ -30,7 +32,7 @@ pub fn layer_shapes(
 
 /// One row per requested layer (all when `layers` is empty) with its first `channels` maps.
 pub fn activations(
-    predictor: &Predictor,
+    predictor: &Predictor<impl ImageClassifier>,
     image: &[u8],
     layers: &[String],
     channels: usize,
@@ -61,14 +63,7 @@ pub fn activations(
                 .expect("every known layer is reported");
             let [_, c, h, w] = found.map.dims();
             let shown = channels.min(c);
-            let values: Vec<f32> = found
-                .map
-                .clone()
-                .slice([0..1, 0..shown])
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32");
+            let values = models::values(found.map.clone().slice([0..1, 0..shown]));
             let maps = values
                 .chunks(h * w)
                 .map(|v| Map {
@@ -88,14 +83,10 @@ pub fn activations(
 }
 
 /// The first convolution's filters as colour patches.
-pub fn kernels(predictor: &Predictor) -> Canvas {
+pub fn kernels(predictor: &Predictor<impl ImageClassifier>) -> Canvas {
     let filters = predictor.classifier.first_filters();
     let [n, c, k, _] = filters.dims();
-    let values: Vec<f32> = filters
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32");
+    let values = models::values(filters);
     let per_filter: Vec<Vec<f32>> = values.chunks(c * k * k).map(<[f32]>::to_vec).collect();
     grid::filter_grid(
         &per_filter,
@@ -107,12 +98,17 @@ pub fn kernels(predictor: &Predictor) -> Canvas {
 }
 
 /// Grad-CAM and occlusion sensitivity of `class` for one image, beside the image.
-pub fn explain(predictor: &Predictor, image: &[u8], class: usize, device: &Device) -> Canvas {
+pub fn explain(
+    predictor: &Predictor<impl ImageClassifier>,
+    image: &[u8],
+    class: usize,
+    device: &Device,
+) -> Canvas {
     let side = predictor.side();
-    let layer = predictor.classifier.last_maps_layer();
+    let layer = predictor.classifier.cam_layer();
     let (_, maps) = predictor
         .classifier
-        .forward_maps(predictor.batch(&[image.to_vec()], device), &[layer]);
+        .forward_maps(predictor.batch(&[image.to_vec()], device), &[&layer]);
     let autodiff = device.clone().autodiff();
     let differentiable = predictor.classifier.clone().fork(&autodiff);
     let last_maps = Tensor::<4>::from_data(maps[0].map.clone().into_data(), &autodiff);
@@ -126,12 +122,7 @@ pub fn explain(predictor: &Predictor, image: &[u8], class: usize, device: &Devic
                     predictor.classifier.forward(predictor.batch(chunk, device)),
                     1,
                 );
-                let column = probabilities.slice([0..chunk.len(), class..class + 1]);
-                column
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("f32")
+                models::values(probabilities.slice([0..chunk.len(), class..class + 1]))
             })
             .collect()
     });

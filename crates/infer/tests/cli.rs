@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicBool;
 
-use data::synthetic;
-use data::testing::{scratch_dir, serve, shared_file};
+use testkit::synthetic;
+use testkit::{scratch_dir, serve, shared_file};
 
 fn infer(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infer"))
@@ -32,7 +32,7 @@ fn trained_run(dir: &Path) -> PathBuf {
         "batch_size=50".into(),
     ];
     let config = train::config::TrainConfig::parse("", &overrides).unwrap();
-    train::recipe::run(&config, "tiny", &AtomicBool::new(false))
+    train::run::run(&config, "tiny", &AtomicBool::new(false))
         .unwrap()
         .run_dir
 }
@@ -109,9 +109,13 @@ fn bad_images_are_named() {
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.join("truncated.jpg");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    // Cut inside the image data, which the decoder would fill in without a word.
+    let cut_late = dir.join("cut-late.jpg");
+    std::fs::write(&cut_late, &bytes[..bytes.len() - 2]).unwrap();
     for (path, what) in [
         (&text, "not a readable image"),
         (&truncated, "not a readable image"),
+        (&cut_late, "truncated"),
         (&dir.join("missing.png"), "cannot read"),
     ] {
         let output = infer(
@@ -128,6 +132,26 @@ fn bad_images_are_named() {
             message.contains(path.to_str().unwrap()) && message.contains(what),
             "{message}"
         );
+    }
+}
+
+#[test]
+fn flags_that_would_do_nothing_are_refused() {
+    let dir = scratch_dir("infer-flags");
+    let picture = dir.join("a.png");
+    write_png(&picture, 32);
+    let picture = picture.to_str().unwrap();
+    for (args, message) in [
+        (vec![picture, "--class", "koala"], "--explain"),
+        (vec![picture, "--channels", "0"], "--channels"),
+        (
+            vec![picture, "--weights", dir.to_str().unwrap()],
+            "is a directory",
+        ),
+    ] {
+        let output = infer(&args, &dir);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
     }
 }
 
@@ -245,6 +269,41 @@ fn fetching_checks_the_weights() {
         &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"),
     );
     assert!(output.status.success(), "{}", stderr(&output));
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
+}
+
+#[test]
+fn processes_fetching_at_once_all_succeed_and_sweep_what_killed_ones_left() {
+    let Some(weights) = shared_file("weights/efficientnet-lite0-57934424.pth") else {
+        return;
+    };
+    let cache = scratch_dir("infer-fetch-together");
+    // What a fetch killed with SIGKILL leaves (Linux never gives a process an id above 2^22).
+    let stale = cache.join("weights/.pkg.tar.gz.partial-4194999");
+    std::fs::create_dir_all(cache.join("weights")).unwrap();
+    std::fs::write(&stale, b"half a package").unwrap();
+    let body = package(&std::fs::read(weights).unwrap());
+    let url = serve(200, body.clone(), body.len(), 3, "pkg.tar.gz");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_infer"))
+                .arg("--fetch-weights")
+                .env("CONVKIT_CACHE", &*cache)
+                .env("CONVKIT_WEIGHTS_URL", &url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
     let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights"))
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -6,11 +6,38 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use crate::kernels::{conv2d, max_pool2d, relu};
-use crate::{FeatureMap, MapCollector};
+use kernels::{conv2d, max_pool2d, relu};
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{ImageClassifier, InputSpec, Seen};
+use crate::registry::Blueprint;
 
 /// The names of the layers whose outputs [`ConvNet::forward_maps`] can return, in network order.
 pub const MAP_LAYERS: [&str; 5] = ["conv2d_1", "conv2d_2", "maxpool_2", "conv2d_3", "conv2d_4"];
+
+/// `model.name = "convnet"`: the tutorial's network has no settings of its own; its input side
+/// comes from the data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvNetSpec {}
+
+impl Blueprint for ConvNetSpec {
+    type Network = ConvNet;
+
+    fn input(&self) -> InputSpec {
+        InputSpec {
+            min_side: ConvNetConfig::MIN_IMAGE_SIZE,
+            side_multiple: 1,
+        }
+    }
+
+    fn init(&self, classes: usize, side: usize, _: Option<Tensor<4>>, device: &Device) -> ConvNet {
+        ConvNetConfig::new()
+            .with_num_classes(classes)
+            .with_image_size(side)
+            .init(device)
+    }
+}
 
 #[derive(Config, Debug)]
 pub struct ConvNetConfig {
@@ -101,22 +128,11 @@ impl ConvNet {
         }
         self
     }
+}
 
-    /// Images `[batch, channels, 32, 32]` → class logits `[batch, classes]`.
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let maps = self.features(images, |_, _| {});
-        self.classify_maps(maps)
-    }
-
-    /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
-    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut collector = MapCollector::new(layers);
-        let maps = self.features(images, |layer, map| collector.see(layer, map));
-        (self.classify_maps(maps), collector.kept)
-    }
-
-    /// The convolutional part, reporting each named output to `seen`.
-    fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
+impl ImageClassifier for ConvNet {
+    /// The convolutional part: `[b, 3, 32, 32]` → `conv2d_4`'s `[b, 64, 6, 6]`.
+    fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
         let x = relu(conv2d(&self.conv2d_1, x)); // [b, 32, 30, 30]
         seen("conv2d_1", &x);
         let x = relu(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
@@ -130,8 +146,12 @@ impl ConvNet {
         x
     }
 
+    fn map_layers(&self) -> Vec<String> {
+        MAP_LAYERS.map(String::from).into()
+    }
+
     /// The dense part: `conv2d_4`'s output `[b, 64, 6, 6]` → logits (where Grad-CAM starts).
-    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
+    fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = maps.flatten(1, 3); // [b, 2304]
         let x = relu(self.fc1.forward(x)); // [b, 1024]
         let x = relu(self.fc2.forward(x)); // [b, 1024]
@@ -139,7 +159,7 @@ impl ConvNet {
     }
 
     /// The first convolution's filters, `[32, channels, 3, 3]`.
-    pub fn first_filters(&self) -> Tensor<4> {
+    fn first_filters(&self) -> Tensor<4> {
         self.conv2d_1.weight.val()
     }
 }

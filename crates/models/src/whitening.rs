@@ -28,11 +28,7 @@ pub fn whitening_filters(images: Tensor<4>, kernel: usize, count: usize) -> Tens
         height >= kernel && width >= kernel,
         "images smaller than a patch"
     );
-    let values = images
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data");
+    let values = crate::values(images);
     let covariance = patch_covariance(&values, [channels, height, width], kernel);
     let (eigenvalues, eigenvectors) = symmetric_eigen(covariance, len);
     let eigenvectors = &eigenvectors;
@@ -205,11 +201,7 @@ mod tests {
         let rows = responses.swap_dims(0, 1).reshape([count as i32, -1]);
         let patches = rows.dims()[1] as f32;
         let gram = rows.clone().matmul(rows.transpose()) / patches;
-        let gram = gram
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let gram = crate::values(gram);
         for i in 0..count {
             for j in 0..count {
                 let expected = if i == j { 1.0 } else { 0.0 };

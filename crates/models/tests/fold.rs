@@ -3,6 +3,7 @@
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use models::ImageClassifier;
 use models::efficientnet::EfficientNetConfig;
 
 /// Random BatchNorm scales and shifts (every vector parameter), and convolution kernels scaled up

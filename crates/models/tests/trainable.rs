@@ -4,6 +4,7 @@ use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use models::ImageClassifier;
 use models::convnet::ConvNetConfig;
 use models::fastnet::FastNetConfig;
 

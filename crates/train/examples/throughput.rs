@@ -12,10 +12,11 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use kernels::{conv2d, dropout, max_pool2d, relu};
 use models::convnet::ConvNetConfig;
-use models::efficientnet::{EfficientNet, EfficientNetConfig};
+use models::efficientnet::EfficientNetConfig;
 use models::fastnet::FastNetConfig;
-use models::kernels::{conv2d, dropout, max_pool2d, relu};
+use models::{Classifier, ImageClassifier};
 use train::network::Network;
 
 /// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
@@ -132,7 +133,7 @@ fn time<M: Network<Input = Tensor<4>>>(
 }
 
 fn main() {
-    train::allocator::keep_freed_memory();
+    store::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map_or("fastnet", String::as_str);
     let number = |i: usize, default: usize| {
@@ -146,14 +147,19 @@ fn main() {
         infer_batch: number(3, 256),
         side,
     };
-    let device = train::device::device().autodiff();
-    println!("{model} on {}", train::device::backend_name());
+    let device = store::device::device().autodiff();
+    println!("{model} on {}", store::device::backend_name());
     match model {
-        "convnet" => time(ConvNetConfig::new().init(&device), |m| m, &sizes, &device),
+        "convnet" => time(
+            Classifier::Convnet(ConvNetConfig::new().init(&device)),
+            |m| m,
+            &sizes,
+            &device,
+        ),
         "keras_cnn" => time(KerasCnn::new(&device), |m| m, &sizes, &device),
         "lite0" => time(
             EfficientNetConfig::new().with_num_classes(10).init(&device),
-            EfficientNet::fold_batchnorm,
+            ImageClassifier::fold_batchnorm,
             &sizes,
             &device,
         ),
@@ -166,7 +172,12 @@ fn main() {
                     .collect();
                 config.widths = w.try_into().expect("four widths");
             }
-            time(config.init(&device), |m| m, &sizes, &device)
+            time(
+                Classifier::Fastnet(config.init(&device)),
+                |m| m,
+                &sizes,
+                &device,
+            )
         }
         other => panic!("unknown model {other}; convnet, keras_cnn, fastnet or lite0"),
     }

@@ -5,7 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use models::Architecture;
+
 use crate::network::TestTimeAugment;
+
+/// The largest `data.image_size` and `transfer.resolution`: 50,000 images at 1024x1024 are
+/// already 157 GB in memory, and a much larger side fails to allocate (an abort, not an error).
+pub const MAX_IMAGE_SIZE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,7 +57,8 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
     pub augment: data::augment::Augment,
-    pub model: ModelConfig,
+    /// The network: `name` (see [`Architecture::NAMES`]) and its settings.
+    pub model: Architecture,
     pub data: DataConfig,
     pub transfer: TransferConfig,
 }
@@ -74,7 +81,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             augment: data::augment::Augment::default(),
-            model: ModelConfig::default(),
+            model: Architecture::default(),
             data: DataConfig::default(),
             transfer: TransferConfig::default(),
         }
@@ -154,38 +161,6 @@ impl Default for ScheduleConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelName {
-    /// The tutorial's convnet.
-    Convnet,
-    /// A BatchNorm convnet chosen for accuracy per CPU second (see `model.widths`).
-    Fastnet,
-    /// The pretrained EfficientNet-Lite0 backbone, frozen, with a new head (see `[transfer]`).
-    EfficientnetLite0,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    pub name: ModelName,
-    /// `fastnet` only: channels of its stem and of its three blocks.
-    pub widths: [usize; 4],
-    /// `fastnet` only: the stem's filters are fixed to whiten 3x3 patches of the training images
-    /// (airbench's first layer) instead of being trained.
-    pub whiten: bool,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            name: ModelName::Convnet,
-            widths: [32, 64, 128, 256],
-            whiten: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -225,18 +200,14 @@ impl Default for DataConfig {
     }
 }
 
-/// The transfer recipe (`model.name = "efficientnet_lite0"`).
+/// The transfer recipe (a pretrained `model.name`, `efficientnet_lite0` to `efficientnet_lite2`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransferConfig {
     /// Side the images are resized to before the backbone (ImageNet used 224).
     pub resolution: usize,
-    /// The EfficientNet-Lite0 ImageNet weights; unset means the cached copy (fetched once).
+    /// The network's ImageNet weights; unset means the cached copy (fetched once).
     pub weights: Option<PathBuf>,
-    /// Dropout before the new head's dense layer (and before its hidden layer, if any).
-    pub dropout: f64,
-    /// Units of a hidden ReLU layer in the new head; 0 makes the head one dense layer.
-    pub hidden_units: usize,
     /// Train the backbone's last this many MBConv blocks (and its head convolution) with the new
     /// head, on the cached maps that enter them; 0 freezes the whole backbone.
     pub train_blocks: usize,
@@ -257,8 +228,6 @@ impl Default for TransferConfig {
         Self {
             resolution: 224,
             weights: None,
-            dropout: 0.2,
-            hidden_units: 0,
             train_blocks: 0,
             cache_features: true,
             extract_batch_size: 64,
@@ -282,7 +251,12 @@ impl TrainConfig {
         (self.ema_decay > 0.0).then_some(self.ema_decay)
     }
 
-    /// The views validation and the final evaluation average over.
+    /// The training loss's label smoothing, when there is any.
+    pub fn smoothing(&self) -> Option<f32> {
+        (self.label_smoothing > 0.0).then_some(self.label_smoothing)
+    }
+
+    /// The views the final evaluation averages over.
     pub fn test_time_augment(&self) -> TestTimeAugment {
         TestTimeAugment {
             flip: self.test_time_flip,
@@ -314,7 +288,7 @@ impl TrainConfig {
         };
         let mut table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+            .map_err(|e: toml::de::Error| invalid(located(text, &e)))?;
         for entry in overrides {
             let (key, value) = entry
                 .split_once('=')
@@ -357,15 +331,7 @@ impl TrainConfig {
                 self.ema_decay
             ));
         }
-        if self.transfer.resolution < 32 || self.transfer.extract_batch_size == 0 {
-            return Err("transfer.resolution must be at least 32 and transfer.extract_batch_size at least 1".into());
-        }
-        let blocks = models::efficientnet::BLOCKS;
-        if self.transfer.train_blocks > blocks || self.transfer.finetune_blocks > blocks {
-            return Err(format!(
-                "transfer.train_blocks and transfer.finetune_blocks count EfficientNet-Lite0's last blocks: at most {blocks}"
-            ));
-        }
+        self.check_transfer()?;
         if let Some(minutes) = self.time_budget_minutes
             && !(minutes.is_finite() && minutes > 0.0)
         {
@@ -381,24 +347,19 @@ impl TrainConfig {
         if self.augment.alternate_flip && !self.augment.flip {
             return Err("augment.alternate_flip needs augment.flip = true".into());
         }
+        if !(1..=MAX_IMAGE_SIZE).contains(&self.data.image_size) {
+            return Err(format!(
+                "data.image_size must be between 1 and {MAX_IMAGE_SIZE} (every image is held in memory at this size), got {}",
+                self.data.image_size
+            ));
+        }
         if self.test_time_translate >= self.data.image_size {
             return Err(format!(
                 "test_time_translate must be smaller than data.image_size ({}), got {}",
                 self.data.image_size, self.test_time_translate
             ));
         }
-        if self.model.name == ModelName::EfficientnetLite0 && self.test_time_translate > 0 {
-            return Err("test_time_translate shifts images, which the transfer recipe's cached features are not; use test_time_flip".into());
-        }
-        if self.model.widths.contains(&0) {
-            return Err("model.widths must all be at least 1".into());
-        }
-        let stem = self.model.widths[0];
-        if self.model.whiten && (stem % 2 == 1 || stem > 54) {
-            return Err(format!(
-                "model.whiten needs an even model.widths[0] of at most 54 (two filters per principal direction of a 3x3x3 patch), got {stem}"
-            ));
-        }
+        self.model.check()?;
         if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
             return Err(format!(
                 "optimizer.lr must be positive, got {}",
@@ -408,9 +369,47 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The `[transfer]` keys, for a network with a pretrained backbone.
+    fn check_transfer(&self) -> Result<(), String> {
+        let Some(pretrained) = self.model.pretrained() else {
+            return Ok(());
+        };
+        let min_side = self.model.input().min_side;
+        let (resolution, batch) = (self.transfer.resolution, self.transfer.extract_batch_size);
+        if !(min_side..=MAX_IMAGE_SIZE).contains(&resolution) || batch == 0 {
+            return Err(format!(
+                "transfer.resolution must be between {min_side} and {MAX_IMAGE_SIZE} and transfer.extract_batch_size at least 1, got {resolution} and {batch}"
+            ));
+        }
+        let blocks = pretrained.lite.blocks();
+        if self.transfer.train_blocks > blocks || self.transfer.finetune_blocks > blocks {
+            return Err(format!(
+                "transfer.train_blocks and transfer.finetune_blocks count {}'s last blocks: at most {blocks}",
+                self.model.name()
+            ));
+        }
+        if self.test_time_translate > 0 {
+            return Err("test_time_translate shifts images, which the transfer recipe's cached features are not; use test_time_flip".into());
+        }
+        Ok(())
+    }
+
     /// The config as TOML, as written into every run directory.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config always serializes")
+    }
+}
+
+/// A TOML syntax error's message with where it is, as one line.
+fn located(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", error.message().trim())
+        }
+        None => error.message().trim().to_string(),
     }
 }
 
@@ -487,10 +486,50 @@ mod tests {
         assert!(err.contains("at most 16"), "{err}");
         let err = parse_error("[augment]\nalternate_flip = true", &[]);
         assert!(err.contains("augment.alternate_flip needs"), "{err}");
-        let err = parse_error("[model]\nwhiten = true\nwidths = [7, 8, 8, 8]", &[]);
+        let err = parse_error(
+            "[model]\nname = \"fastnet\"\nwhiten = true\nwidths = [7, 8, 8, 8]",
+            &[],
+        );
         assert!(err.contains("model.whiten needs an even"), "{err}");
         let err = parse_error("", &["data.nope=1".into()]);
         assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_says_where() {
+        let err = parse_error("epochs = 3\nbatch_size = = 4\n", &[]);
+        assert!(err.contains("line 2, column"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn image_sizes_are_bounded_and_named() {
+        for size in ["0", "32768"] {
+            let err = parse_error(&format!("[data]\nimage_size = {size}"), &[]);
+            assert!(
+                err.contains("data.image_size must be between 1 and 1024"),
+                "{err}"
+            );
+        }
+        let transfer = ["model.name=\"efficientnet_lite0\"".to_string()];
+        let err = parse_error("[transfer]\nresolution = 32768", &transfer);
+        assert!(
+            err.contains("transfer.resolution must be between 32 and 1024"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_network_takes_its_own_keys() {
+        let err = parse_error("[model]\nname = \"convnet\"\nwidths = [8, 8, 8, 8]", &[]);
+        assert!(err.contains("unknown field `widths`"), "{err}");
+        let err = parse_error("[model]\nname = \"resnet\"", &[]);
+        assert!(err.contains("efficientnet_lite2"), "{err}");
+        let lite1 = ["model.name=\"efficientnet_lite1\"".to_string()];
+        let config = TrainConfig::parse("[transfer]\ntrain_blocks = 21", &lite1).unwrap();
+        assert_eq!(config.model.name(), "efficientnet_lite1");
+        let err = parse_error("[transfer]\ntrain_blocks = 22", &lite1);
+        assert!(err.contains("at most 21"), "{err}");
     }
 
     #[test]

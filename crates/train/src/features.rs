@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::efficientnet::Backbone;
 use sha2::{Digest, Sha256};
 
-use crate::network::{Examples, Maps};
+use crate::examples::Examples;
+use crate::network::Maps;
 
 const MAGIC: &[u8; 8] = b"CKFEAT2\0";
 /// The magic, then the number of images and the three sides of each map, as `u64`s.
@@ -152,20 +153,14 @@ pub fn extract(
         }
         let features = match tail_blocks {
             0 => backbone.forward(images).unsqueeze_dims(&[2, 3]),
-            n => backbone.forward_until(images, models::efficientnet::BLOCKS - n),
+            n => backbone.forward_until(images, backbone.blocks() - n),
         };
         let [_, channels, height, width] = features.dims();
         shape = [channels, height, width];
         if values.is_empty() {
             values.reserve_exact(set.len() * channels * height * width);
         }
-        values.extend(
-            features
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 data"),
-        );
+        values.extend(models::values(features));
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -242,6 +237,9 @@ pub fn cached(
     compute: impl FnOnce() -> FeatureSet,
 ) -> anyhow::Result<(FeatureSet, bool)> {
     let path = cache_file(cache, key);
+    if let Some(dir) = path.parent() {
+        data::fetch::sweep_stale(dir);
+    }
     if let Ok(bytes) = std::fs::read(&path) {
         match decode(&bytes) {
             Some(features) => return Ok((features, true)),

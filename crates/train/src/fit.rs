@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
-use data::split::Rng;
 use indicatif::{ProgressBar, ProgressStyle};
+use rng::{Rng, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::ema::Ema;
-use crate::network::{Examples, Network, TestTimeAugment};
+use crate::evaluate::{self, Evaluation};
+use crate::examples::Examples;
+use crate::network::{Network, TestTimeAugment};
 use crate::schedule::Schedule;
+use crate::step::{NonFinite, Stepper, Tally};
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {
@@ -34,9 +35,9 @@ pub struct FitOptions {
     pub first_epoch: usize,
     /// The val_loss to beat: the model given is the best so far unless an epoch does better.
     pub best_val_loss: f64,
-    /// More devices (autodiff), each taking an equal share of every batch beside the model's own
-    /// (data parallelism); empty trains on the model's device alone.
-    pub replicas: Vec<Device>,
+    /// The devices (autodiff) sharing each batch equally, the model's first (data parallelism);
+    /// one trains on the model's device alone.
+    pub devices: Vec<Device>,
     /// Validate and keep an exponential moving average of the weights with this decay per step,
     /// instead of the weights themselves.
     pub ema_decay: Option<f64>,
@@ -78,13 +79,6 @@ pub struct Outcome<M> {
     pub stop: Stop,
 }
 
-/// Loss and accuracy over a whole example set.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Evaluation {
-    pub loss: f64,
-    pub acc: f64,
-}
-
 /// Things the loop reports to whoever runs it.
 pub trait Observer<M> {
     /// The best weights so far: save them; returns where they went.
@@ -108,88 +102,7 @@ pub struct EpochEnd<'a, M> {
 /// The seed of an epoch's shuffle and of its random layers (dropout), so that a run resumed at
 /// any epoch draws the same numbers as one that never stopped.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)).next_u64()
-}
-
-fn batches(order: &[usize], size: usize) -> impl Iterator<Item = &[usize]> {
-    order.chunks(size)
-}
-
-impl Evaluation {
-    /// Mean loss and accuracy over per-example outputs.
-    pub fn of(outputs: &[Output]) -> Self {
-        let n = outputs.len().max(1) as f64;
-        Evaluation {
-            loss: outputs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n,
-            acc: outputs.iter().filter(|o| o.label == o.predicted).count() as f64 / n,
-        }
-    }
-}
-
-/// What the network said about one example.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Output {
-    pub label: usize,
-    pub predicted: usize,
-    /// Probability of the predicted class.
-    pub probability: f32,
-    /// Cross-entropy of the true class.
-    pub loss: f32,
-}
-
-/// Per-example outputs of `model` (in validation mode) on `examples`, in order, from the
-/// probabilities averaged over the views `augment` makes of each input.
-pub fn outputs<M: Network>(
-    model: &M,
-    examples: &dyn Examples<M::Input>,
-    batch_size: usize,
-    device: &Device,
-    augment: TestTimeAugment,
-) -> Vec<Output> {
-    let order: Vec<usize> = (0..examples.len()).collect();
-    let mut all = Vec::with_capacity(order.len());
-    for indices in batches(&order, batch_size) {
-        let (input, labels) = examples.batch(indices, device);
-        let log_probabilities = match M::views(input, augment).as_slice() {
-            [(only, _)] => log_softmax(model.logits(only.clone()), 1),
-            views => views
-                .iter()
-                .map(|(view, weight)| softmax(model.logits(view.clone()), 1) * *weight)
-                .reduce(|sum, probabilities| sum + probabilities)
-                .expect("at least one view")
-                .log(),
-        };
-        let classes = log_probabilities.dims()[1];
-        let values: Vec<f32> = log_probabilities
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 data");
-        let labels: Vec<i64> = labels
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("i64 data");
-        for (row, &label) in values.chunks(classes).zip(&labels) {
-            let (predicted, best) = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .expect("classes");
-            all.push(Output {
-                label: label as usize,
-                predicted,
-                probability: best.exp(),
-                loss: -row[label as usize],
-            });
-        }
-    }
-    all
-}
-
-fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
-    let predicted = logits.argmax(1).flatten::<1>(0, 1);
-    predicted.equal(labels).int().sum().into_scalar::<i64>()
+    Rng::new(rng::derive(seed, Stream::Epoch, epoch as u64)).next_u64()
 }
 
 fn progress(steps: usize) -> ProgressBar {
@@ -199,274 +112,86 @@ fn progress(steps: usize) -> ProgressBar {
     )
 }
 
-/// The seed of the `index`-th device's share of a batch (the first keeps the batch's seed).
-fn shard_seed(seed: u64, index: usize) -> u64 {
-    seed ^ (index as u64).wrapping_mul(0xA076_1D64_78BD_642F)
+/// The examples a stage trains and validates on.
+pub struct Split<'a, I> {
+    pub train: &'a dyn Examples<I>,
+    pub valid: &'a dyn Examples<I>,
 }
 
-/// One device's share of a training batch.
-struct Shard<I> {
-    size: usize,
-    input: I,
-    labels: Tensor<1, Int>,
+/// The best weights so far and the moving average, beside the weights that train.
+struct Kept<M> {
+    best: M,
+    best_epoch: Option<usize>,
+    best_loss: f64,
+    ema: Option<Ema<M>>,
 }
 
-/// The training batch at `indices` of epoch `epoch` cut into one consecutive share per device,
-/// each made on its device (fewer shares than devices when the batch is that small).
-fn shards<I>(
-    train: &dyn Examples<I>,
-    indices: &[usize],
-    seed: u64,
-    epoch: usize,
-    devices: &[Device],
-) -> Vec<Shard<I>> {
-    indices
-        .chunks(indices.len().div_ceil(devices.len()).max(1))
-        .zip(devices)
-        .enumerate()
-        .map(|(index, (part, device))| {
-            let seed = shard_seed(seed, index);
-            let (input, labels) = train.training_batch(part, seed, epoch, device);
-            Shard {
-                size: part.len(),
-                input,
-                labels,
-            }
-        })
-        .collect()
-}
-
-/// What a training step computed, before the optimizer uses it.
-struct StepResult {
-    /// The loss summed over the batch's examples.
-    loss_sum: f64,
-    correct: i64,
-    /// Gradients of the batch's mean loss, on the model's device.
-    grads: GradientsParams,
-}
-
-/// The loss and gradients of one shard, its loss weighted by its share `weight` of the batch so
-/// that the shards' gradients add up to those of the whole batch.
-fn shard_step<M: Network>(
-    model: &M,
-    shard: Shard<M::Input>,
-    weight: f64,
-    loss_config: &CrossEntropyLossConfig,
-    main: &Device,
-) -> StepResult {
-    let device = shard.labels.device();
-    let logits = model.logits(shard.input);
-    let loss = loss_config
-        .init(&device)
-        .forward(logits.clone(), shard.labels.clone());
-    let loss_sum = loss.clone().into_scalar::<f64>() * shard.size as f64;
-    let loss = if weight < 1.0 { loss * weight } else { loss };
-    let mut grads = GradientsParams::from_grads(loss.backward(), model);
-    if device != *main {
-        grads = grads.to_device(main, model);
-    }
-    StepResult {
-        loss_sum,
-        correct: count_correct(logits.detach(), shard.labels),
-        grads,
-    }
-}
-
-/// A training step over a batch cut into shards: the first on `model`, each other one on a copy
-/// of it on its own device in a thread of its own (whose BatchNorm statistics are dropped, as
-/// PyTorch's DataParallel does), the gradients added up on the model's device.
-fn step_gradients<M: Network>(
-    model: &M,
-    shards: Vec<Shard<M::Input>>,
-    loss_config: &CrossEntropyLossConfig,
-    devices: &[Device],
-) -> StepResult {
-    let total: usize = shards.iter().map(|shard| shard.size).sum();
-    let weight = |shard: &Shard<M::Input>| shard.size as f64 / total as f64;
-    let main = &devices[0];
-    let mut shards = shards.into_iter().zip(devices);
-    let (first, _) = shards.next().expect("a batch has at least one shard");
-    std::thread::scope(|scope| {
-        let others: Vec<_> = shards
-            .map(|(shard, device)| {
-                let replica = model.valid().train().fork(device);
-                let weight = weight(&shard);
-                scope.spawn(move || shard_step(&replica, shard, weight, loss_config, main))
-            })
-            .collect();
-        let first_weight = weight(&first);
-        let mut result = shard_step(model, first, first_weight, loss_config, main);
-        if others.is_empty() {
-            return result;
-        }
-        let mut grads = GradientsAccumulator::<M>::new();
-        grads.accumulate(model, result.grads);
-        for other in others {
-            let other = other.join().expect("a training thread panicked");
-            result.loss_sum += other.loss_sum;
-            result.correct += other.correct;
-            grads.accumulate(model, other.grads);
-        }
-        result.grads = grads.grads();
-        result
-    })
-}
-
-/// Train `model` (on an autodiff `device`) and return the best weights by val_loss.
-#[allow(clippy::too_many_arguments)]
+/// Train `model` (on the first of `options.devices`, an autodiff device) and return the best
+/// weights by val_loss.
 pub fn fit<M: Network>(
     mut model: M,
     resumed: Option<Resumed<M>>,
     optimizer: &mut ModuleOptimizer,
-    train: &dyn Examples<M::Input>,
-    valid: &dyn Examples<M::Input>,
-    device: &Device,
+    split: Split<'_, M::Input>,
     options: &FitOptions,
     observer: &mut dyn Observer<M>,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Outcome<M>> {
-    let eval_device = device.clone().inner();
-    let mut loss_config = CrossEntropyLossConfig::new();
-    loss_config.smoothing = options.label_smoothing;
-    let devices: Vec<Device> = std::iter::once(device.clone())
-        .chain(options.replicas.iter().cloned())
-        .collect();
-    let steps_per_epoch = train.len().div_ceil(options.batch_size);
-    let (mut best, mut best_epoch, resumed_ema) = match resumed {
+    let (best, best_epoch, resumed_ema) = match resumed {
         Some(resumed) => (resumed.best, resumed.best_epoch, resumed.ema),
         None => (model.valid(), None, None),
     };
-    let mut ema = options
+    let ema = options
         .ema_decay
         .map(|decay| Ema::new(resumed_ema.unwrap_or_else(|| model.valid()), decay));
-    let mut best_loss = options.best_val_loss;
+    let mut kept = Kept {
+        best,
+        best_epoch,
+        best_loss: options.best_val_loss,
+        ema,
+    };
+    let stepper = Stepper::new(options.label_smoothing, &options.devices);
+    let epoch = Epoch {
+        stepper: &stepper,
+        train: split.train,
+        options,
+        interrupted,
+    };
     let mut history = Vec::new();
     let mut stop = Stop::Completed;
     let last_epoch = options.first_epoch + options.epochs - 1;
-    for epoch in options.first_epoch..=last_epoch {
-        println!("Epoch {epoch}/{last_epoch}");
+    for number in options.first_epoch..=last_epoch {
+        println!("Epoch {number}/{last_epoch}");
         let started = Instant::now();
-        let seed = epoch_seed(options.seed, epoch);
-        for (index, device) in devices.iter().enumerate() {
-            device.seed(shard_seed(seed, index));
-        }
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::new(seed).shuffle(&mut order);
-        let bar = progress(steps_per_epoch);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        let first_step = (epoch - options.stage_first_epoch) * steps_per_epoch;
-        let mut lr = options.schedule.lr(first_step);
-        model = std::thread::scope(|scope| -> anyhow::Result<M> {
-            let mut model = model;
-            // The next batches are read and augmented on another thread while this one trains.
-            let (sender, batches_ready) = std::sync::mpsc::sync_channel(2);
-            let (order, devices) = (&order, &devices);
-            scope.spawn(move || {
-                for (step, indices) in batches(order, options.batch_size).enumerate() {
-                    let batch_seed = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                    if sender
-                        .send(shards(train, indices, batch_seed, epoch, devices))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-            for (step, shards) in batches_ready.into_iter().enumerate() {
-                if interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                let size: usize = shards.iter().map(|shard| shard.size).sum();
-                let result = step_gradients(&model, shards, &loss_config, devices);
-                let batch_loss = result.loss_sum / size as f64;
-                if !batch_loss.is_finite() {
-                    bar.finish_and_clear();
-                    anyhow::bail!(
-                        "loss became {batch_loss} at epoch {epoch}, step {}; lower optimizer.lr (the best checkpoint so far is kept)",
-                        step + 1
-                    );
-                }
-                lr = options.schedule.lr(first_step + step);
-                model = optimizer.step(lr, model, result.grads);
-                if let Some(ema) = ema.as_mut() {
-                    ema.update(&model, first_step + step);
-                }
-                loss_sum += result.loss_sum;
-                correct += result.correct;
-                seen += size;
-                bar.inc(1);
-                bar.set_message(format!(
-                    "loss: {:.4} - acc: {:.4}",
-                    loss_sum / seen as f64,
-                    correct as f64 / seen as f64
-                ));
-            }
-            Ok(model)
-        })?;
-        bar.finish_and_clear();
+        let (lr, tally);
+        (model, lr, tally) = epoch
+            .train(model, number, &mut kept.ema, optimizer)
+            .map_err(|(step, loss)| {
+                let saved = kept.best_epoch.is_some() || options.best_val_loss.is_finite();
+                not_finite(loss, number, step, saved)
+            })?;
         if interrupted.load(Ordering::SeqCst) {
             println!("interrupted");
             stop = Stop::Interrupted;
             break;
         }
-        let snapshot = match &ema {
+        let snapshot = match &kept.ema {
             Some(ema) => ema.snapshot(),
             None => model.valid(),
         };
-        let val = Evaluation::of(&outputs(
-            &snapshot,
-            valid,
-            options.batch_size,
-            &eval_device,
-            TestTimeAugment::default(),
-        ));
-        let metrics = EpochMetrics {
-            epoch,
-            seconds: started.elapsed().as_secs_f64(),
-            lr,
-            loss: loss_sum / seen.max(1) as f64,
-            acc: correct as f64 / seen.max(1) as f64,
-            val_loss: val.loss,
-            val_acc: val.acc,
+        let metrics = measure(&snapshot, &split, number, started, lr, tally, options);
+        let end = EpochEnd {
+            model: &model,
+            optimizer,
+            ema: None,
+            best_epoch: None,
+            stop: (number == last_epoch).then_some(Stop::Completed),
         };
-        println!(
-            "{steps_per_epoch}/{steps_per_epoch} - {:.0}s - loss: {:.4} - acc: {:.4} - val_loss: {:.4} - val_acc: {:.4}",
-            metrics.seconds, metrics.loss, metrics.acc, metrics.val_loss, metrics.val_acc
-        );
-        if metrics.val_loss < best_loss {
-            let path = observer.improved(&snapshot)?;
-            println!(
-                "val_loss improved from {best_loss:.5} to {:.5}, saving model to {}",
-                metrics.val_loss,
-                path.display()
-            );
-            best_loss = metrics.val_loss;
-            best_epoch = Some(epoch);
-            best = snapshot;
-        } else {
-            println!("val_loss did not improve from {best_loss:.5}");
-        }
-        let early_stop =
-            options.patience > 0 && best_epoch.is_some_and(|b| epoch - b >= options.patience);
-        let ended = if early_stop {
-            Some(Stop::EarlyStopping)
-        } else {
-            (epoch == last_epoch).then_some(Stop::Completed)
-        };
-        observer.epoch_done(
-            &metrics,
-            EpochEnd {
-                model: &model,
-                optimizer,
-                ema: ema.as_ref().map(|ema| &ema.model),
-                best_epoch,
-                stop: ended,
-            },
-        )?;
+        let ended = kept.end_epoch(snapshot, &metrics, end, options.patience, observer)?;
         history.push(metrics);
-        if early_stop {
+        if ended == Some(Stop::EarlyStopping) {
             println!(
-                "Epoch {epoch}: early stopping (no improvement in {} epochs)",
+                "Epoch {number}: early stopping (no improvement in {} epochs)",
                 options.patience
             );
             stop = Stop::EarlyStopping;
@@ -474,54 +199,184 @@ pub fn fit<M: Network>(
         }
     }
     Ok(Outcome {
-        best,
-        best_epoch,
+        best: kept.best,
+        best_epoch: kept.best_epoch,
         history,
         stop,
     })
 }
 
-/// Seconds one training step of `model` takes on batches of `batch_size` from `train`, timed
-/// over a few steps after some to warm up, on copies that are then thrown away.
-pub fn seconds_per_step<M: Network>(
-    model: &M,
-    mut optimizer: ModuleOptimizer,
-    train: &dyn Examples<M::Input>,
-    batch_size: usize,
-    device: &Device,
-    ema_decay: Option<f64>,
-) -> f64 {
-    // The first steps are slower (the allocator's pool fills, pages fault in): timed after one
-    // warm-up step, fastnet's epochs ran 10% faster than planned (after three, 7%). Training
-    // reads its batches on another thread, so they are made before the clock starts (timed with
-    // the steps, the plan was 3% long).
-    const WARM_UP: usize = 3;
-    const TIMED: usize = 5;
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let order: Vec<usize> = (0..train.len()).collect();
-    let batches: Vec<_> = order
-        .chunks(batch_size)
-        .cycle()
-        .take(WARM_UP + TIMED)
-        .enumerate()
-        .map(|(step, indices)| train.training_batch(indices, step as u64, 1, device))
-        .collect();
-    let mut model = model.clone();
-    let mut ema = ema_decay.map(|decay| Ema::new(model.valid(), decay));
-    let mut started = Instant::now();
-    let mut timed = 0;
-    for (step, (input, labels)) in batches.into_iter().enumerate() {
-        if step == WARM_UP {
-            started = Instant::now();
+/// The error of a loss that became NaN or infinite at `step` (from 0) of epoch `number`, saying
+/// whether a checkpoint was `saved` before.
+fn not_finite(
+    NonFinite(loss): NonFinite,
+    number: usize,
+    step: usize,
+    saved: bool,
+) -> anyhow::Error {
+    let checkpoint = if saved {
+        "the best checkpoint so far is kept"
+    } else {
+        "no epoch had ended, so there is no checkpoint yet"
+    };
+    anyhow::anyhow!(
+        "loss became {loss} at epoch {number}, step {}; lower optimizer.lr ({checkpoint})",
+        step + 1
+    )
+}
+
+/// Epoch `number`'s metrics: its training `tally` and the validation of `snapshot`, the weights
+/// it ended with (or their moving average); printed as Keras prints them.
+fn measure<M: Network>(
+    snapshot: &M,
+    split: &Split<'_, M::Input>,
+    number: usize,
+    started: Instant,
+    lr: f64,
+    tally: Tally,
+    options: &FitOptions,
+) -> EpochMetrics {
+    let val = Evaluation::of(&evaluate::outputs(
+        snapshot,
+        split.valid,
+        options.batch_size,
+        &options.devices[0].clone().inner(),
+        TestTimeAugment::default(),
+    ));
+    let seen = tally.examples.max(1) as f64;
+    let metrics = EpochMetrics {
+        epoch: number,
+        seconds: started.elapsed().as_secs_f64(),
+        lr,
+        loss: tally.loss_sum / seen,
+        acc: tally.correct as f64 / seen,
+        val_loss: val.loss,
+        val_acc: val.acc,
+    };
+    let steps = split.train.len().div_ceil(options.batch_size);
+    println!(
+        "{steps}/{steps} - {:.0}s - loss: {:.4} - acc: {:.4} - val_loss: {:.4} - val_acc: {:.4}",
+        metrics.seconds, metrics.loss, metrics.acc, metrics.val_loss, metrics.val_acc
+    );
+    metrics
+}
+
+/// What every epoch of a stage shares.
+struct Epoch<'a, M: Network> {
+    stepper: &'a Stepper<'a>,
+    train: &'a dyn Examples<M::Input>,
+    options: &'a FitOptions,
+    interrupted: &'a AtomicBool,
+}
+
+impl<M: Network> Epoch<'_, M> {
+    /// Epoch `number`'s steps over the shuffled training examples (until Ctrl-C); returns the
+    /// weights, the last step's learning rate and what the steps measured, or the step (from 0)
+    /// whose loss was not finite.
+    fn train(
+        &self,
+        model: M,
+        number: usize,
+        ema: &mut Option<Ema<M>>,
+        optimizer: &mut ModuleOptimizer,
+    ) -> Result<(M, f64, Tally), (usize, NonFinite)> {
+        let options = self.options;
+        let seed = epoch_seed(options.seed, number);
+        for (index, device) in options.devices.iter().enumerate() {
+            device.seed(rng::derive(seed, Stream::Shard, index as u64));
         }
-        let loss = loss_fn.forward(model.logits(input), labels);
-        let _ = loss.clone().into_scalar::<f64>();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(1e-6, model, grads);
-        if let Some(ema) = ema.as_mut() {
-            ema.update(&model, step);
-        }
-        timed = (step + 1).saturating_sub(WARM_UP);
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        Rng::new(seed).shuffle(&mut order);
+        let steps_per_epoch = self.train.len().div_ceil(options.batch_size);
+        let bar = progress(steps_per_epoch);
+        let mut total = Tally::default();
+        let first_step = (number - options.stage_first_epoch) * steps_per_epoch;
+        let mut lr = options.schedule.lr(first_step);
+        let result = std::thread::scope(|scope| {
+            let mut model = model;
+            // The next batches are read and augmented on another thread while this one trains.
+            let (sender, batches_ready) = std::sync::mpsc::sync_channel(2);
+            let order = &order;
+            scope.spawn(move || {
+                for (step, indices) in order.chunks(options.batch_size).enumerate() {
+                    let batch_seed = rng::derive(seed, Stream::Batch, step as u64 + 1);
+                    let batch = self.stepper.batch(self.train, indices, batch_seed, number);
+                    if sender.send(batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (step, shards) in batches_ready.into_iter().enumerate() {
+                if self.interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                lr = options.schedule.lr(first_step + step);
+                let ema = ema.as_mut().map(|ema| (ema, first_step + step));
+                let tally;
+                (model, tally) = self
+                    .stepper
+                    .step(model, shards, optimizer, lr, ema)
+                    .map_err(|loss| (step, loss))?;
+                total.loss_sum += tally.loss_sum;
+                total.correct += tally.correct;
+                total.examples += tally.examples;
+                bar.inc(1);
+                bar.set_message(format!(
+                    "loss: {:.4} - acc: {:.4}",
+                    total.loss_sum / total.examples as f64,
+                    total.correct as f64 / total.examples as f64
+                ));
+            }
+            Ok(model)
+        });
+        bar.finish_and_clear();
+        result.map(|model| (model, lr, total))
     }
-    started.elapsed().as_secs_f64() / timed.max(1) as f64
+}
+
+impl<M: Network> Kept<M> {
+    /// Keep `snapshot` (the weights validation measured) if it beat the best val_loss, report
+    /// the epoch to `observer`, and say whether the stage ends here (`end.stop` says whether it
+    /// was its last epoch).
+    fn end_epoch(
+        &mut self,
+        snapshot: M,
+        metrics: &EpochMetrics,
+        end: EpochEnd<'_, M>,
+        patience: usize,
+        observer: &mut dyn Observer<M>,
+    ) -> anyhow::Result<Option<Stop>> {
+        let epoch = metrics.epoch;
+        if metrics.val_loss < self.best_loss {
+            let path = observer.improved(&snapshot)?;
+            println!(
+                "val_loss improved from {:.5} to {:.5}, saving model to {}",
+                self.best_loss,
+                metrics.val_loss,
+                path.display()
+            );
+            self.best_loss = metrics.val_loss;
+            self.best_epoch = Some(epoch);
+            self.best = snapshot;
+        } else {
+            println!("val_loss did not improve from {:.5}", self.best_loss);
+        }
+        let early_stop =
+            patience > 0 && self.best_epoch.is_some_and(|best| epoch - best >= patience);
+        let stop = if early_stop {
+            Some(Stop::EarlyStopping)
+        } else {
+            end.stop
+        };
+        observer.epoch_done(
+            metrics,
+            EpochEnd {
+                ema: self.ema.as_ref().map(|ema| &ema.model),
+                best_epoch: self.best_epoch,
+                stop,
+                ..end
+            },
+        )?;
+        Ok(stop)
+    }
 }

@@ -1,15 +1,12 @@
-//! What the training loop needs from a network and from its examples, so one loop trains the
-//! convnet on images, the transfer classifier's top on cached features, and a whole EfficientNet.
+//! What the training loop needs from a network, so one loop trains any network of the registry
+//! on images, the transfer classifier's top on cached maps, and a whole EfficientNet; and the
+//! views of an input that test-time augmentation averages over.
 
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
-use data::ImageSet;
-use data::augment::Augment;
-use data::normalize::Normalization;
-use models::convnet::ConvNet;
 use models::efficientnet::EfficientNet;
-use models::fastnet::FastNet;
 use models::transfer::TransferTop;
+use models::{Classifier, ImageClassifier};
 
 /// A classifier the loop can train.
 pub trait Network: Module + 'static {
@@ -77,7 +74,7 @@ fn image_views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f
         .collect()
 }
 
-impl Network for ConvNet {
+impl Network for Classifier {
     type Input = Tensor<4>;
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
@@ -87,16 +84,7 @@ impl Network for ConvNet {
     }
 }
 
-impl Network for FastNet {
-    type Input = Tensor<4>;
-    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
-    }
-    fn views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
-        image_views(images, augment)
-    }
-}
-
+/// The second stage of the transfer recipe trains the whole EfficientNet on images.
 impl Network for EfficientNet {
     type Input = Tensor<4>;
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
@@ -133,77 +121,12 @@ impl Network for TransferTop {
     }
 }
 
-/// Labelled examples, addressed by index.
-pub trait Examples<I>: Sync {
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The inputs and labels at `indices`, on `device`.
-    fn batch(&self, indices: &[usize], device: &Device) -> (I, Tensor<1, Int>);
-    /// A training batch of epoch `epoch`: [`Examples::batch`] with whatever augmentation the
-    /// examples apply, drawn from `seed`.
-    fn training_batch(
-        &self,
-        indices: &[usize],
-        _seed: u64,
-        _epoch: usize,
-        device: &Device,
-    ) -> (I, Tensor<1, Int>) {
-        self.batch(indices, device)
-    }
-}
-
-/// Images, normalized on the way into the network and augmented in training batches.
-pub struct Images<'a> {
-    pub set: &'a ImageSet,
-    pub norm: &'a Normalization,
-    pub augment: Augment,
-}
-
-impl Examples<Tensor<4>> for Images<'_> {
-    fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        (
-            data::batch::images(self.set, indices, self.norm, device),
-            data::batch::labels(self.set, indices, device),
-        )
-    }
-
-    fn training_batch(
-        &self,
-        indices: &[usize],
-        seed: u64,
-        epoch: usize,
-        device: &Device,
-    ) -> (Tensor<4>, Tensor<1, Int>) {
-        if self.augment.is_identity() {
-            return self.batch(indices, device);
-        }
-        (
-            data::batch::augmented_images(
-                self.set,
-                indices,
-                &self.augment,
-                seed,
-                epoch,
-                self.norm,
-                device,
-            ),
-            data::batch::labels(self.set, indices, device),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rows(view: &Tensor<4>) -> Vec<f32> {
-        view.to_data().try_to_vec::<f32>().unwrap()
+        models::values(view.clone())
     }
 
     #[test]

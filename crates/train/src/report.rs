@@ -6,8 +6,9 @@ use data::ImageSet;
 use viz::Picture;
 use viz::plots::{self, Curve, Mistake};
 
-use crate::fit::{EpochMetrics, Output};
-use crate::run::RunDir;
+use crate::evaluate::Output;
+use crate::fit::EpochMetrics;
+use crate::run_dir::RunDir;
 
 /// How many of the highest-loss images `mistakes.png` shows.
 const MISTAKES: usize = 24;
@@ -95,7 +96,5 @@ pub fn draw(
 }
 
 fn save(run: &RunDir, name: &str, canvas: &viz::Canvas) -> anyhow::Result<PathBuf> {
-    let path = run.file(name);
-    canvas.save(&path)?;
-    Ok(path)
+    run.write(name, &canvas.png())
 }

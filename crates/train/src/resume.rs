@@ -10,9 +10,9 @@ use anyhow::Context;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_record;
 use crate::fit::{EpochMetrics, Stop};
 use crate::network::Network;
+use store::checkpoint::write_record;
 
 pub const DIR: &str = "resume";
 const STATE: &str = "state.json";
@@ -28,6 +28,10 @@ pub struct TrainingState {
     /// The run's best epoch so far, over every stage.
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochMetrics>,
+    /// Seconds the run had taken when it was saved, so that a resumed run's total counts them;
+    /// states saved before this field existed count none.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl TrainingState {

@@ -1,149 +1,132 @@
-//! The run directory: `config.toml` (resolved), `model.json` and `model.bpk` (the best
-//! checkpoint), `metrics.csv` (one row per epoch) and `summary.json`. Every file is written under
-//! a temporary name and renamed, so a killed run never leaves a half-written file. A process
-//! writing a run directory holds a lock on its `train.lock`, so two cannot write one at once.
+//! A whole training run from a config: the data and its split, the run directory, the devices,
+//! then the recipe the network calls for — the images recipe ([`crate::images`]) for a network
+//! trained from scratch, the transfer recipe ([`crate::transfer`]) for one with a pretrained
+//! backbone — which trains its stages and finishes the run.
 
-use std::fs::{File, TryLockError};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::Context;
-use serde::Serialize;
+use data::source::Source;
+use data::{Dataset, ImageSet};
 
-use crate::fit::EpochMetrics;
+use crate::config::TrainConfig;
+use crate::finish::Summary;
+use crate::fit::Stop;
+use crate::placement::Placement;
+use crate::resume;
+use crate::run_dir::RunDir;
+use crate::stage::{Progress, RunContext};
 
-pub struct RunDir {
-    pub path: PathBuf,
-    /// Held while this process writes the directory; the system releases it when the process ends
-    /// in any way, so a killed run never leaves a stale lock.
-    _lock: File,
-}
-
-const LOCK: &str = "train.lock";
-
-impl RunDir {
-    /// Create `<output_dir>/<name>-<n>` with the first `n` not taken.
-    pub fn create(output_dir: &Path, name: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(output_dir).with_context(|| {
-            format!(
-                "cannot create output directory {}; set output_dir to a writable place",
-                output_dir.display()
-            )
-        })?;
-        for n in 1.. {
-            let path = output_dir.join(format!("{name}-{n}"));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Self::open(&path),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "cannot create run directory {}; set output_dir to a writable place",
-                            path.display()
-                        )
-                    });
-                }
-            }
-        }
-        unreachable!("some run number is free")
-    }
-
-    /// Take the lock of an existing run directory.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        anyhow::ensure!(path.is_dir(), "no run directory {}", path.display());
-        let empty = std::fs::read_dir(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .next()
-            .is_none();
-        anyhow::ensure!(
-            empty || path.join("config.toml").is_file(),
-            "{} is not a run directory written by `train` (no config.toml)",
-            path.display()
-        );
-        let lock_path = path.join(LOCK);
-        let mut lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-                anyhow::bail!(
-                    "{} is in use by another `train` process{}; wait for it to end or stop it first",
-                    path.display(),
-                    holder
-                        .trim()
-                        .parse::<u32>()
-                        .map(|pid| format!(" (pid {pid})"))
-                        .unwrap_or_default()
-                );
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
-            }
-        }
-        lock.set_len(0)
-            .and_then(|()| write!(lock, "{}", std::process::id()))
-            .with_context(|| format!("cannot write {}", lock_path.display()))?;
-        for dir in [path.to_path_buf(), path.join(crate::resume::DIR)] {
-            remove_partial_files(&dir)?;
-        }
-        Ok(Self {
-            path: path.to_path_buf(),
-            _lock: lock,
-        })
-    }
-
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// Write `bytes` to `name` in the run directory, atomically.
-    pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-        let path = self.file(name);
-        data::fetch::write_atomic(&path, bytes)?;
-        Ok(path)
-    }
-
-    pub fn write_json(&self, name: &str, value: &impl Serialize) -> anyhow::Result<PathBuf> {
-        self.write(name, serde_json::to_string_pretty(value)?.as_bytes())
-    }
-
-    /// Rewrite `metrics.csv` with every epoch so far.
-    pub fn write_metrics(&self, history: &[EpochMetrics]) -> anyhow::Result<PathBuf> {
-        let mut csv = String::from("epoch,seconds,lr,loss,acc,val_loss,val_acc\n");
-        for m in history {
-            csv.push_str(&format!(
-                "{},{:.3},{},{:.6},{:.6},{:.6},{:.6}\n",
-                m.epoch, m.seconds, m.lr, m.loss, m.acc, m.val_loss, m.val_acc
-            ));
-        }
-        self.write("metrics.csv", csv.as_bytes())
-    }
-}
-
-/// Remove what a killed process was writing when it died (see [`data::fetch::temporary_sibling`]).
-fn remove_partial_files(dir: &Path) -> anyhow::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
+/// Load the data the config names.
+pub fn load_data(config: &TrainConfig) -> anyhow::Result<Dataset> {
+    let source = Source {
+        dir: config.data.dir.clone(),
+        url: config.data.url.clone(),
+        md5: config.data.md5.clone(),
+        cache: config.data.cache(),
+        image_size: config.data.image_size,
+        skip_broken: config.data.skip_broken_images,
     };
-    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-        if data::fetch::is_temporary(&path) {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
-        }
+    let dataset = data::source::load(&source)?;
+    if !dataset.skipped.is_empty() {
+        println!(
+            "skipped {} images that could not be decoded",
+            dataset.skipped.len()
+        );
     }
-    Ok(())
+    Ok(dataset)
 }
 
-/// Peak resident memory of this process in MiB, where the system reports it (Linux).
-pub fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+/// Hold out the seeded validation split: `(train, valid)`.
+pub fn split(dataset: &Dataset, config: &TrainConfig) -> anyhow::Result<(ImageSet, ImageSet)> {
+    let (train, valid) = split_indices(dataset.train.len(), config)?;
+    Ok((dataset.train.select(&train), dataset.train.select(&valid)))
+}
+
+/// The indices of the training and validation images among `n`; an error, naming the counts,
+/// when `valid_size` leaves either split empty.
+fn split_indices(n: usize, config: &TrainConfig) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let (train, valid) = data::split::train_valid(n, config.valid_size, config.seed);
+    anyhow::ensure!(
+        !train.is_empty() && !valid.is_empty(),
+        "valid_size = {} of {n} training images leaves {} for training and {} for validation; each split needs images: set valid_size between {:.4} and {:.4}",
+        config.valid_size,
+        train.len(),
+        valid.len(),
+        0.5 / n as f64,
+        (n as f64 - 0.5) / n as f64
+    );
+    Ok((train, valid))
+}
+
+/// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
+pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let progress = Progress::start();
+    let devices = store::device::devices(config.devices)?;
+    let dataset = load_data(config)?;
+    split_indices(dataset.train.len(), config)?;
+    let run = RunDir::create(&config.output_dir, name)?;
+    if let Err(error) = run.write("config.toml", config.to_toml().as_bytes()) {
+        // Nothing of the run exists yet (a full disk, say): leave no directory that cannot
+        // be resumed.
+        let _ = std::fs::remove_dir_all(&run.path);
+        return Err(error);
+    }
+    train_in(config, &dataset, &run, &devices, progress, interrupted)
+}
+
+/// Continue the run in `run_dir` from its last completed epoch, with the config it was started
+/// with; it ends as it would have without the interruption.
+pub fn resume(run_dir: &Path, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
+    let run = RunDir::open(run_dir)?;
+    let config = TrainConfig::load(&run.file("config.toml"), &[])?;
+    let summary = run.file("summary.json");
+    if let Ok(text) = std::fs::read_to_string(&summary) {
+        let ended: Option<Stop> = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::from_value(v["stop"].clone()).ok());
+        anyhow::ensure!(
+            ended == Some(Stop::Interrupted),
+            "{} has finished ({}); start a new run to train more",
+            run.path.display(),
+            summary.display()
+        );
+    }
+    let progress = match resume::load_state(&run.path)? {
+        Some(state) => Progress::resume(state),
+        None => {
+            println!(
+                "no epoch of {} completed: starting it again",
+                run.path.display()
+            );
+            Progress::start()
+        }
+    };
+    let devices = store::device::devices(config.devices)?;
+    let dataset = load_data(&config)?;
+    train_in(&config, &dataset, &run, &devices, progress, interrupted)
+}
+
+fn train_in(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    run: &RunDir,
+    devices: &[burn::prelude::Device],
+    progress: Progress,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let names: Vec<String> = devices.iter().map(store::device::describe).collect();
+    println!("device: {}", names.join(", "));
+    let placement = Placement::new(devices);
+    placement.main().seed(config.seed);
+    let context = RunContext {
+        config,
+        run,
+        placement: &placement,
+        interrupted,
+    };
+    match config.model.pretrained() {
+        Some(network) => crate::transfer::run(network, dataset, progress, &context),
+        None => crate::images::run(dataset, progress, &context),
+    }
 }

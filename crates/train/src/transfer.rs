@@ -1,49 +1,25 @@
-//! The transfer recipe: EfficientNet-Lite0's ImageNet backbone, frozen, computes pooled features
-//! for every image once (cached on disk); a new head learns the classes on them. Optionally the
-//! backbone's last blocks train with the head, on the cached maps that enter them; an optional
-//! second stage unfreezes the last blocks and fine-tunes them on the images.
+//! The transfer recipe: a pretrained EfficientNet-Lite's ImageNet backbone, frozen, computes
+//! pooled features for every image once (cached on disk); a new head learns the classes on them.
+//! Optionally the backbone's last blocks train with the head, on the cached maps that enter them;
+//! an optional second stage unfreezes the last blocks and fine-tunes them on the images. Its
+//! stages plug into the run as the images recipe's one does.
 
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 
-use anyhow::Context;
 use burn::prelude::*;
 use data::normalize::Normalization;
 use data::{Dataset, ImageSet};
-use models::efficientnet::{Backbone, EfficientNet};
+use models::efficientnet::{Backbone, EfficientNet, EfficientNetConfig, Lite};
 use models::transfer::{TransferHeadConfig, TransferTop};
+use store::checkpoint::Manifest;
 
-use crate::checkpoint::{self, Architecture, Classifier, Manifest};
 use crate::config::{OptimizerConfig, TrainConfig};
-use crate::device::Placement;
+use crate::examples::{Examples, ResizedImages};
 use crate::features::{self, Extraction, FeatureSet, MapViews};
-use crate::network::{Examples, Maps};
-use crate::recipe::{self, Progress, Splits, Stage, Summary};
-use crate::run::RunDir;
-
-/// Images resized to the backbone's resolution and scaled as it was trained.
-pub struct ResizedImages<'a> {
-    pub set: &'a ImageSet,
-    pub side: usize,
-}
-
-impl Examples<Tensor<4>> for ResizedImages<'_> {
-    fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        (
-            data::batch::resized_images(
-                self.set,
-                indices,
-                self.side,
-                &Normalization::EFFICIENTNET_LITE,
-                device,
-            ),
-            data::batch::labels(self.set, indices, device),
-        )
-    }
-}
+use crate::finish::{self, Evaluated, Splits, Summary};
+use crate::fit::Stop;
+use crate::network::Maps;
+use crate::stage::{self, Progress, RunContext, Saving, Stage};
 
 /// The frozen part of the backbone, and what its features are cached under.
 struct FrozenPart<'a> {
@@ -88,6 +64,18 @@ impl FrozenPart<'_> {
         Ok(features)
     }
 
+    /// What it computes from every split of the run.
+    fn all(&self, splits: &Splits) -> anyhow::Result<Frozen> {
+        Ok(Frozen {
+            train: self.features(splits.train, "training", false)?,
+            valid: self.views(splits.valid, "validation")?,
+            test: match &splits.dataset.test {
+                Some(test) => Some(self.views(test, "test")?),
+                None => None,
+            },
+        })
+    }
+
     /// The features of `set` and, for test-time flipping on them (when no second stage on the
     /// images follows), of its mirror images.
     fn views(
@@ -103,170 +91,176 @@ impl FrozenPart<'_> {
     }
 }
 
-pub fn run(
-    config: &TrainConfig,
-    dataset: &Dataset,
-    run: &RunDir,
-    placement: &Placement,
-    mut progress: Progress,
-    interrupted: &AtomicBool,
-) -> anyhow::Result<Summary> {
-    let device = &placement.main;
-    let cache = config.data.cache();
-    let (weights, weights_sha256) = match &config.transfer.weights {
+/// The features the frozen part computed from each split, and from its mirror images where the
+/// final evaluation averages over them.
+struct Frozen {
+    train: FeatureSet,
+    valid: (FeatureSet, Option<FeatureSet>),
+    test: Option<(FeatureSet, Option<FeatureSet>)>,
+}
+
+/// A split's features as the loop's examples, with the mirrored ones for the final evaluation.
+fn views((plain, mirrored): &(FeatureSet, Option<FeatureSet>)) -> MapViews<'_> {
+    MapViews {
+        plain,
+        mirrored: mirrored.as_ref(),
+    }
+}
+
+/// `lite`'s ImageNet weights, as the config names them or from the cache, loaded; and their
+/// SHA-256, which keys the feature cache.
+fn pretrained(lite: Lite, context: &RunContext) -> anyhow::Result<(EfficientNet, String)> {
+    let config = context.config;
+    let (weights, sha256) = match &config.transfer.weights {
         Some(path) => (path.clone(), data::fetch::sha256_file(path)?),
         None => (
-            crate::pretrained::fetch(&cache)?,
-            crate::pretrained::SHA256.to_string(),
+            store::pretrained::fetch(&config.data.cache(), lite)?,
+            lite.weights().sha256.to_string(),
         ),
     };
-    let (pretrained, report) = crate::pretrained::load(&weights, device)?;
+    let (network, report) = store::pretrained::load(&weights, lite, context.placement.main())?;
     println!(
         "loaded {} pretrained tensors from {}",
         report.loaded,
         weights.display()
     );
-    let (train, valid) = recipe::split(dataset, config);
+    Ok((network, sha256))
+}
+
+/// Train a new head (and the backbone's last blocks) for `dataset`'s classes on the pretrained
+/// `network`, then optionally fine-tune on the images, and finish the run.
+pub fn run(
+    network: EfficientNetConfig,
+    dataset: &Dataset,
+    mut progress: Progress,
+    context: &RunContext,
+) -> anyhow::Result<Summary> {
+    let config = context.config;
+    let device = context.placement.main();
+    let (pretrained, weights_sha256) = pretrained(network.lite, context)?;
+    let (train, valid) = crate::run::split(dataset, config)?;
     let splits = Splits {
         dataset,
         train: &train,
         valid: &valid,
     };
     let resolution = config.transfer.resolution;
+    let classes = dataset.classes.len();
     let manifest = Manifest {
-        architecture: Architecture::EfficientnetLite0 {
-            hidden_units: config.transfer.hidden_units,
-        },
+        architecture: config.model.clone(),
         classes: dataset.classes.clone(),
         image_size: resolution,
         normalization: Normalization::EFFICIENTNET_LITE,
     };
-    run.write_json(checkpoint::MANIFEST, &manifest)
-        .context("cannot write the model manifest")?;
-    println!(
-        "{} training / {} validation images of {} classes, resized to {resolution}x{resolution}",
-        train.len(),
-        valid.len(),
-        manifest.classes.len()
-    );
-
+    let input = format!("resized to {resolution}x{resolution}");
+    context.write_manifest(&manifest, train.len(), valid.len(), &input)?;
+    let network = network.with_num_classes(classes);
     let frozen = pretrained.backbone.valid();
-    let frozen_part = FrozenPart {
+    let features = FrozenPart {
         backbone: frozen.clone().fold_batchnorm(),
         weights_sha256: &weights_sha256,
         config,
         device: device.clone().inner(),
-    };
-    let train_features = frozen_part.features(&train, "training", false)?;
-    let (valid_features, valid_mirrored) = frozen_part.views(&valid, "validation")?;
-    let test_features = match &dataset.test {
-        Some(test) => Some(frozen_part.views(test, "test")?),
-        None => None,
-    };
-    let valid_views = MapViews {
-        plain: &valid_features,
-        mirrored: valid_mirrored.as_ref(),
-    };
-    let test_views = test_features.as_ref().map(|(plain, mirrored)| MapViews {
-        plain,
-        mirrored: mirrored.as_ref(),
-    });
-
-    let head = TransferHeadConfig::new(manifest.classes.len())
-        .with_dropout(config.transfer.dropout)
-        .with_hidden_units(config.transfer.hidden_units)
+    }
+    .all(&splits)?;
+    let (valid_views, test_views) = (views(&features.valid), features.test.as_ref().map(views));
+    let head = TransferHeadConfig::new(classes)
+        .with_dropout(network.dropout)
+        .with_hidden_units(network.hidden_units)
         .init_head(device);
     let tail_blocks = config.transfer.train_blocks;
     if tail_blocks > 0 {
         println!("training the last {tail_blocks} blocks with the head, on the maps entering them");
     }
     let top = TransferTop::new(&pretrained.backbone, head, tail_blocks);
-    let whole = |top: &TransferTop| Classifier::EfficientNet(top.clone().on(frozen.clone()));
-    let best_top = recipe::train_stage(
+    let inner = device.clone().inner();
+    let saved = |path: &Path| network.init(&inner).try_load_file(path);
+    let best_top = stage::train_stage(
         Stage {
             model: top,
-            train: &train_features,
-            valid: &valid_features,
-            to_classifier: &whole,
-            from_classifier: &|c: Classifier| {
-                c.into_efficientnet()
-                    .map(|net| TransferTop::new(&net.backbone, net.head, tail_blocks))
+            train: &features.train,
+            valid: &features.valid.0,
+            saving: Saving {
+                save: &|top: &TransferTop, path| top.clone().on(frozen.clone()).save_file(path),
+                load: &|path| {
+                    let net = saved(path)?;
+                    Ok(TransferTop::new(&net.backbone, net.head, tail_blocks))
+                },
             },
             epochs: config.epochs,
             optimizer: config.optimizer.clone(),
         },
-        config,
-        run,
         &mut progress,
-        placement,
-        interrupted,
+        context,
     )?;
-
-    let stopped_by_user = progress.stop == Some(crate::fit::Stop::Interrupted);
-    let blocks = config.transfer.finetune_blocks;
-    if !config.transfer.second_stage() || stopped_by_user {
-        return recipe::finish(
+    if !config.transfer.second_stage() || progress.stop == Some(Stop::Interrupted) {
+        return finish::finish(
             &best_top,
-            &valid_views,
-            test_views.as_ref().map(|t| t as &dyn Examples<Maps>),
+            Evaluated {
+                valid: &valid_views,
+                test: test_views.as_ref().map(|t| t as &dyn Examples<Maps>),
+            },
             &splits,
             &progress,
-            config,
-            run,
-            device,
+            context,
         );
     }
+    let whole = best_top.train().on(pretrained.backbone);
+    fine_tune(whole, &saved, &splits, progress, context)
+}
 
+/// The optional second stage: the last blocks unfrozen and fine-tuned with the head on the images
+/// themselves, resized to the backbone's resolution.
+fn fine_tune(
+    net: EfficientNet,
+    saved: &dyn Fn(&Path) -> Result<EfficientNet, burn::store::RecordError>,
+    splits: &Splits,
+    mut progress: Progress,
+    context: &RunContext,
+) -> anyhow::Result<Summary> {
+    let config = context.config;
+    let blocks = config.transfer.finetune_blocks;
+    let resolution = config.transfer.resolution;
     println!(
         "fine-tuning the last {blocks} blocks at lr {}",
         config.transfer.finetune_lr
     );
-    let net = best_top.train().on(pretrained.backbone);
     let model = EfficientNet {
         backbone: net.backbone.freeze().unfreeze_last_blocks(blocks),
         head: net.head,
     };
-    let (train_images, valid_images) = (
-        ResizedImages {
-            set: &train,
-            side: resolution,
-        },
-        ResizedImages {
-            set: &valid,
-            side: resolution,
-        },
-    );
-    let best = recipe::train_stage(
+    let resized = |set| ResizedImages {
+        set,
+        side: resolution,
+    };
+    let (train_images, valid_images) = (resized(splits.train), resized(splits.valid));
+    let best = stage::train_stage(
         Stage {
             model,
             train: &train_images,
             valid: &valid_images,
-            to_classifier: &|m: &EfficientNet| Classifier::EfficientNet(m.clone()),
-            from_classifier: &Classifier::into_efficientnet,
+            saving: Saving {
+                save: &|net: &EfficientNet, path| net.clone().save_file(path),
+                load: saved,
+            },
             epochs: config.transfer.finetune_epochs,
             optimizer: OptimizerConfig {
                 lr: config.transfer.finetune_lr,
                 ..config.optimizer.clone()
             },
         },
-        config,
-        run,
         &mut progress,
-        placement,
-        interrupted,
+        context,
     )?;
-    let test_images = dataset.test.as_ref().map(|set| ResizedImages {
-        set,
-        side: resolution,
-    });
-    recipe::finish(
+    let test_images = splits.dataset.test.as_ref().map(resized);
+    finish::finish(
         &best,
-        &valid_images,
-        test_images.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
-        &splits,
+        Evaluated {
+            valid: &valid_images,
+            test: test_images.as_ref().map(|t| t as &dyn Examples<Tensor<4>>),
+        },
+        splits,
         &progress,
-        config,
-        run,
-        device,
+        context,
     )
 }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use burn::prelude::*;
-use data::split::Rng;
 use models::efficientnet::{ClassifierHead, FEATURES};
 use models::transfer::TransferTop;
+use rng::Rng;
 use train::config::{OptimizerConfig, OptimizerName, ScheduleConfig};
 use train::features::FeatureSet;
-use train::fit::{self, EpochEnd, EpochMetrics, FitOptions, Observer};
+use train::fit::{self, EpochEnd, EpochMetrics, FitOptions, Observer, Split};
 use train::schedule::Schedule;
 
 struct Quiet;
@@ -81,16 +81,17 @@ fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
         label_smoothing: None,
         first_epoch: 1,
         best_val_loss: f64::INFINITY,
-        replicas,
+        devices: std::iter::once(device).chain(replicas).collect(),
         ema_decay: None,
     };
     let outcome = fit::fit(
         head,
         None,
-        &mut train::recipe::optimizer(&optimizer_config),
-        &train_set,
-        &valid_set,
-        &device,
+        &mut train::optimizer::optimizer(&optimizer_config),
+        Split {
+            train: &train_set,
+            valid: &valid_set,
+        },
         &options,
         &mut Quiet,
         &AtomicBool::new(false),
@@ -122,16 +123,16 @@ fn batches_shared_between_devices_train_like_whole_batches_on_one() {
 
 #[test]
 fn asking_for_more_devices_than_exist_is_a_clear_error() {
-    let error = train::device::devices(1000).unwrap_err().to_string();
+    let error = store::device::devices(1000).unwrap_err().to_string();
     assert!(error.contains("devices = 1000"), "{error}");
-    assert!(error.contains(train::device::backend_name()), "{error}");
+    assert!(error.contains(store::device::backend_name()), "{error}");
     assert!(!error.contains('\n'), "{error}");
-    assert_eq!(train::device::devices(1).unwrap().len(), 1);
+    assert_eq!(store::device::devices(1).unwrap().len(), 1);
 }
 
 #[test]
 fn train_refuses_devices_it_does_not_have_before_reading_any_data() {
-    let dir = data::testing::scratch_dir("train-devices-cli");
+    let dir = testkit::scratch_dir("train-devices-cli");
     let config = dir.join("tiny.toml");
     std::fs::write(&config, "[data]\ndir = \"does-not-exist\"\n").unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
@@ -147,4 +148,28 @@ fn train_refuses_devices_it_does_not_have_before_reading_any_data() {
         !dir.join("runs").exists(),
         "no run directory for a run that cannot start"
     );
+}
+
+#[test]
+fn the_devices_flag_is_checked_like_the_key_before_anything_runs() {
+    let dir = testkit::scratch_dir("train-devices-zero");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, "[data]\ndir = \"does-not-exist\"\n").unwrap();
+    for (flag, value, message) in [
+        ("--devices", "0", "devices must be at least 1"),
+        ("--time-budget", "0s", "must be more than 0"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["--config", config.to_str().unwrap(), flag, value])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag} {value}");
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(
+            !dir.join("runs").exists(),
+            "{flag} {value}: no run directory"
+        );
+    }
 }

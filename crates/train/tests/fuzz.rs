@@ -1,7 +1,7 @@
 //! The config loader fed mutated configs and `--set` overrides: an error is fine, a panic or a
 //! hang is not.
 
-use data::testing::fuzz;
+use testkit::fuzz;
 use train::config::TrainConfig;
 
 #[test]

@@ -8,10 +8,11 @@ use burn::module::{ModuleMapper, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use data::split::Rng;
 use models::convnet::ConvNetConfig;
 use models::efficientnet::EfficientNetConfig;
 use models::fastnet::FastNetConfig;
+use models::{Classifier, values};
+use rng::Rng;
 use train::config::{OptimizerConfig, OptimizerName};
 use train::network::Network;
 
@@ -35,14 +36,6 @@ fn assert_close(what: &str, cpu: &[f32], gpu: &[f32]) {
         worst <= TOLERANCE * scale,
         "{what}: the GPU differs from the CPU by {worst:e}, more than {TOLERANCE} x {scale}\ncpu {cpu:?}\ngpu {gpu:?}"
     );
-}
-
-fn values(tensor: Tensor<2>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
 }
 
 /// `count` images `[count, 3, side, side]` of values in [-1, 1], and labels, from `seed`.
@@ -72,7 +65,7 @@ fn train_steps<M: Network<Input = Tensor<4>>>(
 ) -> (Vec<f32>, Vec<f32>) {
     let device = device.clone().autodiff();
     let mut model = copy_to(model, &device);
-    let mut optimizer = train::recipe::optimizer(&OptimizerConfig {
+    let mut optimizer = train::optimizer::optimizer(&OptimizerConfig {
         name: OptimizerName::Sgd,
         lr: 0.01,
         ..OptimizerConfig::default()
@@ -95,11 +88,11 @@ fn cpu() -> Device {
 }
 
 fn gpu() -> Device {
-    let device = train::device::device();
+    let device = store::device::device();
     println!(
         "{} on {}",
-        train::device::backend_name(),
-        train::device::describe(&device)
+        store::device::backend_name(),
+        store::device::describe(&device)
     );
     device
 }
@@ -124,15 +117,19 @@ fn trains_alike<M: Network<Input = Tensor<4>>>(name: &str, make: impl Fn(&Device
 
 #[test]
 fn the_convnet_trains_alike_on_gpu_and_cpu() {
-    trains_alike("convnet", |device| ConvNetConfig::new().init(device));
+    trains_alike("convnet", |device| {
+        Classifier::Convnet(ConvNetConfig::new().init(device))
+    });
 }
 
 #[test]
 fn fastnet_with_batchnorm_trains_alike_on_gpu_and_cpu() {
     trains_alike("fastnet", |device| {
-        FastNetConfig::new()
-            .with_widths([8, 16, 16, 32])
-            .init(device)
+        Classifier::Fastnet(
+            FastNetConfig::new()
+                .with_widths([8, 16, 16, 32])
+                .init(device),
+        )
     });
 }
 

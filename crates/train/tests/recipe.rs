@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use data::synthetic;
+use models::ImageClassifier;
+use testkit::synthetic;
 use train::config::TrainConfig;
-use train::recipe;
+use train::run as recipe;
 
 /// Burn's random numbers are global to the process, so runs take turns: a run's numbers then
 /// depend on its seed alone.
@@ -16,8 +17,8 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     RANDOM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn temp_dir(name: &str) -> data::testing::ScratchDir {
-    data::testing::scratch_dir(&format!("train-{name}"))
+fn temp_dir(name: &str) -> testkit::ScratchDir {
+    testkit::scratch_dir(&format!("train-{name}"))
 }
 
 /// A CIFAR-10-like archive of 10 classes, `per_class` images each per batch file.
@@ -208,6 +209,28 @@ fn an_unwritable_output_directory_is_named() {
     );
 }
 
+#[test]
+fn a_validation_fraction_that_empties_a_split_is_refused_with_the_counts() {
+    let _turn = turn();
+    let dir = temp_dir("valid-size");
+    let data = cifar_copy(&dir, 1);
+    // 50 training images: 0.001 holds out none, 0.999 keeps none for training.
+    for (valid_size, counts) in [
+        ("0.001", "leaves 50 for training and 0 for validation"),
+        ("0.999", "leaves 0 for training and 50 for validation"),
+    ] {
+        let config = make_config(&dir, &data, &[&format!("valid_size={valid_size}")]);
+        let err = format!(
+            "{:#}",
+            recipe::run(&config, "x", &AtomicBool::new(false))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains(counts), "{err}");
+        assert!(!dir.join("runs").exists(), "no run directory");
+    }
+}
+
 /// The fast recipe's pieces together on a small fastnet: augmentation, a schedule, flip and
 /// translate test-time augmentation, Nesterov SGD.
 fn fast_config(dir: &Path, data: &Path, extra: &[&str]) -> TrainConfig {
@@ -280,11 +303,8 @@ fn the_fast_recipe_learns_repeats_itself_and_follows_its_schedule() {
     .unwrap();
     assert_ne!(column(&first.run_dir, 3), column(&plain.run_dir, 3));
     let (classifier, manifest) =
-        train::checkpoint::load(&first.run_dir, &burn::prelude::Device::flex()).unwrap();
-    assert!(matches!(
-        classifier,
-        train::checkpoint::Classifier::FastNet(_)
-    ));
+        store::checkpoint::load(&first.run_dir, &burn::prelude::Device::flex()).unwrap();
+    assert!(matches!(classifier, models::Classifier::Fastnet(_)));
     assert_eq!(manifest.image_size, 32);
     let best_line = column(&first.run_dir, 5)[first.best_epoch.unwrap() - 1];
     let best_val_loss = first.best_val_loss.unwrap();
@@ -307,7 +327,7 @@ fn a_whitened_fastnet_keeps_its_stem_through_training_and_saving() {
     let summary = recipe::run(&config, "whiten", &AtomicBool::new(false)).unwrap();
     assert!(summary.loss.is_finite());
     let (classifier, _) =
-        train::checkpoint::load(&summary.run_dir, &burn::prelude::Device::flex()).unwrap();
+        store::checkpoint::load(&summary.run_dir, &burn::prelude::Device::flex()).unwrap();
     let halves = classifier.first_filters().split(4, 0);
     assert_eq!(
         halves[0].clone().into_data(),

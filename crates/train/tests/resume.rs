@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use train::resume;
-use train::run::RunDir;
+use train::run_dir::RunDir;
 
 fn train() -> Command {
     Command::new(env!("CARGO_BIN_EXE_train"))
@@ -27,7 +27,7 @@ fn ok(output: Output) -> String {
 /// epoch, so a moving average restarted on resume would not catch up before the next metrics.
 fn config(dir: &Path, epochs: usize) -> PathBuf {
     let data = dir.join("cifar.tar.gz");
-    std::fs::write(&data, data::synthetic::cifar_archive(24, 3)).unwrap();
+    std::fs::write(&data, testkit::synthetic::cifar_archive(24, 3)).unwrap();
     let path = dir.join("tiny.toml");
     std::fs::write(
         &path,
@@ -63,7 +63,7 @@ fn summary(run: &Path) -> serde_json::Value {
 
 #[test]
 fn a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
-    let dir = data::testing::scratch_dir("train-resume-kill");
+    let dir = testkit::scratch_dir("train-resume-kill");
     let epochs = 5;
     let config = config(&dir, epochs);
     ok(train().arg("--config").arg(&config).output().unwrap());
@@ -129,7 +129,7 @@ fn a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
 
 #[test]
 fn two_processes_cannot_write_one_run_directory() {
-    let dir = data::testing::scratch_dir("train-resume-lock");
+    let dir = testkit::scratch_dir("train-resume-lock");
     let held = RunDir::create(&dir, "run").unwrap();
     assert_eq!(held.path, dir.join("run-1"));
     held.write("config.toml", b"epochs = 1\n").unwrap();
@@ -143,4 +143,34 @@ fn two_processes_cannot_write_one_run_directory() {
     );
     drop(held);
     assert!(RunDir::open(&dir.join("run-1")).is_ok());
+}
+
+#[test]
+fn a_run_killed_while_drawing_its_pictures_finishes_them_on_resume() {
+    let dir = testkit::scratch_dir("train-resume-pictures");
+    let config = config(&dir, 2);
+    let mut child = train()
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = dir.join("runs/tiny-1");
+    let started = Instant::now();
+    // The first picture is written after the final evaluation; kill the run right then.
+    while !run.join("curves.png").exists() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no pictures");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if !run.join("summary.json").exists() {
+        ok(train().arg("--resume").arg(&run).output().unwrap());
+    }
+    for picture in ["curves.png", "confusion.png", "mistakes.png"] {
+        assert!(run.join(picture).is_file(), "{picture}");
+    }
+    assert_eq!(summary(&run)["stop"], "completed");
+    assert!(!run.join(resume::DIR).exists());
 }

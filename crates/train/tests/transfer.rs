@@ -11,13 +11,15 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::ModuleSnapshot;
-use data::synthetic;
-use data::testing::{ScratchDir, scratch_dir, shared_file};
-use models::efficientnet::{BLOCKS, EfficientNet, EfficientNetConfig, FEATURES};
+use models::ImageClassifier;
+use models::efficientnet::{EfficientNet, EfficientNetConfig, FEATURES, Lite};
 use models::transfer::{TransferHeadConfig, TransferTop};
+use testkit::synthetic;
+use testkit::{ScratchDir, scratch_dir, shared_file};
+use train::evaluate;
+use train::examples::Examples;
 use train::features::{self, Extraction, FeatureSet, MapViews};
-use train::fit;
-use train::network::{Examples, Network, TestTimeAugment};
+use train::network::{Network, TestTimeAugment};
 
 /// Every tensor of `module` (parameters and BatchNorm statistics) by path.
 fn tensors(module: &EfficientNet) -> BTreeMap<String, Vec<u8>> {
@@ -136,7 +138,7 @@ fn training_the_last_blocks_on_their_maps_changes_only_them_and_the_head() {
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device.clone().inner(),
         );
-        let maps = Tensor::from_inner(frozen.forward_until(images, BLOCKS - 2));
+        let maps = Tensor::from_inner(frozen.forward_until(images, frozen.blocks() - 2));
         let labels =
             Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [4]), &device);
         let loss = CrossEntropyLossConfig::new()
@@ -251,7 +253,7 @@ fn mirrored_extraction_sees_the_mirror_images() {
 
 /// `count` random pooled-feature maps `[1280, 1, 1]`.
 fn random_features(count: usize, seed: u64) -> FeatureSet {
-    let mut rng = data::split::Rng::new(seed);
+    let mut rng = rng::Rng::new(seed);
     FeatureSet {
         shape: [FEATURES, 1, 1],
         values: (0..count * FEATURES)
@@ -284,14 +286,14 @@ fn the_final_views_average_the_images_and_their_mirror_images() {
         flip: true,
         translate: 0,
     };
-    let outputs = fit::outputs(&top, &views, 2, &device, flip);
+    let outputs = evaluate::outputs(&top, &views, 2, &device, flip);
     let expected = expected.into_data().try_to_vec::<f32>().unwrap();
     for (row, output) in expected.chunks(3).zip(indices.map(|i| &outputs[i])) {
         let loss = -row[output.label];
         assert!((output.loss - loss).abs() < 1e-5, "{output:?} {row:?}");
     }
-    let plain_only = fit::outputs(&top, &views, 2, &device, TestTimeAugment::default());
-    let losses = |outputs: &[fit::Output]| outputs.iter().map(|o| o.loss).collect::<Vec<_>>();
+    let plain_only = evaluate::outputs(&top, &views, 2, &device, TestTimeAugment::default());
+    let losses = |outputs: &[evaluate::Output]| outputs.iter().map(|o| o.loss).collect::<Vec<_>>();
     assert_ne!(
         losses(&plain_only),
         losses(&outputs),
@@ -335,27 +337,27 @@ fn a_small_transfer_run_learns_and_reuses_its_features() {
     let Some((weights, dir, _turn)) = pretrained_run("transfer-run") else {
         return;
     };
-    let config = small_transfer(&dir, &weights, 4, &["epochs=4", "transfer.hidden_units=16"]);
-    let first = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
+    let config = small_transfer(&dir, &weights, 4, &["epochs=4", "model.hidden_units=16"]);
+    let first = train::run::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
     assert!(first.accuracy > 0.3, "{first:?}");
     let cached: Vec<_> = std::fs::read_dir(dir.join("cache/features"))
         .unwrap()
         .collect();
     assert_eq!(cached.len(), 3, "training, validation and test features");
-    let second = train::recipe::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
+    let second = train::run::run(&config, "transfer", &AtomicBool::new(false)).unwrap();
     assert_eq!(
         second.loss, first.loss,
         "the cached features give the same run"
     );
-    let (classifier, manifest) = train::checkpoint::load(&second.run_dir, &Device::flex()).unwrap();
+    let (classifier, manifest) = store::checkpoint::load(&second.run_dir, &Device::flex()).unwrap();
     assert!(matches!(
         classifier,
-        train::checkpoint::Classifier::EfficientNet(_)
+        models::Classifier::EfficientnetLite0(_)
     ));
     assert_eq!(manifest.image_size, 32);
     assert_eq!(
-        manifest.architecture,
-        train::checkpoint::Architecture::EfficientnetLite0 { hidden_units: 16 },
+        serde_json::to_value(&manifest.architecture).unwrap(),
+        serde_json::json!({ "name": "efficientnet_lite0", "hidden_units": 16, "dropout": 0.2 }),
         "the head's shape is recorded, so the checkpoint loads"
     );
 }
@@ -371,7 +373,7 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
         4,
         &["epochs=3", "transfer.train_blocks=1", "test_time_flip=true"],
     );
-    let summary = train::recipe::run(&config, "tail", &AtomicBool::new(false)).unwrap();
+    let summary = train::run::run(&config, "tail", &AtomicBool::new(false)).unwrap();
     assert!(summary.accuracy > 0.3, "{summary:?}");
     let cached = std::fs::read_dir(dir.join("cache/features"))
         .unwrap()
@@ -381,13 +383,13 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
         "training, validation and test maps, and the mirrored validation and test maps"
     );
     let device = Device::flex();
-    let (classifier, _) = train::checkpoint::load(&summary.run_dir, &device).unwrap();
-    let train::checkpoint::Classifier::EfficientNet(saved) = classifier else {
+    let (classifier, _) = store::checkpoint::load(&summary.run_dir, &device).unwrap();
+    let models::Classifier::EfficientnetLite0(saved) = classifier else {
         panic!("the whole classifier is saved");
     };
     let (pretrained, _) = EfficientNetConfig::new()
         .init(&device)
-        .load_pytorch(&weights)
+        .load_pytorch(Lite::Lite0, &weights)
         .unwrap();
     let changed: Vec<String> = changed(&tensors(&pretrained), &tensors(&saved))
         .into_iter()
@@ -409,7 +411,7 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
 fn interrupted_then_resumed(
     config: &train::config::TrainConfig,
     epoch: usize,
-) -> train::recipe::Summary {
+) -> train::finish::Summary {
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let watch = {
         let stop = stop.clone();
@@ -426,11 +428,11 @@ fn interrupted_then_resumed(
         })
     };
     let name = format!("stopped-at-{epoch}");
-    let stopped = train::recipe::run(config, &name, &stop).unwrap();
+    let stopped = train::run::run(config, &name, &stop).unwrap();
     watch.join().unwrap();
     assert_eq!(stopped.stop, train::fit::Stop::Interrupted);
     assert!(stopped.epochs_run >= epoch, "{stopped:?}");
-    train::recipe::resume(&stopped.run_dir, &AtomicBool::new(false)).unwrap()
+    train::run::resume(&stopped.run_dir, &AtomicBool::new(false)).unwrap()
 }
 
 #[test]
@@ -449,22 +451,22 @@ fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
             "early_stopping_patience=0",
         ],
     );
-    let whole = train::recipe::run(&config, "whole", &AtomicBool::new(false)).unwrap();
+    let whole = train::run::run(&config, "whole", &AtomicBool::new(false)).unwrap();
     assert_eq!(whole.epochs_run, 5);
     // A run from before the head could have a hidden layer names its architecture with a bare
     // string; it still loads.
-    let manifest = whole.run_dir.join(train::checkpoint::MANIFEST);
+    let manifest = whole.run_dir.join(store::checkpoint::MANIFEST);
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     json["architecture"] = "efficientnet_lite0".into();
     let legacy = scratch_dir("transfer-legacy");
-    std::fs::write(legacy.join(train::checkpoint::MANIFEST), json.to_string()).unwrap();
+    std::fs::write(legacy.join(store::checkpoint::MANIFEST), json.to_string()).unwrap();
     std::fs::copy(
-        whole.run_dir.join(train::checkpoint::WEIGHTS),
-        legacy.join(train::checkpoint::WEIGHTS),
+        whole.run_dir.join(store::checkpoint::WEIGHTS),
+        legacy.join(store::checkpoint::WEIGHTS),
     )
     .unwrap();
-    train::checkpoint::load(&legacy, &Device::flex()).unwrap();
+    store::checkpoint::load(&legacy, &Device::flex()).unwrap();
     for epoch in [1, 3, 4] {
         let resumed = interrupted_then_resumed(&config, epoch);
         assert_eq!(

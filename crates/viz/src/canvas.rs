@@ -1,7 +1,5 @@
 //! A white RGB canvas with text (an 8x8 bitmap font), rectangles, lines and scaled images.
 
-use std::path::Path;
-
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
@@ -92,12 +90,12 @@ impl Canvas {
         }
     }
 
-    /// Save as PNG through a temporary file and a rename.
-    pub fn save(&self, path: &Path) -> Result<(), data::DataError> {
+    /// The picture as a PNG file's bytes; the caller writes them where it keeps its files.
+    pub fn png(&self) -> Vec<u8> {
         let mut bytes = std::io::Cursor::new(Vec::new());
         self.image
             .write_to(&mut bytes, image::ImageFormat::Png)
             .expect("PNG encodes in memory");
-        data::fetch::write_atomic(path, bytes.get_ref())
+        bytes.into_inner()
     }
 }

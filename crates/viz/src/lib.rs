@@ -1,8 +1,9 @@
 //! Pictures for people: grids of feature maps and filters ([`grid`]), heatmaps laid over photos
 //! ([`heatmap`]), and the plots of a training run ([`plots`]), drawn on a small [`canvas`] with a
-//! perceptual colormap ([`colormap`]). Everything is written as PNG, atomically.
+//! perceptual colormap ([`colormap`]), each handed back as PNG bytes.
 //!
-//! Not here: computing what is drawn (activations, gradients, metrics come from the callers).
+//! Not here: computing what is drawn (activations, gradients, metrics come from the callers), or
+//! writing files (the callers write the bytes where they keep their outputs).
 
 pub mod canvas;
 pub mod colormap;

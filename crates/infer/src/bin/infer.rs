@@ -1,12 +1,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use burn::prelude::Device;
 use clap::Parser;
 use infer::predict::Predictor;
 use infer::visualize;
-use train::pretrained;
+use models::ImageClassifier;
+use models::efficientnet::Lite;
+use store::pretrained;
 
-/// Classify images with the pretrained EfficientNet-Lite0 (ImageNet classes) or a model `train`
+/// Classify images with a pretrained EfficientNet-Lite (ImageNet classes) or a model `train`
 /// saved.
 #[derive(Parser)]
 #[command(version, about)]
@@ -22,10 +25,14 @@ struct Args {
     /// Use the model of a `train` run directory instead of the ImageNet network.
     #[arg(long, value_name = "RUN_DIR")]
     checkpoint: Option<PathBuf>,
-    /// EfficientNet-Lite0 weights to use instead of the cached copy.
+    /// The ImageNet network: efficientnet_lite0 (224x224), efficientnet_lite1 (240) or
+    /// efficientnet_lite2 (260).
+    #[arg(long, default_value = "efficientnet_lite0", value_parser = lite, conflicts_with = "checkpoint")]
+    model: Lite,
+    /// Weights of the --model network to use instead of the cached copy.
     #[arg(long, value_name = "PATH", conflicts_with = "checkpoint")]
     weights: Option<PathBuf>,
-    /// Fetch the EfficientNet-Lite0 weights into the cache and exit.
+    /// Fetch the --model network's weights into the cache and exit.
     #[arg(long)]
     fetch_weights: bool,
     /// Print the layers whose maps --activations can draw, with their shapes for the first image.
@@ -38,8 +45,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_name = "A,B,C")]
     layers: Vec<String>,
     /// Channel maps per layer for --activations.
-    #[arg(long, default_value_t = 8)]
-    channels: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    channels: u16,
     /// Draw the first convolution's filters to this PNG.
     #[arg(long, value_name = "PNG")]
     kernels: Option<PathBuf>,
@@ -47,12 +54,23 @@ struct Args {
     #[arg(long, value_name = "PNG")]
     explain: Option<PathBuf>,
     /// Class to explain (a label); default: the predicted class.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", requires = "explain")]
     class: Option<String>,
 }
 
+/// A member of the EfficientNet-Lite family by its name.
+fn lite(name: &str) -> Result<Lite, String> {
+    Lite::ALL
+        .into_iter()
+        .find(|lite| lite.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = Lite::ALL.iter().map(|lite| lite.name()).collect();
+            format!("{name:?} is not one of {}", names.join(", "))
+        })
+}
+
 fn main() -> std::process::ExitCode {
-    train::allocator::keep_freed_memory();
+    store::allocator::keep_freed_memory();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -66,7 +84,7 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let cache = data::fetch::cache_dir();
     if args.fetch_weights {
-        let path = pretrained::fetch(&cache)?;
+        let path = pretrained::fetch(&cache, args.model)?;
         println!("weights ready at {}", path.display());
         return Ok(());
     }
@@ -74,36 +92,39 @@ fn run() -> anyhow::Result<()> {
         !args.images.is_empty(),
         "no images given; usage: infer IMAGE… (see --help)"
     );
-    let device = train::device::device();
+    let device = store::device::device();
     eprintln!(
         "backend: {} on {}",
-        train::device::backend_name(),
-        train::device::describe(&device)
+        store::device::backend_name(),
+        store::device::describe(&device)
     );
-    let predictor = match (&args.checkpoint, &args.weights) {
-        (Some(run), _) => Predictor::from_run(run, &device)?,
-        (None, weights) => {
-            let path = match weights {
+    match &args.checkpoint {
+        Some(run) => classify(&args, &Predictor::from_run(run, &device)?, &device),
+        None => {
+            let path = match &args.weights {
                 Some(path) => path.clone(),
-                None => pretrained::fetch(&cache)?,
+                None => pretrained::fetch(&cache, args.model)?,
             };
-            let (predictor, report) = Predictor::imagenet(&path, &device)?;
+            let (predictor, report) = Predictor::imagenet(args.model, &path, &device)?;
             eprintln!(
                 "loaded {} tensors from {} ({} BatchNorm counters not needed)",
                 report.loaded,
                 path.display(),
                 report.ignored
             );
-            predictor
+            classify(&args, &predictor, &device)
         }
-    };
-    let predictions = predictor.predict(&args.images, args.top.into(), &device)?;
-    draw(
-        &args,
-        &predictor,
-        predictions[0].predictions[0].index,
-        &device,
-    )?;
+    }
+}
+
+/// Print the predictions for the images and draw the pictures asked for.
+fn classify(
+    args: &Args,
+    predictor: &Predictor<impl ImageClassifier>,
+    device: &Device,
+) -> anyhow::Result<()> {
+    let predictions = predictor.predict(&args.images, args.top.into(), device)?;
+    draw(args, predictor, predictions[0].predictions[0].index, device)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
         return Ok(());
@@ -120,9 +141,9 @@ fn run() -> anyhow::Result<()> {
 /// The pictures asked for, of the first image.
 fn draw(
     args: &Args,
-    predictor: &Predictor,
+    predictor: &Predictor<impl ImageClassifier>,
     predicted: usize,
-    device: &burn::prelude::Device,
+    device: &Device,
 ) -> anyhow::Result<()> {
     let image = predictor.read_image(&args.images[0])?;
     if args.list_layers {
@@ -131,7 +152,13 @@ fn draw(
         }
     }
     if let Some(path) = &args.activations {
-        let grid = visualize::activations(predictor, &image, &args.layers, args.channels, device)?;
+        let grid = visualize::activations(
+            predictor,
+            &image,
+            &args.layers,
+            args.channels.into(),
+            device,
+        )?;
         save(&grid.canvas, path, "activations")?;
     }
     if let Some(path) = &args.kernels {
@@ -158,9 +185,7 @@ fn draw(
 }
 
 fn save(canvas: &viz::Canvas, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
-    canvas
-        .save(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    data::fetch::write_atomic(path, &canvas.png())?;
     eprintln!("{what} saved to {}", path.display());
     Ok(())
 }

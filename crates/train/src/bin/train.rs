@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 use train::config::TrainConfig;
+use train::fit::Stop;
 
 /// Train a convnet from a config file.
 #[derive(Parser)]
@@ -38,14 +39,20 @@ fn minutes(text: &str) -> Result<f64, String> {
     };
     match number.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n > 0.0 => Ok(n * per_minute),
-        _ => Err(format!("{text:?} is not a duration like 30m, 1h or 90s")),
+        Ok(_) => Err(format!("{text:?}: the time budget must be more than 0")),
+        Err(_) => Err(format!("{text:?} is not a duration like 30m, 1h or 90s")),
     }
 }
 
+/// The exit status of a run stopped by Ctrl-C (after it saved everything), as shells report an
+/// interrupted command.
+const INTERRUPTED: u8 = 130;
+
 fn main() -> std::process::ExitCode {
-    train::allocator::keep_freed_memory();
+    store::allocator::keep_freed_memory();
     match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Stop::Interrupted) => std::process::ExitCode::from(INTERRUPTED),
+        Ok(_) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
@@ -53,33 +60,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<Stop> {
     let args = Args::parse();
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            std::process::exit(INTERRUPTED.into());
         }
         eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
     })
     .context("cannot install the Ctrl-C handler")?;
-    println!("backend: {}", train::device::backend_name());
+    println!("backend: {}", store::device::backend_name());
     let summary = match (&args.resume, &args.config) {
-        (Some(run_dir), _) => train::recipe::resume(run_dir, &interrupted)?,
+        (Some(run_dir), _) => train::run::resume(run_dir, &interrupted)?,
         (None, Some(path)) => {
-            let mut config = TrainConfig::load(path, &args.overrides)?;
-            if args.time_budget.is_some() {
-                config.time_budget_minutes = args.time_budget;
+            // The flags are overrides like --set, so the config's checks see them.
+            let mut overrides = args.overrides.clone();
+            if let Some(minutes) = args.time_budget {
+                overrides.push(format!("time_budget_minutes={minutes}"));
             }
             if let Some(devices) = args.devices {
-                config.devices = devices;
+                overrides.push(format!("devices={devices}"));
             }
+            let config = TrainConfig::load(path, &overrides)?;
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "run".into());
-            train::recipe::run(&config, &name, &interrupted)?
+            train::run::run(&config, &name, &interrupted)?
         }
         (None, None) => unreachable!("clap requires --config without --resume"),
     };
@@ -89,5 +98,5 @@ fn run() -> anyhow::Result<()> {
         summary.seconds,
         summary.run_dir.display()
     );
-    Ok(())
+    Ok(summary.stop)
 }

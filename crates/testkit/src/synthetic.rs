@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::split::Rng;
-use crate::{DataError, ImageSet, cifar};
+use data::{ImageSet, cifar};
+use rng::Rng;
 
 /// `per_class` images of each of `classes` classes, `side` x `side`, in label order.
 pub fn images(classes: usize, per_class: usize, side: usize, seed: u64) -> ImageSet {
@@ -27,6 +27,17 @@ pub fn images(classes: usize, per_class: usize, side: usize, seed: u64) -> Image
         }
     }
     set
+}
+
+/// `set` as one CIFAR-10 batch file's bytes (what [`data::cifar::parse_batch`] reads): a label
+/// byte, then the planar pixels, per image.
+pub fn cifar_batch(set: &ImageSet) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(set.len() * cifar::RECORD);
+    for i in 0..set.len() {
+        bytes.push(set.labels[i] as u8);
+        bytes.extend_from_slice(set.image(i));
+    }
+    bytes
 }
 
 /// A `.tar.gz` laid out like `cifar-10-binary.tar.gz`, with `per_class` images of each class in
@@ -53,7 +64,7 @@ pub fn cifar_archive(per_class: usize, seed: u64) -> Vec<u8> {
     {
         add(
             name,
-            &cifar::encode_batch(&images(10, per_class, cifar::SIDE, seed + i as u64)),
+            &cifar_batch(&images(10, per_class, cifar::SIDE, seed + i as u64)),
         );
     }
     tar.into_inner()
@@ -68,21 +79,20 @@ pub fn write_folder(
     classes: &[String],
     dir: &Path,
     split: &str,
-) -> Result<(), DataError> {
+) -> std::io::Result<()> {
     for i in 0..set.len() {
         let class_dir = dir.join(split).join(&classes[set.labels[i] as usize]);
-        std::fs::create_dir_all(&class_dir).map_err(DataError::io(&class_dir))?;
-        let rgb = crate::images::planar_to_interleaved(set.image(i));
+        std::fs::create_dir_all(&class_dir)?;
+        let rgb = data::images::planar_to_interleaved(set.image(i));
         let path = class_dir.join(format!("{i:04}.png"));
         let image =
             image::RgbImage::from_raw(set.side as u32, set.side as u32, rgb).expect("sized buffer");
-        let mut file = std::fs::File::create(&path).map_err(DataError::io(&path))?;
+        let mut file = std::fs::File::create(&path)?;
         let mut bytes = std::io::Cursor::new(Vec::new());
         image
             .write_to(&mut bytes, image::ImageFormat::Png)
             .expect("in-memory png");
-        file.write_all(bytes.get_ref())
-            .map_err(DataError::io(&path))?;
+        file.write_all(bytes.get_ref())?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use models::kernels::dropout;
+use kernels::dropout;
 
 /// Flex's generator is one for the process: a test that seeds it holds this while it draws.
 static GENERATOR: Mutex<()> = Mutex::new(());

@@ -6,7 +6,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
-use models::kernels::{batch_norm, conv2d, max_pool2d, relu, relu6};
+use kernels::{batch_norm, conv2d, max_pool2d, relu, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {

@@ -14,7 +14,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, tensor::FloatTensor};
 use burn::tensor::ops::ConvOptions;
 
-use super::Kernels;
+use crate::Kernels;
 
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {

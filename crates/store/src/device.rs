@@ -4,6 +4,8 @@
 use burn::prelude::*;
 use burn::tensor::DeviceType;
 
+use crate::StoreError;
+
 /// The device the binaries run on.
 pub fn device() -> Device {
     #[cfg(feature = "cuda")]
@@ -31,41 +33,19 @@ fn device_type() -> DeviceType {
 
 /// `count` devices of the backend to train on together: [`device`] alone for one, else the
 /// first `count` the backend lists.
-pub fn devices(count: usize) -> anyhow::Result<Vec<Device>> {
+pub fn devices(count: usize) -> Result<Vec<Device>, StoreError> {
     if count <= 1 {
         return Ok(vec![device()]);
     }
     let found: Vec<Device> = Device::enumerate(device_type()).into_iter().collect();
-    anyhow::ensure!(
-        found.len() >= count,
-        "devices = {count}, but the {} backend has {} device{} here; set devices to at most {} (or build with --features cuda or wgpu on a machine with more GPUs)",
-        backend_name(),
-        found.len(),
-        if found.len() == 1 { "" } else { "s" },
-        found.len().max(1)
-    );
-    Ok(found.into_iter().take(count).collect())
-}
-
-/// The devices a run trains on, resolved once: the model's, and those of the copies that take the
-/// other shares of each batch (both as autodiff devices).
-#[derive(Debug, Clone)]
-pub struct Placement {
-    pub main: Device,
-    pub replicas: Vec<Device>,
-}
-
-impl Placement {
-    /// `devices` as [`devices`] returns them (never empty): the first holds the model.
-    pub fn new(devices: &[Device]) -> Self {
-        let (main, others) = devices
-            .split_first()
-            .expect("devices() returns at least one device");
-        Self {
-            main: main.clone().autodiff(),
-            replicas: others.iter().cloned().map(Device::autodiff).collect(),
-        }
+    if found.len() < count {
+        return Err(StoreError::Devices {
+            asked: count,
+            backend: backend_name(),
+            found: found.len(),
+        });
     }
+    Ok(found.into_iter().take(count).collect())
 }
 
 /// The device as its driver names it (`NVIDIA H100 PCIe`, `llvmpipe (LLVM 15.0.6, 256 bits)`), or

@@ -1,26 +1,48 @@
-"""Independent EfficientNet-Lite0 reference in plain numpy, for the golden test.
+"""Independent EfficientNet-Lite0/1/2 reference in plain numpy, for the golden tests.
 
 Reads the legacy-format PyTorch checkpoint itself (no torch), runs the network on a fixed
-synthetic input with TensorFlow 'SAME' padding, and writes the 1000 logits as JSON:
+synthetic input at the variant's resolution with TensorFlow 'SAME' padding, and writes the 1000
+logits as JSON:
 
-    python3 scripts/lite0_reference.py WEIGHTS.pth OUT.json
+    python3 scripts/lite_reference.py 0 efficientnet-lite0-57934424.pth lite0-logits.json
+    python3 scripts/lite_reference.py 1 efficientnet-lite1-77cc7160.pth lite1-logits.json
+    python3 scripts/lite_reference.py 2 efficientnet-lite2-9656183e.pth lite2-logits.json
 
 `crates/infer/tests/golden.rs` builds the same input and compares Burn's logits with these.
 """
 
 import json
+import math
 import pickle
 import struct
 import sys
 
 import numpy as np
 
-STAGES = [  # repeats, kernel, stride, expand, channels
+B0_STAGES = [  # repeats, kernel, stride, expand, channels
     (1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
     (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320),
 ]
+# variant: (width coefficient, depth coefficient, resolution), as the Lite models set them.
+VARIANTS = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260)}
 EPS = 1e-3
-SIDE = 224
+
+
+def round_filters(channels, width, divisor=8):
+    """TensorFlow's round_filters: to the nearest multiple of 8, up one if that lost over 10%."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def stages(width, depth):
+    """B0's table scaled; the Lite models keep the first and last stages' repeats fixed."""
+    last = len(B0_STAGES) - 1
+    return [
+        (repeats if i in (0, last) else math.ceil(repeats * depth), kernel, stride, expand,
+         round_filters(channels, width))
+        for i, (repeats, kernel, stride, expand, channels) in enumerate(B0_STAGES)
+    ]
 
 
 def load_legacy_pth(path):
@@ -99,10 +121,10 @@ def relu6(x):
     return np.clip(x, 0.0, 6.0)
 
 
-def forward(t, x):
+def forward(t, x, table):
     x = relu6(bn(conv(x, t["_conv_stem.weight"], 2), t, "_bn0"))
     block = 0
-    for repeats, kernel, stride, expand, _ in STAGES:
+    for repeats, kernel, stride, expand, channels in table:
         for r in range(repeats):
             p = f"_blocks.{block}."
             inputs = x
@@ -110,6 +132,7 @@ def forward(t, x):
                 x = relu6(bn(conv(x, t[p + "_expand_conv.weight"]), t, p + "_bn0"))
             x = relu6(bn(conv(x, t[p + "_depthwise_conv.weight"], stride if r == 0 else 1, groups=x.shape[0]), t, p + "_bn1"))
             x = bn(conv(x, t[p + "_project_conv.weight"]), t, p + "_bn2")
+            assert x.shape[0] == channels, (p, x.shape, channels)
             if (stride if r == 0 else 1) == 1 and x.shape == inputs.shape:
                 x = x + inputs
             block += 1
@@ -118,19 +141,21 @@ def forward(t, x):
     return t["_fc.weight"] @ features + t["_fc.bias"]
 
 
-def golden_input():
+def golden_input(side):
     """The fixed input, already normalized: the same formula as the Rust test."""
-    c, h, w = np.meshgrid(np.arange(3), np.arange(SIDE), np.arange(SIDE), indexing="ij")
+    c, h, w = np.meshgrid(np.arange(3), np.arange(side), np.arange(side), indexing="ij")
     return (np.sin(0.05 * (h + 1) * (c + 1)) * np.cos(0.031 * (w + 3 * c))).astype(np.float64)
 
 
 def main():
-    weights, out = sys.argv[1], sys.argv[2]
+    variant, weights, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    width, depth, side = VARIANTS[variant]
     tensors = {k: np.asarray(v, dtype=np.float64) for k, v in load_legacy_pth(weights).items()
                if not k.endswith("num_batches_tracked")}
-    logits = forward(tensors, golden_input())
+    logits = forward(tensors, golden_input(side), stages(width, depth))
     with open(out, "w") as f:
-        json.dump({"input": "sin(0.05*(h+1)*(c+1)) * cos(0.031*(w+3c)), 3x224x224", "logits": logits.tolist()}, f)
+        json.dump({"input": f"sin(0.05*(h+1)*(c+1)) * cos(0.031*(w+3c)), 3x{side}x{side}",
+                   "logits": logits.tolist()}, f)
     top = np.argsort(-logits)[:3]
     print("top-3 indices", top.tolist(), "logits", logits[top].round(4).tolist())
 

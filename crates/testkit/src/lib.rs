@@ -1,12 +1,18 @@
-//! Support for the workspace's tests: scratch directories and a loopback HTTP server that plays a
-//! download host (a good file, a cut-off one, an error status).
+//! Support for the workspace's tests, linked only into them (every crate takes it as a
+//! dev-dependency): scratch directories, a loopback HTTP server that plays a download host (a
+//! good file, a cut-off one, an error status), the files of `../shared`, a small fuzzer, and
+//! generated datasets ([`synthetic`]).
+//!
+//! Not here: anything a user's build links.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use crate::split::Rng;
+use rng::Rng;
+
+pub mod synthetic;
 
 /// A fresh, empty directory under the system's temporary directory, removed when the test that
 /// made it passes (kept after a failure, to look at).

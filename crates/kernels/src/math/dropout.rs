@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::CHUNK;
+use crate::CHUNK;
 
 /// The factor each of `len` elements is multiplied by: `1 / keep` for an element kept (with
 /// probability `keep`), 0 for one dropped.
@@ -21,7 +21,7 @@ pub fn scales(len: usize, keep: f64, seed: u64) -> Vec<f32> {
         .for_each(|(chunk, scales)| {
             let first = (chunk * CHUNK) as u64;
             for (index, v) in (first..).zip(scales.iter_mut()) {
-                *v = if mix(seed, index) >> 32 < threshold {
+                *v = if rng::at(seed, index) >> 32 < threshold {
                     scale
                 } else {
                     0.0
@@ -29,13 +29,4 @@ pub fn scales(len: usize, keep: f64, seed: u64) -> Vec<f32> {
             }
         });
     scales
-}
-
-/// SplitMix64's output for the `index`-th step from `seed`: consecutive indices give
-/// independent-looking 64-bit values.
-fn mix(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

@@ -1,0 +1,101 @@
+//! Burn's own operations, composed into what each [`Kernels`](crate::Kernels) method computes:
+//! the trait's default bodies, which every backend but `Flex` runs, and what `Flex` falls back to
+//! for tensors our kernels do not take (another dtype, an unusual layout).
+
+use burn::backend::TensorMetadata;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, get_or_init_device_settings};
+use burn::tensor::Distribution;
+
+/// Burn's dropout mask (its Bernoulli draw) times Burn's scale.
+pub(crate) fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) -> FloatTensor<B> {
+    let keep = 1.0 - prob;
+    let mask = B::float_random(
+        like.shape(),
+        Distribution::Bernoulli(keep),
+        &like.device(),
+        like.dtype().into(),
+    );
+    B::float_mul_scalar(mask, Scalar::Float(1.0 / keep))
+}
+
+/// Burn's own BatchNorm with the batch's statistics: (output, mean, variance).
+pub(crate) fn burns_batch_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = B::batch_norm_train(x, gamma, beta, epsilon);
+    (result.output, result.mean, result.variance)
+}
+
+/// Burn's own gradients of [`burns_batch_norm`]: (input, gamma, beta).
+pub(crate) fn burns_batch_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let grads = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+    (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+}
+
+/// Kernel, stride, padding and dilation of [`Kernels::max_pool2x2`].
+pub(crate) const POOL2X2: [[usize; 2]; 4] = [[2, 2], [2, 2], [0, 0], [1, 1]];
+
+/// Burn's own 2x2 max-pooling.
+pub(crate) fn burns_max_pool2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let [kernel, stride, padding, dilation] = POOL2X2;
+    B::max_pool2d(x, kernel, stride, padding, dilation, false)
+}
+
+/// The input gradient of Burn's own 2x2 max-pooling.
+pub(crate) fn burns_max_pool2x2_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [kernel, stride, padding, dilation] = POOL2X2;
+    // The device's own index type, as Burn's autodiff picks it: WGSL has no 64-bit integers.
+    let indices_dtype = get_or_init_device_settings::<B>(&x.device()).int_dtype;
+    let indices = B::max_pool2d_with_indices(
+        x.clone(),
+        kernel,
+        stride,
+        padding,
+        dilation,
+        false,
+        indices_dtype,
+    )
+    .indices;
+    B::max_pool2d_with_indices_backward(
+        x,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        false,
+        output_grad,
+        indices,
+    )
+    .x_grad
+}
+
+/// The gradient Burn's clamp passes through ReLU6: masked where `x < 0` and where `x > 6`.
+pub(crate) fn burns_relu6_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let dtype = get_or_init_device_settings::<B>(&x.device()).bool_dtype;
+    let below = B::float_lower_elem(x.clone(), Scalar::Float(0.0), dtype);
+    let above = B::float_greater_elem(x, Scalar::Float(6.0), dtype);
+    let zero = Scalar::Float(0.0);
+    B::float_mask_fill(B::float_mask_fill(output_grad, below, zero), above, zero)
+}
+
+/// ReLU6 out of Burn's own clamp.
+pub(crate) fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
+}

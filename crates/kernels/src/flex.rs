@@ -1,0 +1,325 @@
+//! [`Kernels`] on `Flex`: f32 tensors become slices for [`crate::math`] and the results tensors
+//! again; anything else goes to Burn's own operations ([`crate::fallback`]).
+
+use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ActivationOps, IntTensorOps, ModuleOps};
+use burn::backend::{DType, Flex, IntDType, TensorData};
+use burn::tensor::Distribution;
+use burn::tensor::ops::ConvOptions;
+use rayon::prelude::*;
+
+use crate::fallback::*;
+use crate::math::convolution::Geometry;
+use crate::math::{batch_norm, convolution, depthwise, dropout, max_pool};
+use crate::{CHUNK, Kernels};
+
+/// The sizes of an f32 convolution on `Flex`.
+fn flex_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    let [batch, channels_in, h, w] = x.shape().dims();
+    let [channels_out, per_group, kh, kw] = weight.shape().dims();
+    let ours = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && per_group * options.groups == channels_in;
+    let output = |axis: usize, size: usize, kernel: usize| {
+        let (before, after) = options.padding[axis];
+        let span = options.dilation[axis] * (kernel - 1) + 1;
+        (size + before + after)
+            .checked_sub(span)
+            .map(|room| room / options.stride[axis] + 1)
+    };
+    Some(Geometry {
+        batch,
+        channels_in,
+        groups: options.groups,
+        input: [h, w],
+        channels_out,
+        output: [output(0, h, kh)?, output(1, w, kw)?],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding_begin(),
+        dilation: options.dilation,
+    })
+    .filter(|_| ours)
+}
+
+/// Our kernel for one of a convolution's gradients: `dense` or `depthwise` by the geometry's
+/// kind, none for other convolutions.
+fn grad_kernel(
+    geometry: Option<Geometry>,
+    dense: GradKernel,
+    depthwise: GradKernel,
+) -> Option<(Geometry, GradKernel)> {
+    let g = geometry?;
+    if g.is_dense() {
+        Some((g, dense))
+    } else if g.is_depthwise() {
+        Some((g, depthwise))
+    } else {
+        None
+    }
+}
+
+/// A gradient of a convolution: (the weight or the input, the output gradient, the sizes).
+type GradKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+
+/// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
+/// that already, a copy otherwise, so that a kernel can overwrite it.
+fn owned(x: FlexTensor) -> FlexTensor {
+    let layout = x.layout();
+    if x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0 {
+        return x;
+    }
+    let shape = x.shape();
+    FlexTensor::from_data(TensorData::new(f32s(&x.to_contiguous()).to_vec(), shape))
+}
+
+/// The elements of a contiguous f32 tensor.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice().expect("a contiguous f32 tensor")
+}
+
+/// Flex's clamp walks the elements on one thread, and its autodiff gradient is two masked fills;
+/// its ReLU and ReLU gradient walk them on one thread too. Ours run on every core, in place where
+/// the tensor is not shared.
+impl Kernels for Flex {
+    fn relu6(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return burns_relu6::<Self>(x);
+        }
+        map_in_place(x, |v| v.clamp(0.0, 6.0))
+    }
+
+    fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return burns_relu6_backward::<Self>(x, output_grad);
+        }
+        // Not `contains`: a NaN input passes its gradient, as through Burn's clamp.
+        #[allow(clippy::manual_range_contains)]
+        gradient_where(x, output_grad, |x| !(x < 0.0 || x > 6.0))
+    }
+
+    fn rectify(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::relu(x);
+        }
+        map_in_place(x, |v| if passes_relu(v) { v } else { 0.0 })
+    }
+
+    fn rectify_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if output.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::relu_backward(output, output_grad);
+        }
+        gradient_where(output, output_grad, passes_relu)
+    }
+
+    fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        // Flex multiplies a pointwise convolution's input as it lies, with no columns to build,
+        // and runs grouped (depthwise) ones with its SIMD kernels.
+        let Some(geometry) =
+            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() && !g.is_pointwise())
+        else {
+            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+        };
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let output = convolution::forward(f32s(&x), f32s(&weight), &geometry);
+        let [oh, ow] = geometry.output;
+        let shape = [geometry.batch, geometry.channels_out, oh, ow];
+        FlexTensor::from_data(TensorData::new(output, shape))
+    }
+
+    fn convolution_input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((geometry, kernel)) =
+            grad_kernel(geometry, convolution::input_grad, depthwise::input_grad)
+        else {
+            return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
+        };
+        let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
+        let grad = kernel(f32s(&weight), f32s(&output_grad), &geometry);
+        FlexTensor::from_data(TensorData::new(grad, x.shape()))
+    }
+
+    fn convolution_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((geometry, kernel)) =
+            grad_kernel(geometry, convolution::weight_grad, depthwise::weight_grad)
+        else {
+            return <Self as ModuleOps<Self>>::conv2d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            );
+        };
+        let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
+        let grad = kernel(f32s(&x), f32s(&output_grad), &geometry);
+        FlexTensor::from_data(TensorData::new(grad, weight.shape()))
+    }
+
+    fn max_pool2x2(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return burns_max_pool2x2::<Self>(x);
+        }
+        let [batch, channels, h, w] = x.shape().dims();
+        let x = x.to_contiguous();
+        let output = max_pool::forward(f32s(&x), [h, w]);
+        FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
+    }
+
+    fn max_pool2x2_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return burns_max_pool2x2_backward::<Self>(x, output_grad);
+        }
+        let shape = x.shape();
+        let [_, _, h, w] = shape.dims();
+        let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
+        let grad = max_pool::backward(f32s(&x), f32s(&output_grad), [h, w]);
+        FlexTensor::from_data(TensorData::new(grad, shape))
+    }
+
+    fn normalize_batch(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(planes) = planes(&[&x, &gamma, &beta]) else {
+            return burns_batch_norm::<Self>(x, gamma, beta, epsilon);
+        };
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let (output, mean, variance) =
+            batch_norm::forward(f32s(&x), f32s(&gamma), f32s(&beta), epsilon, planes);
+        let per_channel =
+            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+        (
+            FlexTensor::from_data(TensorData::new(output, x.shape())),
+            per_channel(mean),
+            per_channel(variance),
+        )
+    }
+
+    fn normalize_batch_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(planes) = planes(&[&x, &gamma, &mean, &variance, &output_grad]) else {
+            return burns_batch_norm_backward::<Self>(
+                x,
+                gamma,
+                mean,
+                variance,
+                epsilon,
+                output_grad,
+            );
+        };
+        let [x, gamma, mean, variance] = [x, gamma, mean, variance].map(|t| t.to_contiguous());
+        let mut grad = owned(output_grad);
+        let n = grad.layout().num_elements();
+        let (gamma_grad, beta_grad) = batch_norm::backward(
+            f32s(&x),
+            f32s(&gamma),
+            f32s(&mean),
+            f32s(&variance),
+            epsilon,
+            &mut grad.storage_mut::<f32>()[..n],
+            planes,
+        );
+        let per_channel =
+            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+        (grad, per_channel(gamma_grad), per_channel(beta_grad))
+    }
+
+    fn dropout_scales(like: FlexTensor, prob: f64) -> FlexTensor {
+        if like.dtype() != DType::F32 {
+            return burns_dropout_scales::<Self>(like, prob);
+        }
+        // One draw from Flex's generator seeds the mask, so that `Backend::seed` repeats it.
+        let seed = Self::int_random(
+            [1].into(),
+            Distribution::Uniform(0.0, (1u64 << 53) as f64),
+            &like.device(),
+            IntDType::I64,
+        );
+        let seed = seed.as_slice::<i64>().expect("one seed")[0] as u64;
+        let shape = like.shape();
+        let scales = dropout::scales(shape.num_elements(), 1.0 - prob, seed);
+        FlexTensor::from_data(TensorData::new(scales, shape))
+    }
+}
+
+/// Where ReLU passes its input and its gradient, as Burn's does: above zero, and NaN.
+fn passes_relu(x: f32) -> bool {
+    x.is_nan() || x > 0.0
+}
+
+/// `f` of every element of an f32 tensor, on every core.
+fn map_in_place(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
+    let mut x = owned(x);
+    let n = x.layout().num_elements();
+    x.storage_mut::<f32>()[..n]
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| {
+            for v in chunk {
+                *v = f(*v);
+            }
+        });
+    x
+}
+
+/// The output gradient where `passes(x)` (`x` the operation's input or output), zero elsewhere,
+/// on every core.
+fn gradient_where(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    passes: impl Fn(f32) -> bool + Sync,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let mut grad = owned(output_grad);
+    let n = grad.layout().num_elements();
+    grad.storage_mut::<f32>()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(f32s(&x).par_chunks(CHUNK))
+        .for_each(|(grad, x)| {
+            for (g, &x) in grad.iter_mut().zip(x) {
+                // A select, not a branch around a store: the loop then runs on vectors.
+                *g = if passes(x) { *g } else { 0.0 };
+            }
+        });
+    grad
+}
+
+/// The layout of a BatchNorm input (the first tensor) when every tensor is f32.
+fn planes(tensors: &[&FlexTensor]) -> Option<batch_norm::Planes> {
+    let dims = tensors[0].shape().to_vec();
+    let ours = tensors.iter().all(|t| t.dtype() == DType::F32) && dims.len() >= 2;
+    ours.then(|| batch_norm::Planes {
+        batch: dims[0],
+        channels: dims[1],
+        size: dims[2..].iter().product(),
+    })
+}

@@ -1,0 +1,125 @@
+//! What networks call: Burn's layers (`Conv2d`, `BatchNorm`, `Dropout`, `MaxPool2d`) and
+//! activations computed through [`Kernels`], on whatever backend the tensors live.
+
+use burn::backend::Dispatch;
+use burn::module::RunningState;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Dropout, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
+
+use crate::Kernels;
+use crate::fallback::POOL2X2;
+
+/// ReLU, through [`Kernels::rectify`].
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as Kernels>::rectify(x.into_dispatch()))
+}
+
+/// ReLU6 (MobileNet's and EfficientNet-Lite's activation), through [`Kernels::relu6`].
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as Kernels>::relu6(x.into_dispatch()))
+}
+
+/// `conv.forward(input)` through [`Kernels::convolution`], the bias added afterwards as Burn's
+/// own differentiable addition.
+pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let weight = conv.weight.val();
+    let [_, _, height, width] = input.dims();
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        padding(conv, [height, width]),
+        conv.dilation,
+        conv.groups,
+    );
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ));
+    match &conv.bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            output + bias.val().reshape([1, channels, 1, 1])
+        }
+        None => output,
+    }
+}
+
+/// `bn.forward(input)`, training through [`Kernels::normalize_batch`]: on an autodiff device with
+/// the layer training, normalized with the batch's statistics, which move the running ones by the
+/// layer's momentum, as Burn's layer does.
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
+    if !(input.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(input);
+    }
+    let (output, mean, variance) = <Dispatch as Kernels>::normalize_batch(
+        input.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+    );
+    let output: Tensor<D> = Tensor::from_dispatch(output);
+    let device = output.device();
+    let follow = |running: &RunningState<Tensor<1>>, batch| {
+        let batch: Tensor<1> = Tensor::from_dispatch(batch);
+        let old = running.value_sync().to_device(&device);
+        running.update(
+            old.mul_scalar(1.0 - bn.momentum)
+                .add(batch.detach().mul_scalar(bn.momentum))
+                .detach(),
+        );
+    };
+    follow(&bn.running_mean, mean);
+    follow(&bn.running_var, variance);
+    output
+}
+
+/// `layer.forward(input)` with its mask from [`Kernels::dropout_scales`]: on an autodiff device
+/// with the layer training, each element zeroed with the layer's probability and the others
+/// scaled up to keep the mean.
+pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
+    if !(input.device().is_autodiff() && layer.training.is_enabled()) || layer.prob == 0.0 {
+        return input;
+    }
+    let scales = <Dispatch as Kernels>::dropout_scales(input.clone().into_dispatch(), layer.prob);
+    input * Tensor::from_dispatch(scales)
+}
+
+/// `(before, after)` padding of each spatial side, by Burn's rule for `Conv2d` (whose own helper is
+/// private): "same" pads `(⌈n/stride⌉ − 1)·stride + kernel − n` in all, the odd one after.
+fn padding(conv: &Conv2d, input: [usize; 2]) -> [(usize, usize); 2] {
+    match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => std::array::from_fn(|i| {
+            let (n, stride) = (input[i], conv.stride[i]);
+            let total = match n.div_ceil(stride) {
+                0 => 0,
+                out => ((out - 1) * stride + conv.kernel_size[i]).saturating_sub(n),
+            };
+            (total / 2, total - total / 2)
+        }),
+    }
+}
+
+/// `pool.forward(input)`, through [`Kernels::max_pool2x2`] when the layer pools 2x2 windows with
+/// stride 2 and no padding.
+pub fn max_pool2d(pool: &MaxPool2d, input: Tensor<4>) -> Tensor<4> {
+    let [kernel, stride, _, dilation] = POOL2X2;
+    let unpadded = matches!(
+        pool.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    if pool.kernel_size == kernel
+        && pool.stride == stride
+        && pool.dilation == dilation
+        && unpadded
+        && !pool.ceil_mode
+    {
+        Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2(input.into_dispatch()))
+    } else {
+        pool.forward(input)
+    }
+}

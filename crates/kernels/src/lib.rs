@@ -1,0 +1,145 @@
+//! Kernels of our own for operations Burn's CPU backend (`flex`) runs slowly, plugged in through
+//! Burn's backend-extension mechanism, laid out as Burn's custom-kernel example is:
+//!
+//! - this file: the [`Kernels`] trait, one method per operation and its gradients, whose default
+//!   bodies are Burn's own operations ([`fallback`]), which every other backend keeps;
+//! - [`layers`]: what a network calls (`relu`, `conv2d`, `batch_norm`, ...), taking Burn's layers;
+//! - [`flex`]: the implementation for `Flex`, from tensors to slices and back;
+//! - [`autodiff`]: the backward steps, which call the gradients of the backend underneath;
+//! - [`math`]: the arithmetic on plain slices, free of Burn's types.
+//!
+//! Not here: networks (the `models` crate), or any other backend's kernels.
+
+mod autodiff;
+mod fallback;
+mod flex;
+pub mod layers;
+pub mod math;
+
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, backend_extension};
+use burn::tensor::ops::ConvOptions;
+
+pub use layers::{batch_norm, conv2d, dropout, max_pool2d, relu, relu6};
+
+use fallback::*;
+
+/// Elements per parallel task: large enough that scheduling costs nothing next to the work.
+const CHUNK: usize = 1 << 16;
+
+#[backend_extension(
+    Flex,
+    Autodiff,
+    Cube: cfg(any(feature = "wgpu", feature = "cuda")),
+    NdArray: cfg(feature = "ndarray")
+)]
+pub trait Kernels: Backend {
+    /// `min(max(x, 0), 6)`, NaN staying NaN: Burn's `clamp(0, 6)`, differentiated with
+    /// [`Kernels::relu6_backward`].
+    fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_relu6::<Self>(x)
+    }
+
+    /// The gradient of [`Kernels::relu6`]'s input: the output gradient where `0 ≤ x ≤ 6` (or x
+    /// is NaN), zero elsewhere, as Burn's clamp passes it.
+    fn relu6_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_relu6_backward::<Self>(x, output_grad)
+    }
+
+    /// ReLU, `max(x, 0)` with NaN staying NaN: Burn's `relu`, differentiated with
+    /// [`Kernels::rectify_backward`].
+    fn rectify(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::relu(x)
+    }
+
+    /// The gradient of [`Kernels::rectify`]'s input from its output: the output gradient where
+    /// the output is above zero (or NaN), zero elsewhere, as Burn's ReLU passes it.
+    fn rectify_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::relu_backward(output, output_grad)
+    }
+
+    /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_input_grad`] and
+    /// [`Kernels::convolution_weight_grad`].
+    fn convolution(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of [`Kernels::convolution`] with respect to its input.
+    fn convolution_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of [`Kernels::convolution`] with respect to its weight.
+    fn convolution_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// Max-pooling over 2x2 windows with stride 2: Burn's `max_pool2d` with those settings,
+    /// differentiated with [`Kernels::max_pool2x2_backward`].
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_max_pool2x2::<Self>(x)
+    }
+
+    /// The gradient of [`Kernels::max_pool2x2`]'s input: the output gradient at each window's
+    /// maximum, zero elsewhere.
+    fn max_pool2x2_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burns_max_pool2x2_backward::<Self>(x, output_grad)
+    }
+
+    /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then
+    /// each channel's mean and biased variance), differentiated with
+    /// [`Kernels::normalize_batch_backward`].
+    fn normalize_batch(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        burns_batch_norm::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean and
+    /// variance it returned.
+    fn normalize_batch_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        burns_batch_norm_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
+    }
+
+    /// Dropout's factors for a tensor shaped like `like`: 0 with probability `prob`, else
+    /// `1 / (1 - prob)`, drawn from the backend's seeded generator.
+    fn dropout_scales(like: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        burns_dropout_scales::<Self>(like, prob)
+    }
+}
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl Kernels for burn::backend::Cube {}
+
+#[cfg(feature = "ndarray")]
+impl Kernels for burn::backend::NdArray {}

@@ -1,0 +1,8 @@
+//! The arithmetic of the kernels on plain `f32` slices, free of Burn's types: each module is one
+//! operation's forward and backward passes, parallel over rayon's pool.
+
+pub mod batch_norm;
+pub mod convolution;
+pub mod depthwise;
+pub mod dropout;
+pub mod max_pool;
