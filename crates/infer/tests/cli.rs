@@ -223,13 +223,18 @@ fn package(member: &[u8]) -> Vec<u8> {
     tar.into_inner().unwrap().finish().unwrap()
 }
 
-fn fetch(cache: &Path, url: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_infer"))
+/// `infer --fetch-weights` into `cache` from `url`.
+fn fetch_command(cache: &Path, url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infer"));
+    command
         .arg("--fetch-weights")
         .env("CONVKIT_CACHE", cache)
-        .env("CONVKIT_WEIGHTS_URL", url)
-        .output()
-        .unwrap()
+        .env("CONVKIT_WEIGHTS_URL", url);
+    command
+}
+
+fn fetch(cache: &Path, url: &str) -> Output {
+    fetch_command(cache, url).output().unwrap()
 }
 
 #[test]
@@ -290,10 +295,7 @@ fn processes_fetching_at_once_all_succeed_and_sweep_what_killed_ones_left() {
     let url = serve(200, body.clone(), body.len(), 3, "pkg.tar.gz");
     let children: Vec<_> = (0..3)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_infer"))
-                .arg("--fetch-weights")
-                .env("CONVKIT_CACHE", &*cache)
-                .env("CONVKIT_WEIGHTS_URL", &url)
+            fetch_command(&cache, &url)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

@@ -63,7 +63,7 @@ fn the_convnet_learns_under_burns_learner() {
         .init(&device);
     let learner = Learner::new(network, AdamConfig::new().init(), 5e-4);
     let result = SupervisedTraining::new(
-        dir.to_path_buf(),
+        &*dir,
         loader(items(96, 0), device.clone()),
         loader(items(32, 1000), device.clone().inner()),
     )

@@ -2,7 +2,7 @@
 //! that was never stopped, and two processes never write one run directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use train::resume;
@@ -57,6 +57,17 @@ fn metrics(run: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A `train` process running `config` in the background, its output dropped.
+fn spawn(config: &Path) -> Child {
+    train()
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn summary(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
@@ -69,13 +80,7 @@ fn a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     ok(train().arg("--config").arg(&config).output().unwrap());
     let whole = dir.join("runs/tiny-1");
 
-    let mut child = train()
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&config);
     let killed = dir.join("runs/tiny-2");
     let started = Instant::now();
     let state = loop {
@@ -149,13 +154,7 @@ fn two_processes_cannot_write_one_run_directory() {
 fn a_run_killed_while_drawing_its_pictures_finishes_them_on_resume() {
     let dir = testkit::scratch_dir("train-resume-pictures");
     let config = config(&dir, 2);
-    let mut child = train()
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&config);
     let run = dir.join("runs/tiny-1");
     let started = Instant::now();
     // The first picture is written after the final evaluation; kill the run right then.
