@@ -3,15 +3,15 @@ use std::path::PathBuf;
 /// Bad input or a failed fetch; each message names the file or address and what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {problem}")]
     Corrupt { path: PathBuf, problem: String },
@@ -40,11 +40,11 @@ pub enum DataError {
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Io { path, source }
+        move |cause| DataError::Io { path, cause }
     }
 
     pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Write { path, source }
+        move |cause| DataError::Write { path, cause }
     }
 }

@@ -678,10 +678,10 @@ pub const PYTORCH_IGNORED_SUFFIX: &str = ".num_batches_tracked";
 /// Why pretrained weights could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("cannot read weights file {path}: {source}")]
+    #[error("cannot read weights file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: burn_store::PytorchStoreError,
+        cause: burn_store::PytorchStoreError,
     },
     #[error("weights file {path} does not fit {network}: {detail}")]
     Mismatch {
@@ -715,9 +715,9 @@ impl EfficientNet {
         }
         let result = self
             .load_from(&mut store)
-            .map_err(|source| WeightsError::Read {
+            .map_err(|cause| WeightsError::Read {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         let mismatch = |detail: String| WeightsError::Mismatch {
             path: path.to_path_buf(),

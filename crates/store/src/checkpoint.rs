@@ -63,13 +63,13 @@ fn upgrade(mut manifest: serde_json::Value) -> serde_json::Value {
 /// The manifest of the run in `dir`.
 pub fn manifest(dir: &Path) -> Result<Manifest, StoreError> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|source| StoreError::NoManifest {
+    let text = std::fs::read_to_string(&path).map_err(|cause| StoreError::NoManifest {
         path: path.clone(),
-        source,
+        cause,
     })?;
     serde_json::from_str(&text)
         .and_then(|json| serde_json::from_value(upgrade(json)))
-        .map_err(|source| StoreError::BadManifest { path, source })
+        .map_err(|cause| StoreError::BadManifest { path, cause })
 }
 
 /// The classifier a `train` run saved in `dir`, and its manifest.

@@ -16,15 +16,15 @@ use std::path::PathBuf;
 /// Why a model, its weights or a device could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot read {path}: {source}; --checkpoint takes a run directory written by `train`")]
+    #[error("cannot read {path}: {cause}; --checkpoint takes a run directory written by `train`")]
     NoManifest {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path} is corrupt ({source}); train again or restore it")]
+    #[error("{path} is corrupt ({cause}); train again or restore it")]
     BadManifest {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("cannot load checkpoint {path}: {detail}; train again or restore it")]
     BadWeights { path: PathBuf, detail: String },
@@ -34,10 +34,10 @@ pub enum StoreError {
         path: PathBuf,
         detail: String,
     },
-    #[error("cannot remove {path}: {source}")]
+    #[error("cannot remove {path}: {cause}")]
     Remove {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "weights file {path} does not exist; run `infer --fetch-weights` or pass --weights PATH"

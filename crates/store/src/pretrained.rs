@@ -42,7 +42,7 @@ pub fn fetch(cache: &Path, lite: Lite) -> Result<PathBuf, StoreError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(StoreError::Remove {
                 path: package,
-                source: e,
+                cause: e,
             });
         }
         _ => {}

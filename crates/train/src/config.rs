@@ -15,10 +15,10 @@ pub const MAX_IMAGE_SIZE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -267,9 +267,9 @@ impl TrainConfig {
     /// Read `path`, apply `overrides` (`key=value`, dotted keys for tables, values in TOML syntax
     /// or bare strings), and check the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(&text, overrides).map_err(|e| match e {
             ConfigError::Invalid { message, .. } => ConfigError::Invalid {
