@@ -180,6 +180,7 @@ pub fn fit<M: Network>(
             None => model.valid(),
         };
         let metrics = measure(&snapshot, &split, number, started, lr, tally, options);
+        // What the loop knows of the epoch's end; `end_epoch` adds what `kept` knows.
         let end = EpochEnd {
             model: &model,
             optimizer,

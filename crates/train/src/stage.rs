@@ -57,9 +57,7 @@ impl RunContext<'_> {
         valid: usize,
         input: &str,
     ) -> anyhow::Result<()> {
-        self.run
-            .write_json(checkpoint::MANIFEST, manifest)
-            .context("cannot write the model manifest")?;
+        self.run.write_json(checkpoint::MANIFEST, manifest)?;
         println!(
             "{train} training / {valid} validation images of {} classes, {input}",
             manifest.classes.len()
