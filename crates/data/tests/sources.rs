@@ -317,3 +317,33 @@ fn what_killed_processes_left_in_the_cache_is_swept() {
     );
     assert!(live.exists(), "a running process's partial file stays");
 }
+
+#[test]
+fn class_folders_that_cannot_train_are_named() {
+    let cache = temp_dir("classes-cache");
+    let load = |dir: &Path| {
+        source::load(&Source {
+            dir: Some(dir.to_path_buf()),
+            image_size: 8,
+            ..source(&cache, String::new(), String::new())
+        })
+    };
+    let one = temp_dir("one-class");
+    let only = vec!["cat".to_string()];
+    synthetic::write_folder(&synthetic::images(1, 2, 8, 1), &only, &one, "train").unwrap();
+    let err = load(&one).unwrap_err().to_string();
+    assert!(err.contains("at least two classes"), "{err}");
+
+    let differ = temp_dir("test-classes");
+    let train = vec!["cat".to_string(), "dog".to_string()];
+    let test = vec!["cat".to_string(), "cow".to_string()];
+    synthetic::write_folder(&synthetic::images(2, 2, 8, 1), &train, &differ, "train").unwrap();
+    synthetic::write_folder(&synthetic::images(2, 1, 8, 2), &test, &differ, "test").unwrap();
+    let err = load(&differ).unwrap_err().to_string();
+    assert!(
+        err.contains(&differ.join("test").display().to_string())
+            && err.contains("only in test: [cow]")
+            && err.contains("only in train: [dog]"),
+        "{err}"
+    );
+}

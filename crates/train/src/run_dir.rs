@@ -33,7 +33,13 @@ impl RunDir {
         for n in 1.. {
             let path = output_dir.join(format!("{name}-{n}"));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Self::open(&path),
+                Ok(()) => {
+                    // A directory this process made but could not lock (a full disk, say) is
+                    // no run: leave nothing behind.
+                    return Self::open(&path).inspect_err(|_| {
+                        let _ = std::fs::remove_dir_all(&path);
+                    });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {

@@ -110,6 +110,12 @@ fn a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
         "{resumed}"
     );
     assert_eq!(metrics(&killed), metrics(&whole));
+    let seconds = summary(&killed)["seconds"].as_f64().unwrap();
+    assert!(
+        last.seconds > 0.0 && seconds > last.seconds,
+        "the summary counts the killed process's {} s too: {seconds}",
+        last.seconds
+    );
     let (a, b) = (summary(&killed), summary(&whole));
     for key in [
         "loss",
@@ -172,4 +178,25 @@ fn a_run_killed_while_drawing_its_pictures_finishes_them_on_resume() {
     }
     assert_eq!(summary(&run)["stop"], "completed");
     assert!(!run.join(resume::DIR).exists());
+}
+
+#[test]
+fn ctrl_c_saves_the_run_and_exits_with_130() {
+    let dir = testkit::scratch_dir("train-ctrl-c");
+    let config = config(&dir, 50);
+    let child = spawn(&config);
+    let run = dir.join("runs/tiny-1");
+    let started = Instant::now();
+    while !run.join("metrics.csv").exists() {
+        assert!(started.elapsed() < Duration::from_secs(600), "no epoch");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(summary(&run)["stop"], "interrupted");
 }
