@@ -12,7 +12,18 @@ use store::pretrained;
 /// Classify images with a pretrained EfficientNet-Lite (ImageNet classes) or a model `train`
 /// saved.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:
+  infer koala.jpg                                    top-3 ImageNet classes (EfficientNet-Lite0)
+  infer --model efficientnet_lite2 --top 5 a.jpg b.png
+  infer --checkpoint runs/cifar-1 photo.png          a model `train` saved
+  infer koala.jpg --activations act.png --explain why.png
+
+The weights are fetched once into $CONVKIT_CACHE (else $XDG_CACHE_HOME/convkit, else
+~/.cache/convkit) and checked by SHA-256; offline, pass --weights PATH."
+)]
 struct Args {
     /// Image files (JPEG, PNG, BMP, WebP; any size); all are classified as one batch.
     images: Vec<PathBuf>,

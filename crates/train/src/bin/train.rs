@@ -9,7 +9,18 @@ use train::fit::Stop;
 
 /// Train a convnet from a config file.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:
+  train --config configs/cifar.toml                       the tutorial's convnet on CIFAR-10
+  train --config configs/cifar-fast.toml --time-budget 10m  the most accuracy in 10 minutes
+  train --config configs/cifar.toml --set data.dir=pictures  your own class folders
+  train --resume runs/cifar-1                             continue an interrupted run
+
+Downloads (CIFAR-10, pretrained weights) and unpacked archives are cached in $CONVKIT_CACHE,
+else $XDG_CACHE_HOME/convkit, else ~/.cache/convkit."
+)]
 struct Args {
     /// The TOML config (see configs/cifar.toml for every key).
     #[arg(long, required_unless_present = "resume")]
