@@ -13,10 +13,10 @@ use train::fit::Stop;
     version,
     about,
     after_help = "Examples:
-  train --config configs/cifar.toml                       the tutorial's convnet on CIFAR-10
-  train --config configs/cifar-fast.toml --time-budget 10m  the most accuracy in 10 minutes
+  train --config configs/cifar.toml                          the tutorial's convnet on CIFAR-10
+  train --config configs/cifar-fast.toml --time-budget 10m   the most accuracy in 10 minutes
   train --config configs/cifar.toml --set data.dir=pictures  your own class folders
-  train --resume runs/cifar-1                             continue an interrupted run
+  train --resume runs/cifar-1                                continue an interrupted run
 
 Downloads (CIFAR-10, pretrained weights) and unpacked archives are cached in $CONVKIT_CACHE,
 else $XDG_CACHE_HOME/convkit, else ~/.cache/convkit."
