@@ -233,6 +233,14 @@ fn fetch_command(cache: &Path, url: &str) -> Command {
     command
 }
 
+/// The names in the cache's weights folder.
+fn weights_folder(cache: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(cache.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
 fn fetch(cache: &Path, url: &str) -> Output {
     fetch_command(cache, url).output().unwrap()
 }
@@ -274,11 +282,7 @@ fn fetching_checks_the_weights() {
         &serve(200, body.clone(), body.len(), 1, "pkg.tar.gz"),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
+    assert_eq!(weights_folder(&cache), ["efficientnet-lite0-57934424.pth"]);
 }
 
 #[test]
@@ -306,11 +310,7 @@ fn processes_fetching_at_once_all_succeed_and_sweep_what_killed_ones_left() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
     }
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("weights"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, ["efficientnet-lite0-57934424.pth"]);
+    assert_eq!(weights_folder(&cache), ["efficientnet-lite0-57934424.pth"]);
 }
 
 #[test]
