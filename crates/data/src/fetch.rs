@@ -4,11 +4,11 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use crate::DataError;
+use crate::progress::{Progress, Unit};
 
 /// Environment variable that moves the cache.
 pub const CACHE_ENV: &str = "CONVKIT_CACHE";
@@ -90,7 +90,7 @@ fn copy_hashing(
     from: &mut impl Read,
     to: &mut impl Write,
     mut hasher: Option<&mut Hasher>,
-    bar: Option<&ProgressBar>,
+    bar: Option<&Progress>,
 ) -> std::io::Result<u64> {
     let mut buffer = vec![0u8; 1 << 16];
     let mut total = 0;
@@ -192,11 +192,11 @@ pub fn download(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let bar = ProgressBar::new(length.unwrap_or(0)).with_style(
-        ProgressStyle::with_template("downloading {msg} {wide_bar} {bytes}/{total_bytes} [{eta}]")
-            .expect("valid template"),
+    let bar = Progress::new(
+        format!("downloading {}", url.rsplit('/').next().unwrap_or(url)),
+        length.unwrap_or(0),
+        Unit::Bytes,
     );
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
     let partial = temporary_sibling(dest);
     let result = (|| {
         let mut file = std::fs::File::create(&partial).map_err(DataError::write(&partial))?;
@@ -227,7 +227,7 @@ pub fn download(
         }
         std::fs::rename(&partial, dest).map_err(DataError::write(dest))
     })();
-    bar.finish_and_clear();
+    bar.finish();
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
+use crate::progress::{Progress, Unit};
 use crate::{DataError, Dataset, ImageSet};
 
 const EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
@@ -98,6 +98,10 @@ fn load_split(
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let class_dir = split.join(class);
+        if !class_dir.is_dir() {
+            // An evaluation folder may hold only some of the model's classes.
+            continue;
+        }
         let images: Vec<PathBuf> = sorted_entries(&class_dir)?
             .into_iter()
             .filter(|p| is_image(p))
@@ -111,11 +115,11 @@ fn load_split(
         }
         files.extend(images.into_iter().map(|file| (file, label as u16)));
     }
-    let bar = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("decoding {msg} {wide_bar} {pos}/{len} [{elapsed} < {eta}]")
-            .expect("valid template"),
+    let bar = Progress::new(
+        format!("decoding {}", split.display()),
+        files.len() as u64,
+        Unit::Items("images"),
     );
-    bar.set_message(split.display().to_string());
     let decoded: Vec<_> = files
         .par_iter()
         .map(|(path, label)| {
@@ -123,7 +127,7 @@ fn load_split(
             (path, *label, read_image(path, side))
         })
         .collect();
-    bar.finish_and_clear();
+    bar.finish();
     let mut set = ImageSet::new(side);
     for (path, label, image) in decoded {
         match image {
@@ -150,6 +154,50 @@ fn load_split(
         });
     }
     Ok(set)
+}
+
+/// The images under `path`, a file (taken as it is) or a folder (searched recursively for the
+/// image extensions), sorted.
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in sorted_entries(path)? {
+        if entry.is_dir() {
+            files.extend(image_files(&entry)?);
+        } else if is_image(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}
+
+/// A labelled folder `<dir>/<class>/<image>` whose classes are among a model's `classes` (some
+/// may be missing), labelled with their index in `classes`; with the files skipped.
+pub fn load_labelled(
+    dir: &Path,
+    classes: &[String],
+    side: usize,
+    skip_broken: bool,
+) -> Result<(ImageSet, Vec<PathBuf>), DataError> {
+    let unknown: Vec<String> = class_names(dir)?
+        .into_iter()
+        .filter(|c| !classes.contains(c))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(DataError::Layout {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "class folders the model does not know: [{}]; its classes are [{}]",
+                unknown.join(", "),
+                classes.join(", ")
+            ),
+        });
+    }
+    let mut skipped = Vec::new();
+    let set = load_split(dir, classes, side, skip_broken, &mut skipped)?;
+    Ok((set, skipped))
 }
 
 /// Load `<dir>/train` and, if present, `<dir>/test`, resizing every image to `side`.

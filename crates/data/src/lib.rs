@@ -1,6 +1,6 @@
 //! Everything between files on disk and tensors for the networks: CIFAR-10's binary batches and
 //! folders of images ([`source`]), the cached download of archives and weights ([`fetch`]),
-//! seeded splits ([`split`]), normalization ([`normalize`]), photo preprocessing ([`photo`]) and
+//! seeded splits ([`split`]), progress reports ([`progress`]), normalization ([`normalize`]), photo preprocessing ([`photo`]) and
 //! turning images into batches ([`batch`]).
 //!
 //! Not here: networks (the `models` crate) or the training recipe (the `train` crate).
@@ -14,6 +14,7 @@ pub mod folder;
 pub mod images;
 pub mod normalize;
 pub mod photo;
+pub mod progress;
 pub mod source;
 pub mod split;
 

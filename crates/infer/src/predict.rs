@@ -1,4 +1,4 @@
-//! Classifying image files, several at a time as one batch.
+//! Classifying image files, a batch at a time; files that cannot be read are set aside.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,13 @@ pub struct Ranked {
 pub struct Prediction {
     pub image: PathBuf,
     pub predictions: Vec<Ranked>,
+}
+
+/// A file that could not be classified, and why.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: anyhow::Error,
 }
 
 impl Predictor<EfficientNet> {
@@ -103,17 +110,32 @@ impl<M: ImageClassifier> Predictor<M> {
         data::batch::images(&set, &indices, &self.normalization, device)
     }
 
-    /// The `top` most probable classes for each file, in one batch.
+    /// The `top` most probable classes for each of `paths` that can be read, as one batch; and
+    /// the files that could not be, with why.
     pub fn predict(
         &self,
         paths: &[PathBuf],
         top: usize,
         device: &Device,
-    ) -> anyhow::Result<Vec<Prediction>> {
-        let images = paths
-            .iter()
-            .map(|p| self.read_image(p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    ) -> anyhow::Result<(Vec<Prediction>, Vec<Unreadable>)> {
+        let mut readable = Vec::with_capacity(paths.len());
+        let mut images = Vec::with_capacity(paths.len());
+        let mut unreadable = Vec::new();
+        for path in paths {
+            match self.read_image(path) {
+                Ok(image) => {
+                    readable.push(path);
+                    images.push(image);
+                }
+                Err(error) => unreadable.push(Unreadable {
+                    path: path.clone(),
+                    error,
+                }),
+            }
+        }
+        if images.is_empty() {
+            return Ok((Vec::new(), unreadable));
+        }
         let probabilities = softmax(self.classifier.forward(self.batch(&images, device)), 1);
         let values = models::values(probabilities);
         anyhow::ensure!(
@@ -121,14 +143,15 @@ impl<M: ImageClassifier> Predictor<M> {
             "the network's output is not a number: its weights hold NaN or infinite values; fetch the weights again, or train again"
         );
         let classes = self.labels.len();
-        Ok(paths
-            .iter()
+        let predictions = readable
+            .into_iter()
             .zip(values.chunks(classes))
             .map(|(path, row)| Prediction {
                 image: path.clone(),
                 predictions: self.top(row, top),
             })
-            .collect())
+            .collect();
+        Ok((predictions, unreadable))
     }
 
     fn top(&self, probabilities: &[f32], k: usize) -> Vec<Ranked> {

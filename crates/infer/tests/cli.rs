@@ -135,6 +135,83 @@ fn bad_images_are_named() {
     }
 }
 
+/// The CSV rows of `infer --csv`: path, then (label, probability) for each rank.
+fn csv_rows(output: &Output) -> Vec<Vec<String>> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.split(',').map(String::from).collect())
+        .collect()
+}
+
+#[test]
+fn folders_are_classified_in_batches_skipping_broken_files() {
+    let dir = scratch_dir("infer-folders");
+    let run = trained_run(&dir);
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(photos.join("nested/deeper")).unwrap();
+    for i in 0..10 {
+        let folder = match i % 3 {
+            0 => photos.clone(),
+            1 => photos.join("nested"),
+            _ => photos.join("nested/deeper"),
+        };
+        write_png(&folder.join(format!("{i}.png")), 20 + 4 * i);
+    }
+    std::fs::write(photos.join("nested/broken.jpg"), "not an image").unwrap();
+    std::fs::write(photos.join("notes.txt"), "not an image file name").unwrap();
+    let loose = dir.join("loose.png");
+    write_png(&loose, 40);
+    let classify = |batch_size: &str| {
+        Command::new(env!("CARGO_BIN_EXE_infer"))
+            .args([
+                "--checkpoint",
+                run.to_str().unwrap(),
+                "--csv",
+                "--batch-size",
+                batch_size,
+                photos.to_str().unwrap(),
+                loose.to_str().unwrap(),
+            ])
+            .env("CONVKIT_CACHE", &*dir)
+            .env("CONVKIT_PROGRESS_SECONDS", "0")
+            .output()
+            .expect("infer runs")
+    };
+    // 12 files in batches of 2 and 5 (which does not divide 12), and in one batch.
+    let outputs: Vec<Output> = ["2", "5", "32"].into_iter().map(classify).collect();
+    for output in &outputs {
+        let message = stderr(output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains("broken.jpg") && message.contains("1 of 12 image files"),
+            "{message}"
+        );
+        assert!(!message.contains("notes.txt"), "{message}");
+        let rows = csv_rows(output);
+        assert_eq!(rows[0][..3], ["path", "label_1", "probability_1"]);
+        assert_eq!(rows.len(), 1 + 11, "{rows:?}");
+        assert!(rows.iter().skip(1).all(|row| row.len() == 7), "{rows:?}");
+        assert!(rows.iter().any(|row| row[0].ends_with("deeper/2.png")));
+        assert_eq!(rows.last().unwrap()[0], loose.to_str().unwrap());
+    }
+    // Without a terminal, the progress shows as plain lines when there are many batches.
+    assert!(
+        stderr(&outputs[0]).contains("classifying: "),
+        "{}",
+        stderr(&outputs[0])
+    );
+    assert!(!stderr(&outputs[2]).contains("classifying: "));
+    for (rows, one_batch) in csv_rows(&outputs[0])
+        .iter()
+        .zip(csv_rows(&outputs[2]))
+        .skip(1)
+    {
+        assert_eq!(rows[..2], one_batch[..2]);
+        let (a, b): (f32, f32) = (rows[2].parse().unwrap(), one_batch[2].parse().unwrap());
+        assert!((a - b).abs() < 1e-5, "{a} {b}");
+    }
+}
+
 #[test]
 fn flags_that_would_do_nothing_are_refused() {
     let dir = scratch_dir("infer-flags");

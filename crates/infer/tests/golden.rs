@@ -82,7 +82,8 @@ fn the_koala_is_a_koala() {
     let device = Device::flex();
     let (predictor, report) = Predictor::imagenet(Lite::Lite0, &weights, &device).unwrap();
     assert_eq!((report.loaded, report.ignored), (247, 49));
-    let predictions = predictor.predict(&[koala], 3, &device).unwrap();
+    let (predictions, unreadable) = predictor.predict(&[koala], 3, &device).unwrap();
+    assert!(unreadable.is_empty(), "{unreadable:?}");
     let top = &predictions[0].predictions;
     assert_eq!(top[0].label, "koala", "{top:?}");
     assert_eq!(top[0].index, 105);

@@ -38,6 +38,7 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
         weight.into_dispatch(),
         options,
     ));
+    crate::trace::record(conv.weight.id, &output.dims());
     match &conv.bias {
         Some(bias) => {
             let channels = bias.dims()[0];
@@ -51,6 +52,7 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
 /// the layer training, normalized with the batch's statistics, which move the running ones by the
 /// layer's momentum, as Burn's layer does.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
+    crate::trace::record(bn.gamma.id, &input.dims());
     if !(input.device().is_autodiff() && bn.training.is_enabled()) {
         return bn.forward(input);
     }

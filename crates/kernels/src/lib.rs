@@ -6,7 +6,8 @@
 //! - [`layers`]: what a network calls (`relu`, `conv2d`, `batch_norm`, ...), taking Burn's layers;
 //! - [`flex`]: the implementation for `Flex`, from tensors to slices and back;
 //! - [`autodiff`]: the backward steps, which call the gradients of the backend underneath;
-//! - [`math`]: the arithmetic on plain slices, free of Burn's types.
+//! - [`math`]: the arithmetic on plain slices, free of Burn's types;
+//! - [`trace`]: which layers a forward pass ran, for model summaries.
 //!
 //! Not here: networks (the `models` crate), or any other backend's kernels.
 
@@ -15,6 +16,7 @@ mod fallback;
 mod flex;
 pub mod layers;
 pub mod math;
+pub mod trace;
 
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;

@@ -17,6 +17,7 @@ pub mod convnet;
 pub mod efficientnet;
 pub mod fastnet;
 pub mod registry;
+pub mod summary;
 pub mod transfer;
 pub mod whitening;
 

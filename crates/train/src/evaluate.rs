@@ -1,6 +1,7 @@
 //! What a network says about a set of examples: per-example outputs (the prediction, its
-//! probability, the loss), averaged over the views test-time augmentation makes, and their mean
-//! loss and accuracy.
+//! probability, the loss), averaged over the views test-time augmentation makes, their mean
+//! loss and accuracy, and how they spread over the classes (precision, recall and F1 per class,
+//! the confusion matrix, the pairs most often confused).
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -82,4 +83,145 @@ pub fn outputs<M: Network>(
         }
     }
     all
+}
+
+/// Precision, recall and F1 of one class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    /// Of the examples predicted as this class, the share that are.
+    pub precision: f64,
+    /// Of the examples of this class, the share predicted as it.
+    pub recall: f64,
+    pub f1: f64,
+    /// Examples of this class.
+    pub support: usize,
+}
+
+/// A true class taken for another, and how often.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Confused {
+    pub actual: String,
+    pub predicted: String,
+    pub count: usize,
+}
+
+/// How the outputs spread over the classes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ByClass {
+    pub per_class: Vec<ClassMetrics>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+    /// Every pair confused at least once, most often first.
+    pub most_confused: Vec<Confused>,
+}
+
+impl ByClass {
+    pub fn of(outputs: &[Output], classes: &[String]) -> Self {
+        let n = classes.len();
+        let mut confusion = vec![vec![0usize; n]; n];
+        for o in outputs {
+            confusion[o.label][o.predicted] += 1;
+        }
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let per_class = classes
+            .iter()
+            .enumerate()
+            .map(|(c, class)| {
+                let hits = confusion[c][c];
+                let support: usize = confusion[c].iter().sum();
+                let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+                let (precision, recall) = (ratio(hits, predicted), ratio(hits, support));
+                let f1 = if precision + recall > 0.0 {
+                    2.0 * precision * recall / (precision + recall)
+                } else {
+                    0.0
+                };
+                ClassMetrics {
+                    class: class.clone(),
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
+            })
+            .collect();
+        let mut most_confused: Vec<Confused> = (0..n)
+            .flat_map(|t| (0..n).map(move |p| (t, p)))
+            .filter(|&(t, p)| t != p && confusion[t][p] > 0)
+            .map(|(t, p)| Confused {
+                actual: classes[t].clone(),
+                predicted: classes[p].clone(),
+                count: confusion[t][p],
+            })
+            .collect();
+        most_confused.sort_by(|a, b| b.count.cmp(&a.count));
+        ByClass {
+            per_class,
+            confusion,
+            most_confused,
+        }
+    }
+
+    /// The per-class table and the `pairs` most confused pairs, as printed.
+    pub fn table(&self, pairs: usize) -> String {
+        let width = self
+            .per_class
+            .iter()
+            .map(|m| m.class.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let mut text = format!("{:<width$}  precision  recall     f1  support\n", "class");
+        for m in &self.per_class {
+            text += &format!(
+                "{:<width$}  {:>9.4}  {:>6.4}  {:>5.4}  {:>7}\n",
+                m.class, m.precision, m.recall, m.f1, m.support
+            );
+        }
+        if !self.most_confused.is_empty() {
+            text += "most confused (actual -> predicted: count):\n";
+            for pair in self.most_confused.iter().take(pairs) {
+                text += &format!("  {} -> {}: {}\n", pair.actual, pair.predicted, pair.count);
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(label: usize, predicted: usize) -> Output {
+        Output {
+            label,
+            predicted,
+            probability: 0.9,
+            loss: 0.1,
+        }
+    }
+
+    #[test]
+    fn precision_recall_and_f1_per_class() {
+        let classes: Vec<String> = ["cat", "dog", "owl"].map(String::from).into();
+        // cat: 3 examples, 2 right, 1 taken for a dog; dog: 2, both right; owl: 1, taken for a
+        // dog; nothing predicted as owl.
+        let outputs = [(0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (2, 1)].map(|(t, p)| output(t, p));
+        let by_class = ByClass::of(&outputs, &classes);
+        let cat = &by_class.per_class[0];
+        assert_eq!((cat.precision, cat.support), (1.0, 3));
+        assert!((cat.recall - 2.0 / 3.0).abs() < 1e-12);
+        assert!((cat.f1 - 0.8).abs() < 1e-12);
+        let dog = &by_class.per_class[1];
+        assert_eq!((dog.precision, dog.recall), (0.5, 1.0));
+        let owl = &by_class.per_class[2];
+        assert_eq!((owl.precision, owl.recall, owl.f1), (0.0, 0.0, 0.0));
+        assert_eq!(by_class.confusion, [[2, 1, 0], [0, 2, 0], [0, 1, 0]]);
+        assert_eq!(by_class.most_confused.len(), 2);
+        assert_eq!(by_class.most_confused[0].count, 1);
+        let table = by_class.table(5);
+        assert!(table.contains("cat -> dog: 1"), "{table}");
+        assert!(table.lines().nth(1).unwrap().starts_with("cat"), "{table}");
+    }
 }

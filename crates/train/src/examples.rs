@@ -72,10 +72,11 @@ impl Examples<Tensor<4>> for Images<'_> {
     }
 }
 
-/// Images resized to the backbone's resolution and scaled as it was trained.
+/// Images resized to a network's input side and scaled as it was trained.
 pub struct ResizedImages<'a> {
     pub set: &'a ImageSet,
     pub side: usize,
+    pub norm: &'a Normalization,
 }
 
 impl Examples<Tensor<4>> for ResizedImages<'_> {
@@ -85,13 +86,7 @@ impl Examples<Tensor<4>> for ResizedImages<'_> {
 
     fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         (
-            data::batch::resized_images(
-                self.set,
-                indices,
-                self.side,
-                &Normalization::EFFICIENTNET_LITE,
-                device,
-            ),
+            data::batch::resized_images(self.set, indices, self.side, self.norm, device),
             data::batch::labels(self.set, indices, device),
         )
     }

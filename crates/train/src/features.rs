@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use data::ImageSet;
 use data::normalize::Normalization;
-use indicatif::{ProgressBar, ProgressStyle};
+use data::progress::{Progress, Unit};
 use models::efficientnet::Backbone;
 use sha2::{Digest, Sha256};
 
@@ -130,13 +130,11 @@ pub fn extract(
     device: &Device,
 ) -> FeatureSet {
     let norm = Normalization::EFFICIENTNET_LITE;
-    let bar = ProgressBar::new(set.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "extracting {msg} features {wide_bar} {pos}/{len} [{elapsed} < {eta}, {per_sec}]",
-        )
-        .expect("valid template"),
+    let bar = Progress::new(
+        format!("extracting {what} features"),
+        set.len() as u64,
+        Unit::Items("images"),
     );
-    bar.set_message(what.to_string());
     let started = std::time::Instant::now();
     let indices: Vec<usize> = (0..set.len()).collect();
     let Extraction {
@@ -163,7 +161,7 @@ pub fn extract(
         values.extend(models::values(features));
         bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
+    bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{what} features: {} images at {resolution}x{resolution} in {seconds:.0}s ({:.0} images/s)",

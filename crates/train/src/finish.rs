@@ -101,7 +101,7 @@ pub fn finish<M: Network>(
         &splits.dataset.classes,
         pictures,
         &outputs,
-        evaluated_on,
+        &format!("{evaluated_on} split"),
     )? {
         println!("saved {}", path.display());
     }

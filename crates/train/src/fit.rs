@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
+use data::progress::{Progress, Unit};
 use rng::{Rng, Stream};
 use serde::{Deserialize, Serialize};
 
@@ -103,13 +103,6 @@ pub struct EpochEnd<'a, M> {
 /// any epoch draws the same numbers as one that never stopped.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     Rng::new(rng::derive(seed, Stream::Epoch, epoch as u64)).next_u64()
-}
-
-fn progress(steps: usize) -> ProgressBar {
-    ProgressBar::new(steps as u64).with_style(
-        ProgressStyle::with_template("{pos}/{len} {wide_bar} [{elapsed} < {eta}] {msg}")
-            .expect("valid template"),
-    )
 }
 
 /// The examples a stage trains and validates on.
@@ -289,7 +282,11 @@ impl<M: Network> Epoch<'_, M> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         Rng::new(seed).shuffle(&mut order);
         let steps_per_epoch = self.train.len().div_ceil(options.batch_size);
-        let bar = progress(steps_per_epoch);
+        let bar = Progress::new(
+            format!("epoch {number}"),
+            steps_per_epoch as u64,
+            Unit::Items("steps"),
+        );
         let mut total = Tally::default();
         let first_step = (number - options.stage_first_epoch) * steps_per_epoch;
         let mut lr = options.schedule.lr(first_step);
@@ -330,7 +327,7 @@ impl<M: Network> Epoch<'_, M> {
             }
             Ok(model)
         });
-        bar.finish_and_clear();
+        bar.finish();
         result.map(|model| (model, lr, total))
     }
 }

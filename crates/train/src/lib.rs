@@ -22,9 +22,12 @@
 //!   a moving average ([`ema`]);
 //! - [`finish`]: the final evaluation ([`evaluate`]), `summary.json` and the pictures ([`report`]).
 //!
+//! After a run: [`assess`] evaluates its model again, on its test split or a labelled folder.
+//!
 //! Not here: network definitions (`models`), data loading (`data`), checkpoints, pretrained
 //! weights and the device (`store`).
 
+pub mod assess;
 pub mod config;
 pub mod ema;
 pub mod evaluate;

@@ -43,20 +43,29 @@ pub fn draw(
         },
     );
     let mut written = vec![save(run, "curves.png", &curves)?];
+    for (name, canvas) in evaluation_pictures(classes, pictures, outputs, split) {
+        written.push(save(run, name, &canvas)?);
+    }
+    Ok(written)
+}
 
+/// `confusion.png` and `mistakes.png` of `outputs`, the answers on `pictures` (the split or
+/// folder named `split`), by file name.
+pub fn evaluation_pictures(
+    classes: &[String],
+    pictures: &ImageSet,
+    outputs: &[Output],
+    split: &str,
+) -> [(&'static str, viz::Canvas); 2] {
     let mut counts = vec![vec![0usize; classes.len()]; classes.len()];
     for o in outputs {
         counts[o.label][o.predicted] += 1;
     }
     let title = format!(
-        "{split} split, {} images: rows are the true classes",
+        "{split}, {} images: rows are the true classes",
         outputs.len()
     );
-    written.push(save(
-        run,
-        "confusion.png",
-        &plots::confusion(&counts, classes, &title),
-    )?);
+    let confusion = plots::confusion(&counts, classes, &title);
 
     let mut wrong: Vec<(usize, &Output)> = outputs
         .iter()
@@ -87,12 +96,10 @@ pub fn draw(
         })
         .collect();
     let scale = (96 / pictures.side.max(1)).max(1) as u32;
-    written.push(save(
-        run,
-        "mistakes.png",
-        &plots::mistakes(&items, scale, 8),
-    )?);
-    Ok(written)
+    [
+        ("confusion.png", confusion),
+        ("mistakes.png", plots::mistakes(&items, scale, 8)),
+    ]
 }
 
 fn save(run: &RunDir, name: &str, canvas: &viz::Canvas) -> anyhow::Result<PathBuf> {

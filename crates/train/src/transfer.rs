@@ -232,6 +232,7 @@ fn fine_tune(
     let resized = |set| ResizedImages {
         set,
         side: resolution,
+        norm: &Normalization::EFFICIENTNET_LITE,
     };
     let (train_images, valid_images) = (resized(splits.train), resized(splits.valid));
     let best = stage::train_stage(

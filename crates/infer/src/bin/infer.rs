@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::prelude::Device;
 use clap::Parser;
-use infer::predict::Predictor;
+use data::progress::{Progress, Unit};
+use infer::predict::{Prediction, Predictor};
 use infer::visualize;
 use models::ImageClassifier;
 use models::efficientnet::Lite;
@@ -18,21 +19,30 @@ use store::pretrained;
     after_help = "Examples:
   infer koala.jpg                                    top-3 ImageNet classes (EfficientNet-Lite0)
   infer --model efficientnet_lite2 --top 5 a.jpg b.png
-  infer --checkpoint runs/cifar-1 photo.png          a model `train` saved
+  infer --checkpoint runs/cifar-1 photos/ --csv > predictions.csv
+                                                     a folder, with a model `train` saved
   infer koala.jpg --activations act.png --explain why.png
 
 The weights are fetched once into $CONVKIT_CACHE (else $XDG_CACHE_HOME/convkit, else
 ~/.cache/convkit) and checked by SHA-256; offline, pass --weights PATH."
 )]
 struct Args {
-    /// Image files (JPEG, PNG, BMP, WebP; any size); all are classified as one batch.
+    /// Image files (JPEG, PNG, BMP, WebP; any size) and folders, searched recursively for
+    /// images; a file that cannot be read is reported and skipped (the exit status is then 1).
     images: Vec<PathBuf>,
     /// How many classes to print per image.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     top: u16,
+    /// Images classified together; memory grows with it, not with the number of images.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
     /// Print one JSON array with an object per image instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Print CSV instead of text: the path, then the label and probability of each of the top
+    /// classes.
+    #[arg(long)]
+    csv: bool,
     /// Use the model of a `train` run directory instead of the ImageNet network.
     #[arg(long, value_name = "RUN_DIR")]
     checkpoint: Option<PathBuf>,
@@ -128,35 +138,163 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Print the predictions for the images and draw the pictures asked for.
+/// Print the predictions for the images, a batch at a time, and draw the pictures asked for of
+/// the first one read.
 fn classify(
     args: &Args,
     predictor: &Predictor<impl ImageClassifier>,
     device: &Device,
 ) -> anyhow::Result<()> {
-    let predictions = predictor.predict(&args.images, args.top.into(), device)?;
-    draw(args, predictor, predictions[0].predictions[0].index, device)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&predictions)?);
-        return Ok(());
+    let mut files = Vec::new();
+    for path in &args.images {
+        files.extend(
+            data::folder::image_files(path)
+                .with_context(|| format!("cannot list the images in {}", path.display()))?,
+        );
     }
-    for prediction in &predictions {
-        println!("{}", prediction.image.display());
-        for ranked in &prediction.predictions {
-            println!("  {}: {:.2}%", ranked.label, 100.0 * ranked.probability);
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no image files (png, jpg, jpeg, bmp, webp) in {}",
+        args.images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let batch_size = args.batch_size as usize;
+    let progress = (files.len() > 4 * batch_size)
+        .then(|| Progress::new("classifying", files.len() as u64, Unit::Items("images")));
+    let mut output = Output::new(args)?;
+    let mut first = None;
+    let mut skipped = 0;
+    for chunk in files.chunks(batch_size) {
+        let (predictions, unreadable) = predictor.predict(chunk, args.top.into(), device)?;
+        for file in &unreadable {
+            eprintln!("skipped: {:#}", file.error);
+        }
+        skipped += unreadable.len();
+        if first.is_none() {
+            first = predictions
+                .first()
+                .map(|p| (p.image.clone(), p.predictions[0].index));
+        }
+        output.write(&predictions)?;
+        if let Some(progress) = &progress {
+            progress.inc(chunk.len() as u64);
         }
     }
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
+    output.finish()?;
+    let Some((image, predicted)) = first else {
+        anyhow::bail!(
+            "none of the {} image files could be read (each is named above)",
+            files.len()
+        );
+    };
+    draw(args, predictor, &image, predicted, device)?;
+    anyhow::ensure!(
+        skipped == 0,
+        "{skipped} of {} image files could not be read and were skipped (each is named above); the others were classified",
+        files.len()
+    );
     Ok(())
 }
 
-/// The pictures asked for, of the first image.
+/// Where the predictions go: text, a JSON array (written at the end) or CSV rows.
+enum Output {
+    Text,
+    Json(Vec<Prediction>),
+    Csv {
+        writer: csv::Writer<std::io::Stdout>,
+        top: usize,
+        header: bool,
+    },
+}
+
+impl Output {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        Ok(if args.json {
+            Output::Json(Vec::new())
+        } else if args.csv {
+            Output::Csv {
+                writer: csv::Writer::from_writer(std::io::stdout()),
+                top: args.top.into(),
+                header: false,
+            }
+        } else {
+            Output::Text
+        })
+    }
+
+    fn write(&mut self, predictions: &[Prediction]) -> anyhow::Result<()> {
+        match self {
+            Output::Text => {
+                for prediction in predictions {
+                    println!("{}", prediction.image.display());
+                    for ranked in &prediction.predictions {
+                        println!("  {}: {:.2}%", ranked.label, 100.0 * ranked.probability);
+                    }
+                }
+            }
+            Output::Json(all) => all.extend_from_slice(predictions),
+            Output::Csv {
+                writer,
+                top,
+                header,
+            } => {
+                let Some(first) = predictions.first() else {
+                    return Ok(());
+                };
+                if !*header {
+                    let ranks = first.predictions.len().min(*top);
+                    let mut names = vec!["path".to_string()];
+                    for rank in 1..=ranks {
+                        names.push(format!("label_{rank}"));
+                        names.push(format!("probability_{rank}"));
+                    }
+                    writer.write_record(&names)?;
+                    *header = true;
+                }
+                for prediction in predictions {
+                    let mut record = vec![prediction.image.display().to_string()];
+                    for ranked in &prediction.predictions {
+                        record.push(ranked.label.clone());
+                        record.push(ranked.probability.to_string());
+                    }
+                    writer.write_record(&record)?;
+                }
+                writer.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if let Output::Json(all) = self {
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        Ok(())
+    }
+}
+
+/// The pictures asked for, of `image` (predicted as class `predicted`).
 fn draw(
     args: &Args,
     predictor: &Predictor<impl ImageClassifier>,
+    image: &std::path::Path,
     predicted: usize,
     device: &Device,
 ) -> anyhow::Result<()> {
-    let image = predictor.read_image(&args.images[0])?;
+    let wanted = args.list_layers
+        || args.activations.is_some()
+        || args.kernels.is_some()
+        || args.explain.is_some();
+    if !wanted {
+        return Ok(());
+    }
+    let image = predictor.read_image(image)?;
     if args.list_layers {
         for (layer, shape) in visualize::layer_shapes(predictor, &image, device) {
             eprintln!("{layer} {shape:?}");

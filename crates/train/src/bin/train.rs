@@ -3,25 +3,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use train::config::TrainConfig;
 use train::fit::Stop;
 
-/// Train a convnet from a config file.
+/// Train a convnet from a config file; evaluate or export what a run saved.
 #[derive(Parser)]
 #[command(
     version,
     about,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:
   train --config configs/cifar.toml                          the tutorial's convnet on CIFAR-10
   train --config configs/cifar-fast.toml --time-budget 10m   the most accuracy in 10 minutes
   train --config configs/cifar.toml --set data.dir=pictures  your own class folders
+  train --config configs/cifar.toml --summary                layers, shapes, parameters, MACs
   train --resume runs/cifar-1                                continue an interrupted run
+  train evaluate runs/cifar-1 --data labelled/               class by class, on your images
 
 Downloads (CIFAR-10, pretrained weights) and unpacked archives are cached in $CONVKIT_CACHE,
 else $XDG_CACHE_HOME/convkit, else ~/.cache/convkit."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The TOML config (see configs/cifar.toml for every key).
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
@@ -40,6 +46,27 @@ struct Args {
     resume: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a run's model: loss, accuracy, precision/recall/F1 per class, the pairs most
+    /// confused; writes confusion.png, mistakes.png and metrics.json.
+    Evaluate {
+        /// The run directory (e.g. runs/cifar-1).
+        run_dir: PathBuf,
+        /// A labelled folder <class>/<image> to evaluate on (class names from the run; some may
+        /// be missing); default: the run's test split, else its validation split.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Average each image's prediction over the test-time views (flips, shifts) of the run's
+        /// config.
+        #[arg(long)]
+        tta: bool,
+        /// Where the pictures and metrics.json go (default: RUN_DIR/evaluation).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
 /// `30m`, `1h`, `90s` or a plain number of minutes, in minutes.
 fn minutes(text: &str) -> Result<f64, String> {
     let (number, per_minute) = match text.trim().char_indices().last() {
@@ -53,6 +80,25 @@ fn minutes(text: &str) -> Result<f64, String> {
         Ok(_) => Err(format!("{text:?}: the time budget must be more than 0")),
         Err(_) => Err(format!("{text:?} is not a duration like 30m, 1h or 90s")),
     }
+}
+
+fn subcommand(command: &Command) -> anyhow::Result<Stop> {
+    match command {
+        Command::Evaluate {
+            run_dir,
+            data,
+            tta,
+            out,
+        } => {
+            let target = match data {
+                Some(dir) => train::assess::Target::Folder(dir),
+                None => train::assess::Target::OwnSplit,
+            };
+            let out = out.clone().unwrap_or_else(|| run_dir.join("evaluation"));
+            train::assess::assess(run_dir, target, *tta, &out)?;
+        }
+    }
+    Ok(Stop::Completed)
 }
 
 /// The exit status of a run stopped by Ctrl-C (after it saved everything), as shells report an
@@ -83,6 +129,9 @@ fn run() -> anyhow::Result<Stop> {
     })
     .context("cannot install the Ctrl-C handler")?;
     println!("backend: {}", store::device::backend_name());
+    if let Some(command) = &args.command {
+        return subcommand(command);
+    }
     let summary = match (&args.resume, &args.config) {
         (Some(run_dir), _) => train::run::resume(run_dir, &interrupted)?,
         (None, Some(path)) => {

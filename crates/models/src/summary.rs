@@ -1,0 +1,273 @@
+//! A network's layers as Keras' `model.summary()` lists them: each layer with parameters, its
+//! output shape, parameter count and multiply-adds per image; then the totals.
+//!
+//! The layers and their parameters come from the module tree (Burn's `ModuleVisitor`); the output
+//! shapes from one traced forward pass of a single image ([`kernels::trace`]), so that no network
+//! has to describe itself.
+
+use std::collections::HashMap;
+
+use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use serde::Serialize;
+
+use crate::ImageClassifier;
+
+/// One layer with parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Layer {
+    /// Its path in the module tree, e.g. `blocks.1.conv1`.
+    pub name: String,
+    /// Burn's module type, e.g. `Conv2d`.
+    pub kind: String,
+    /// `[channels, height, width]` or `[features]` for one image; empty if the forward pass did
+    /// not show it.
+    pub output: Vec<usize>,
+    pub params: usize,
+    pub trainable: bool,
+    /// Multiply-adds per image.
+    pub macs: u64,
+}
+
+/// Every layer with parameters, in the order the network declares them, and the totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub input: [usize; 3],
+    pub layers: Vec<Layer>,
+    pub params: usize,
+    pub trainable_params: usize,
+    pub frozen_params: usize,
+    /// Multiply-adds per image of one forward pass.
+    pub macs: u64,
+}
+
+/// The layers of `network` for `side` x `side` RGB images; `frozen(name)` says which layers
+/// training leaves as they are, beyond parameters that take no gradient.
+pub fn summarize<M: ImageClassifier>(
+    network: &M,
+    side: usize,
+    frozen: impl Fn(&str) -> bool,
+    device: &Device,
+) -> Summary {
+    let mut visitor = Layers::default();
+    network.visit(&mut visitor);
+    let image = Tensor::<4>::zeros([1, 3, side, side], device);
+    let (_, traced) = kernels::trace::traced(|| network.forward(image));
+    let shapes: HashMap<ParamId, Vec<usize>> = traced
+        .into_iter()
+        .map(|t| (t.param, t.output[1..].to_vec()))
+        .collect();
+    let layers: Vec<Layer> = visitor
+        .layers
+        .into_iter()
+        .map(|found| {
+            let (output, macs) = match (shapes.get(&found.first), found.weight.as_slice()) {
+                // A convolution: each output element costs one weight per input it sees.
+                (Some(output), [_, per_output @ ..]) if found.kind == "Conv2d" => {
+                    let elements: usize = output.iter().product();
+                    (
+                        output.clone(),
+                        (elements * per_output.iter().product::<usize>()) as u64,
+                    )
+                }
+                (Some(output), _) => (output.clone(), 0),
+                // A dense layer's weight is `[inputs, outputs]`.
+                (None, [inputs, outputs]) if found.kind == "Linear" => {
+                    (vec![*outputs], (inputs * outputs) as u64)
+                }
+                (None, _) => (Vec::new(), 0),
+            };
+            Layer {
+                trainable: found.require_grad && !frozen(&found.name),
+                name: found.name,
+                kind: found.kind,
+                output,
+                params: found.params,
+                macs,
+            }
+        })
+        .collect();
+    let params = layers.iter().map(|l| l.params).sum();
+    let trainable_params = layers
+        .iter()
+        .filter(|l| l.trainable)
+        .map(|l| l.params)
+        .sum();
+    Summary {
+        input: [3, side, side],
+        macs: layers.iter().map(|l| l.macs).sum(),
+        layers,
+        params,
+        trainable_params,
+        frozen_params: params - trainable_params,
+    }
+}
+
+impl Summary {
+    /// The table Keras prints, and the totals.
+    pub fn table(&self) -> String {
+        let name_width = self
+            .layers
+            .iter()
+            .map(|l| l.name.len() + l.kind.len() + 3)
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let mut text = format!(
+            "{:<name_width$}  {:<16}  {:>10}  {:>13}\n",
+            "layer (type)", "output shape", "params", "MACs"
+        );
+        for layer in &self.layers {
+            let shape = if layer.output.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:?}", layer.output)
+            };
+            let mark = if layer.trainable { "" } else { " (frozen)" };
+            text += &format!(
+                "{:<name_width$}  {shape:<16}  {:>10}  {:>13}{mark}\n",
+                format!("{} ({})", layer.name, layer.kind),
+                thousands(layer.params as u64),
+                thousands(layer.macs),
+            );
+        }
+        text += &self.totals();
+        text
+    }
+
+    /// The totals, in three lines.
+    pub fn totals(&self) -> String {
+        format!(
+            "parameters: {} ({} trainable, {} frozen)\nmultiply-adds per {}x{} image: {} ({:.3} GMAC)\n",
+            thousands(self.params as u64),
+            thousands(self.trainable_params as u64),
+            thousands(self.frozen_params as u64),
+            self.input[1],
+            self.input[2],
+            thousands(self.macs),
+            self.macs as f64 / 1e9
+        )
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A module holding parameters directly, as the visitor found it.
+struct Found {
+    name: String,
+    kind: String,
+    /// Its first parameter, which the trace names it by.
+    first: ParamId,
+    /// The shape of its `weight`, where it has one.
+    weight: Vec<usize>,
+    params: usize,
+    require_grad: bool,
+}
+
+/// Collects the modules holding parameters, by their path.
+#[derive(Default)]
+struct Layers {
+    /// `(field or variant name, the type of the module it belongs to)` down to where we are.
+    path: Vec<(String, String)>,
+    layers: Vec<Found>,
+}
+
+impl ModuleVisitor for Layers {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(((field, owner), parents)) = self.path.split_last() else {
+            return;
+        };
+        // The registry's enum variant names the network, not a layer.
+        let name = parents
+            .iter()
+            .filter(|(_, container)| !container.starts_with("Enum:"))
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        let kind = owner
+            .split_once(':')
+            .map_or(owner.as_str(), |(_, kind)| kind)
+            .to_string();
+        let shape = param.shape().dims::<D>().to_vec();
+        let elements: usize = shape.iter().product();
+        let require_grad = param.is_require_grad();
+        match self.layers.last_mut() {
+            Some(layer) if layer.name == name && layer.kind == kind => {
+                layer.params += elements;
+                layer.require_grad |= require_grad;
+                if field == "weight" {
+                    layer.weight = shape;
+                }
+            }
+            _ => self.layers.push(Found {
+                name,
+                kind,
+                first: param.id,
+                weight: if field == "weight" { shape } else { Vec::new() },
+                params: elements,
+                require_grad,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convnet::ConvNetConfig;
+
+    #[test]
+    fn the_tutorial_convnet_has_its_keras_summary() {
+        let device = Device::flex();
+        let net = ConvNetConfig::new().init(&device);
+        let summary = summarize(&net, 32, |_| false, &device);
+        let names: Vec<&str> = summary.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv2d_1",
+                "conv2d_2",
+                "conv2d_3",
+                "conv2d_4",
+                "fc1",
+                "fc2",
+                "predictions"
+            ]
+        );
+        // As Keras counts the tutorial's network.
+        let params: Vec<usize> = summary.layers.iter().map(|l| l.params).collect();
+        assert_eq!(params, [896, 9248, 51264, 102464, 2360320, 1049600, 10250]);
+        assert_eq!(summary.params, 3_584_042);
+        assert_eq!(summary.layers[0].output, [32, 30, 30]);
+        assert_eq!(summary.layers[0].macs, 30 * 30 * 32 * 27);
+        assert_eq!(summary.layers[3].output, [64, 6, 6]);
+        assert_eq!(summary.layers[4].output, [1024]);
+        assert_eq!(summary.layers[4].macs, 2304 * 1024);
+        assert_eq!(summary.trainable_params, summary.params);
+        let frozen = summarize(&net, 32, |name| name.starts_with("conv"), &device);
+        assert_eq!(frozen.frozen_params, 896 + 9248 + 51264 + 102464);
+        assert!(frozen.table().contains("conv2d_1 (Conv2d)"));
+        assert_eq!(thousands(3_584_042), "3,584,042");
+        assert_eq!(thousands(999), "999");
+    }
+}
