@@ -52,6 +52,12 @@ pub trait ImageClassifier: Module {
     fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2>;
 
     /// The first convolution's filters, `[out, in, k, k]`.
+    /// Layers (by their path in the module tree) that never train, such as a fixed whitening
+    /// stem.
+    fn fixed_layers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     fn first_filters(&self) -> Tensor<4>;
 
     /// The same function in a faster form for inference (BatchNorm folded into the convolutions

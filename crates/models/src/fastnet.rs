@@ -219,6 +219,14 @@ impl ImageClassifier for FastNet {
     fn first_filters(&self) -> Tensor<4> {
         self.stem.conv.weight.val()
     }
+
+    fn fixed_layers(&self) -> Vec<String> {
+        if self.fixed_stem {
+            vec!["stem.conv".into()]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -170,6 +170,12 @@ macro_rules! registry {
                 }
             }
 
+            fn fixed_layers(&self) -> Vec<String> {
+                match self {
+                    $(Self::$variant(net) => net.fixed_layers(),)+
+                }
+            }
+
             fn fold_batchnorm(self) -> Self {
                 match self {
                     $(Self::$variant(net) => Self::$variant(net.fold_batchnorm()),)+

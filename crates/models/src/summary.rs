@@ -41,14 +41,17 @@ pub struct Summary {
     pub macs: u64,
 }
 
-/// The layers of `network` for `side` x `side` RGB images; `frozen(name)` says which layers
-/// training leaves as they are, beyond parameters that take no gradient.
+/// The layers of `network` for `side` x `side` RGB images; training leaves the network's
+/// [`ImageClassifier::fixed_layers`] as they are, and those `frozen(name)` names (a recipe's
+/// choice).
 pub fn summarize<M: ImageClassifier>(
     network: &M,
     side: usize,
     frozen: impl Fn(&str) -> bool,
     device: &Device,
 ) -> Summary {
+    let fixed = network.fixed_layers();
+    let frozen = |name: &str| frozen(name) || fixed.iter().any(|f| f == name);
     let mut visitor = Layers::default();
     network.visit(&mut visitor);
     let image = Tensor::<4>::zeros([1, 3, side, side], device);
@@ -78,7 +81,7 @@ pub fn summarize<M: ImageClassifier>(
                 (None, _) => (Vec::new(), 0),
             };
             Layer {
-                trainable: found.require_grad && !frozen(&found.name),
+                trainable: !frozen(&found.name),
                 name: found.name,
                 kind: found.kind,
                 output,
@@ -172,7 +175,6 @@ struct Found {
     /// The shape of its `weight`, where it has one.
     weight: Vec<usize>,
     params: usize,
-    require_grad: bool,
 }
 
 /// Collects the modules holding parameters, by their path.
@@ -210,11 +212,9 @@ impl ModuleVisitor for Layers {
             .to_string();
         let shape = param.shape().dims::<D>().to_vec();
         let elements: usize = shape.iter().product();
-        let require_grad = param.is_require_grad();
         match self.layers.last_mut() {
             Some(layer) if layer.name == name && layer.kind == kind => {
                 layer.params += elements;
-                layer.require_grad |= require_grad;
                 if field == "weight" {
                     layer.weight = shape;
                 }
@@ -225,7 +225,6 @@ impl ModuleVisitor for Layers {
                 first: param.id,
                 weight: if field == "weight" { shape } else { Vec::new() },
                 params: elements,
-                require_grad,
             }),
         }
     }

@@ -1,7 +1,8 @@
 //! Models on disk, and the machine they run on: a trained classifier saved by `train`
 //! ([`checkpoint`]: `model.json` and `model.bpk`), the EfficientNet-Lite ImageNet weights
 //! ([`pretrained`]: fetched once, checked by SHA-256, cached), the backend chosen by cargo
-//! features ([`device`]) and the allocator setting that the CPU backend wants ([`allocator`]).
+//! features ([`device`]), the allocator setting that the CPU backend wants ([`allocator`]), and
+//! a classifier exported for PyTorch ([`export`]).
 //! `train` and `infer` both build on it; neither depends on the other.
 //!
 //! Not here: network definitions (`models`), training (`train`), or datasets (`data`).
@@ -9,6 +10,7 @@
 pub mod allocator;
 pub mod checkpoint;
 pub mod device;
+pub mod export;
 pub mod pretrained;
 
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use data::{Dataset, ImageSet};
 use serde::Serialize;
 
-use crate::evaluate::{self, Evaluation};
+use crate::evaluate::{self, ByClass, Evaluation};
 use crate::examples::Examples;
 use crate::fit::Stop;
 use crate::network::Network;
@@ -93,18 +93,43 @@ pub fn finish<M: Network>(
     };
     println!("{evaluated_on} loss: {loss:.4}");
     println!("{evaluated_on} accuracy: {acc:.4}");
-    // The pictures before `summary.json`, which marks the run finished: a run killed while
-    // drawing them has no summary yet, so `--resume` finishes it again.
-    for path in crate::report::draw(
+    // The pictures and the report before `summary.json`, which marks the run finished: a run
+    // killed while drawing them has no summary yet, so `--resume` finishes it again.
+    let drawn = crate::report::draw(
         run,
         &progress.history,
         &splits.dataset.classes,
         pictures,
         &outputs,
         &format!("{evaluated_on} split"),
-    )? {
+    )?;
+    let captions = ["Learning curves", "Confusion matrix", "Worst mistakes"];
+    let pictures: Vec<(&str, Vec<u8>)> = captions
+        .into_iter()
+        .zip(drawn.iter().map(|(_, png)| png.clone()))
+        .collect();
+    for (path, _) in &drawn {
         println!("saved {}", path.display());
     }
+    let title = format!(
+        "{} — {}",
+        run.path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        config.model.name()
+    );
+    let page = crate::html::render(&crate::html::Page {
+        title: &title,
+        config: &config.to_toml(),
+        summary: &summary,
+        history: &progress.history,
+        by_class: &ByClass::of(&outputs, &splits.dataset.classes),
+        pictures: &pictures,
+    });
+    println!(
+        "saved {}",
+        run.write("report.html", page.as_bytes())?.display()
+    );
     run.write_json("summary.json", &summary)?;
     if summary.stop != Stop::Interrupted {
         resume::clear(&run.path)?;

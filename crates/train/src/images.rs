@@ -10,8 +10,10 @@ use data::{Dataset, ImageSet};
 use models::{Architecture, Classifier};
 use store::checkpoint::Manifest;
 
+use crate::config::TrainConfig;
 use crate::examples::{Examples, Images};
 use crate::finish::{self, Evaluated, Splits, Summary};
+use crate::lr_find;
 use crate::stage::{self, Progress, RunContext, Saving, Stage};
 
 /// Train the config's network on `dataset`'s images and finish the run.
@@ -86,6 +88,26 @@ pub fn run(
         &progress,
         context,
     )
+}
+
+/// The learning-rate finder on a new network of the config and its training split, on `devices`
+/// (autodiff devices, the model's first).
+pub fn lr_find(
+    dataset: &Dataset,
+    config: &TrainConfig,
+    devices: &[Device],
+    steps: usize,
+) -> anyhow::Result<lr_find::Sweep> {
+    let (train, _) = crate::run::split(dataset, config)?;
+    let norm = Normalization::per_pixel(&train);
+    let classes = dataset.classes.len();
+    let model = new_network(&config.model, &train, &norm, classes, &devices[0]);
+    let examples = Images {
+        set: &train,
+        norm: &norm,
+        augment: config.augment,
+    };
+    Ok(lr_find::sweep(model, &examples, config, devices, steps))
 }
 
 /// A new network for `train`'s images, its data-dependent layers (if any) fitted to the first

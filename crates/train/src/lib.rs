@@ -11,7 +11,8 @@
 //! `Learner` (the `models` crate's `burn-train` feature).
 //!
 //! A reader finds, in the order a run goes through them:
-//! - [`config`]: the TOML file, every key optional, unknown keys rejected;
+//! - [`config`]: the TOML file, every key optional, unknown keys rejected; [`describe`] lists
+//!   its network's layers;
 //! - [`run`]: a whole run — data, split, run directory ([`run_dir`]), devices ([`placement`]) —
 //!   handing over to the recipe the network calls for: [`images`] (a network trained from
 //!   scratch) or [`transfer`] (a pretrained backbone, its [`features`] cached);
@@ -20,22 +21,27 @@
 //! - [`fit`]: the loop — epochs, validation, early stopping — taking [`step`]s with the
 //!   [`optimizer`] at the rate the [`schedule`] gives, on [`examples`] of a [`network`], keeping
 //!   a moving average ([`ema`]);
-//! - [`finish`]: the final evaluation ([`evaluate`]), `summary.json` and the pictures ([`report`]).
+//! - [`finish`]: the final evaluation ([`evaluate`]), `summary.json`, the pictures ([`report`])
+//!   and `report.html` ([`html`]).
 //!
-//! After a run: [`assess`] evaluates its model again, on its test split or a labelled folder.
+//! Before a run, [`lr_find`] suggests a learning rate; after it, [`assess`] evaluates its model
+//! again, on its test split or a labelled folder.
 //!
 //! Not here: network definitions (`models`), data loading (`data`), checkpoints, pretrained
 //! weights and the device (`store`).
 
 pub mod assess;
 pub mod config;
+pub mod describe;
 pub mod ema;
 pub mod evaluate;
 pub mod examples;
 pub mod features;
 pub mod finish;
 pub mod fit;
+pub mod html;
 pub mod images;
+pub mod lr_find;
 pub mod network;
 pub mod optimizer;
 pub mod placement;

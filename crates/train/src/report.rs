@@ -1,4 +1,5 @@
 //! The pictures every run leaves in its directory: `curves.png`, `confusion.png`, `mistakes.png`.
+//! `report.html` ([`crate::html`]) shows them all on one page.
 
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use crate::run_dir::RunDir;
 const MISTAKES: usize = 24;
 
 /// Draw the run's pictures; `outputs` are the best weights' answers on `pictures` (the split named
-/// `split`). Returns the files written.
+/// `split`). Returns the files written with their PNG bytes.
 pub fn draw(
     run: &RunDir,
     history: &[EpochMetrics],
@@ -22,7 +23,7 @@ pub fn draw(
     pictures: &ImageSet,
     outputs: &[Output],
     split: &str,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     let series = |f: fn(&EpochMetrics) -> f64| history.iter().map(f).collect::<Vec<_>>();
     let (loss, val_loss, acc, val_acc) = (
         series(|m| m.loss),
@@ -33,11 +34,13 @@ pub fn draw(
     let curves = plots::curves(
         Curve {
             title: "loss per epoch",
+            label: "cross-entropy",
             train: &loss,
             valid: &val_loss,
         },
         Curve {
             title: "accuracy per epoch",
+            label: "accuracy",
             train: &acc,
             valid: &val_acc,
         },
@@ -102,6 +105,7 @@ pub fn evaluation_pictures(
     ]
 }
 
-fn save(run: &RunDir, name: &str, canvas: &viz::Canvas) -> anyhow::Result<PathBuf> {
-    run.write(name, &canvas.png())
+fn save(run: &RunDir, name: &str, canvas: &viz::Canvas) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    let png = canvas.png();
+    Ok((run.write(name, &png)?, png))
 }

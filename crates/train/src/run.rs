@@ -59,6 +59,37 @@ fn split_indices(n: usize, config: &TrainConfig) -> anyhow::Result<(Vec<usize>, 
     Ok((train, valid))
 }
 
+/// The config's network described layer by layer, for the classes of its data.
+pub fn summary(config: &TrainConfig) -> anyhow::Result<models::summary::Summary> {
+    let dataset = load_data(config)?;
+    let device = store::device::device();
+    Ok(crate::describe::summarize(
+        config,
+        dataset.classes.len(),
+        &device,
+    ))
+}
+
+/// The learning-rate finder for the config's recipe over `steps` steps, its files written into
+/// `output_dir` under `name`.
+pub fn lr_find(
+    config: &TrainConfig,
+    name: &str,
+    steps: usize,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let devices = store::device::devices(config.devices)?;
+    let dataset = load_data(config)?;
+    let placement = Placement::new(&devices);
+    placement.main().seed(config.seed);
+    let sweep = match config.model.pretrained() {
+        Some(network) => {
+            crate::transfer::lr_find(network, &dataset, config, &placement.devices, steps)?
+        }
+        None => crate::images::lr_find(&dataset, config, &placement.devices, steps)?,
+    };
+    crate::lr_find::report(&sweep, &config.output_dir, name)
+}
+
 /// Run the config's recipe, writing into a new run directory `<output_dir>/<name>-<n>`.
 pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
     let progress = Progress::start();
@@ -117,6 +148,8 @@ fn train_in(
 ) -> anyhow::Result<Summary> {
     let names: Vec<String> = devices.iter().map(store::device::describe).collect();
     println!("device: {}", names.join(", "));
+    let network = crate::describe::summarize(config, dataset.classes.len(), &devices[0]);
+    print!("{}: {}", config.model.name(), network.totals());
     let placement = Placement::new(devices);
     placement.main().seed(config.seed);
     let context = RunContext {

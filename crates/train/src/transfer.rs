@@ -18,6 +18,7 @@ use crate::examples::{Examples, ResizedImages};
 use crate::features::{self, Extraction, FeatureSet, MapViews};
 use crate::finish::{self, Evaluated, Splits, Summary};
 use crate::fit::Stop;
+use crate::lr_find;
 use crate::network::Maps;
 use crate::stage::{self, Progress, RunContext, Saving, Stage};
 
@@ -109,8 +110,11 @@ fn views((plain, mirrored): &(FeatureSet, Option<FeatureSet>)) -> MapViews<'_> {
 
 /// `lite`'s ImageNet weights, as the config names them or from the cache, loaded; and their
 /// SHA-256, which keys the feature cache.
-fn pretrained(lite: Lite, context: &RunContext) -> anyhow::Result<(EfficientNet, String)> {
-    let config = context.config;
+fn pretrained(
+    lite: Lite,
+    config: &TrainConfig,
+    device: &Device,
+) -> anyhow::Result<(EfficientNet, String)> {
     let (weights, sha256) = match &config.transfer.weights {
         Some(path) => (path.clone(), data::fetch::sha256_file(path)?),
         None => (
@@ -118,13 +122,40 @@ fn pretrained(lite: Lite, context: &RunContext) -> anyhow::Result<(EfficientNet,
             lite.weights().sha256.to_string(),
         ),
     };
-    let (network, report) = store::pretrained::load(&weights, lite, context.placement.main())?;
+    let (network, report) = store::pretrained::load(&weights, lite, device)?;
     println!(
         "loaded {} pretrained tensors from {}",
         report.loaded,
         weights.display()
     );
     Ok((network, sha256))
+}
+
+/// The learning-rate finder on the recipe's first stage: a new head (and the backbone's last
+/// blocks) on the features of the training split, on `devices` (autodiff, the model's first).
+pub fn lr_find(
+    network: EfficientNetConfig,
+    dataset: &Dataset,
+    config: &TrainConfig,
+    devices: &[Device],
+    steps: usize,
+) -> anyhow::Result<lr_find::Sweep> {
+    let device = &devices[0];
+    let (pretrained, weights_sha256) = pretrained(network.lite, config, device)?;
+    let (train, _) = crate::run::split(dataset, config)?;
+    let features = FrozenPart {
+        backbone: pretrained.backbone.valid().fold_batchnorm(),
+        weights_sha256: &weights_sha256,
+        config,
+        device: device.clone().inner(),
+    }
+    .features(&train, "training", false)?;
+    let head = TransferHeadConfig::new(dataset.classes.len())
+        .with_dropout(network.dropout)
+        .with_hidden_units(network.hidden_units)
+        .init_head(device);
+    let top = TransferTop::new(&pretrained.backbone, head, config.transfer.train_blocks);
+    Ok(lr_find::sweep(top, &features, config, devices, steps))
 }
 
 /// Train a new head (and the backbone's last blocks) for `dataset`'s classes on the pretrained
@@ -137,7 +168,7 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let config = context.config;
     let device = context.placement.main();
-    let (pretrained, weights_sha256) = pretrained(network.lite, context)?;
+    let (pretrained, weights_sha256) = pretrained(network.lite, config, device)?;
     let (train, valid) = crate::run::split(dataset, config)?;
     let splits = Splits {
         dataset,

@@ -1,5 +1,6 @@
-//! What a user does around a run, through the `train` binary: evaluating a run's model again, on
-//! its own test split and on labelled folders.
+//! What a user does around a run, through the `train` binary: the network's summary, the
+//! learning-rate finder, and evaluating a run's model again, on its own test split and on
+//! labelled folders.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -54,8 +55,24 @@ fn evaluating_a_run_reproduces_its_test_accuracy_and_explains_it_by_class() {
     let config = folder_config(&dir);
     let output = train(&["--config", config.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("convnet: parameters: 3,576,867"),
+        "{}",
+        text(&output)
+    );
     let run = dir.join("runs/tiny-1");
     let trained = summary(&run);
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(report.matches("src=\"data:image/png;base64,").count(), 3);
+    for part in [
+        "Metrics per epoch",
+        "Per class",
+        "Most confused",
+        "Config",
+        "peak memory",
+    ] {
+        assert!(report.contains(part), "{part}");
+    }
 
     let out = dir.join("evaluation");
     let output = train(&[
@@ -124,4 +141,170 @@ fn evaluating_a_run_reproduces_its_test_accuracy_and_explains_it_by_class() {
         "{message}"
     );
     assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_run() {
+    let dir = testkit::scratch_dir("train-summary-lr-find");
+    let config = folder_config(&dir);
+    let config = config.to_str().unwrap();
+    let output = train(&["--config", config, "--summary"]);
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    let line = |start: &str| {
+        printed
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start}: {printed}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("conv2d_1 (Conv2d)"),
+        "conv2d_1 (Conv2d) [32, 30, 30] 896 777,600"
+    );
+    assert_eq!(
+        line("predictions (Linear)"),
+        "predictions (Linear) [3] 3,075 3,072"
+    );
+    assert_eq!(
+        line("parameters:"),
+        "parameters: 3,576,867 (3,576,867 trainable, 0 frozen)"
+    );
+    assert!(line("multiply-adds").starts_with("multiply-adds per 32x32 image: 20,220,288"));
+
+    for (name, extra) in [
+        ("tiny", &[][..]),
+        (
+            "tiny",
+            &[
+                "--set",
+                "model.name=\"fastnet\"",
+                "--set",
+                "optimizer.name=\"sgd\"",
+            ][..],
+        ),
+    ] {
+        let mut args = vec!["--config", config, "--lr-find", "--lr-find-steps", "40"];
+        args.extend(extra);
+        let output = train(&args);
+        let printed = text(&output);
+        assert!(output.status.success(), "{printed}");
+        assert!(printed.contains("suggested lr: "), "{printed}");
+        let csv = std::fs::read_to_string(dir.join(format!("runs/{name}-lr-find.csv"))).unwrap();
+        let rates: Vec<f64> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(rates.len() > 20, "{csv}");
+        assert!(rates.windows(2).all(|w| w[1] > w[0]), "{csv}");
+        let png = std::fs::read(dir.join(format!("runs/{name}-lr-find.png"))).unwrap();
+        assert!(image::load_from_memory(&png).is_ok());
+    }
+    // No run was made.
+    let entries: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(entries.iter().all(|e| e.contains("lr-find")), "{entries:?}");
+}
+
+/// A Python with torch and safetensors: `CONVKIT_PYTHON`, else `python3`; None (the reason
+/// printed) without them.
+fn python_with_torch() -> Option<String> {
+    let python = std::env::var("CONVKIT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_torch = Command::new(&python)
+        .args(["-c", "import torch, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!(
+            "skipped: {python} cannot import torch and safetensors (pip install torch safetensors, or set CONVKIT_PYTHON)"
+        );
+    }
+    has_torch.then_some(python)
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn an_exported_model_gives_pytorch_the_same_logits() {
+    let Some(python) = python_with_torch() else {
+        return;
+    };
+    let dir = testkit::scratch_dir("train-export");
+    let config = folder_config(&dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/convkit_torch.py");
+    for (name, extra) in [
+        ("convnet", &[][..]),
+        (
+            "fastnet",
+            &[
+                "--set",
+                "model.name=\"fastnet\"",
+                "--set",
+                "model.widths=[8, 16, 16, 32]",
+                "--set",
+                "model.whiten=true",
+            ][..],
+        ),
+    ] {
+        let mut args = vec!["--config", config.to_str().unwrap(), "--set", "epochs=1"];
+        args.extend(extra);
+        let output = train(&args);
+        assert!(output.status.success(), "{}", text(&output));
+        let run = std::fs::read_dir(dir.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read_to_string(p.join("model.json")).is_ok_and(|m| m.contains(name)))
+            .unwrap();
+        let exported = dir.join(format!("{name}.safetensors"));
+        let output = train(&[
+            "export",
+            run.to_str().unwrap(),
+            "--safetensors",
+            exported.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+
+        let device = burn::prelude::Device::flex();
+        let (classifier, _) = store::checkpoint::load(&run, &device).unwrap();
+        let values: Vec<f32> = (0..2 * 3 * 32 * 32)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        let input = burn::prelude::Tensor::<4>::from_data(
+            burn::prelude::TensorData::new(values.clone(), [2, 3, 32, 32]),
+            &device,
+        );
+        use models::ImageClassifier;
+        let burn_logits = models::values(classifier.forward(input));
+        let (input_file, output_file) = (dir.join("input.f32"), dir.join("logits.f32"));
+        std::fs::write(&input_file, f32_bytes(&values)).unwrap();
+        let output = Command::new(&python)
+            .arg(&script)
+            .args([&run, &exported])
+            .arg("--input")
+            .arg(&input_file)
+            .arg("--output")
+            .arg(&output_file)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        let torch_logits: Vec<f32> = std::fs::read(&output_file)
+            .unwrap()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(torch_logits.len(), burn_logits.len(), "{name}");
+        for (a, b) in burn_logits.iter().zip(&torch_logits) {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{name}: burn {burn_logits:?} torch {torch_logits:?}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! writing files (the callers write the bytes where they keep their outputs).
 
 pub mod canvas;
+pub mod charts;
 pub mod colormap;
 pub mod grid;
 pub mod heatmap;

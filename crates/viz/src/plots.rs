@@ -2,96 +2,51 @@
 
 use crate::Picture;
 use crate::canvas::{BLACK, Canvas, GRAY, LINE};
+use crate::charts::{Chart, Series, line_chart};
 use crate::colormap::viridis;
 
 const MARGIN: u32 = 10;
-const TRAIN: [u8; 3] = [31, 119, 180];
-const VALID: [u8; 3] = [255, 127, 14];
-
 /// Per-epoch values of one metric, for training and validation.
 pub struct Curve<'a> {
     pub title: &'a str,
+    /// What the metric is, for the y axis.
+    pub label: &'a str,
     pub train: &'a [f64],
     pub valid: &'a [f64],
 }
 
-fn format_tick(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn draw_curve(canvas: &mut Canvas, left: u32, top: u32, w: u32, h: u32, curve: &Curve) {
-    let values = curve
-        .train
-        .iter()
-        .chain(curve.valid)
-        .copied()
-        .filter(|v| v.is_finite());
-    let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if hi - lo < 1e-9 {
-        hi = lo + 1.0;
-    }
-    canvas.text(left, top, curve.title, BLACK, 1);
-    let (px, py, pw, ph) = (left + 56, top + LINE + 4, w - 60, h - LINE - 24);
-    canvas.line((px.into(), py.into()), (px.into(), (py + ph).into()), BLACK);
-    canvas.line(
-        (px.into(), (py + ph).into()),
-        ((px + pw).into(), (py + ph).into()),
-        BLACK,
-    );
-    canvas.text(left, py, &format_tick(hi), GRAY, 1);
-    canvas.text(left, py + ph - 8, &format_tick(lo), GRAY, 1);
-    let epochs = curve.train.len().max(curve.valid.len()).max(1);
-    canvas.text(px, py + ph + 4, "1", GRAY, 1);
-    let last = epochs.to_string();
-    canvas.text(px + pw - 8 * last.len() as u32, py + ph + 4, &last, GRAY, 1);
-    let point = |i: usize, v: f64| -> (i64, i64) {
-        let x = px as f64
-            + if epochs > 1 {
-                i as f64 / (epochs - 1) as f64 * pw as f64
-            } else {
-                pw as f64 / 2.0
-            };
-        let y = (py + ph) as f64 - (v - lo) / (hi - lo) * ph as f64;
-        (x.round() as i64, y.round() as i64)
-    };
-    for (series, color) in [(curve.train, TRAIN), (curve.valid, VALID)] {
-        let points: Vec<_> = series
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, &v)| point(i, v))
-            .collect();
-        for pair in points.windows(2) {
-            canvas.line(pair[0], pair[1], color);
-        }
-        for &(x, y) in &points {
-            for (dx, dy) in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)] {
-                canvas.put(x + dx, y + dy, color);
-            }
-        }
-    }
-}
-
 /// Loss and accuracy per epoch, training and validation, side by side.
 pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
-    let (w, h) = (320, 220);
-    let mut canvas = Canvas::new(2 * w + 3 * MARGIN, h + 2 * MARGIN + LINE + 4);
-    draw_curve(&mut canvas, MARGIN, MARGIN, w, h, &loss);
-    draw_curve(&mut canvas, 2 * MARGIN + w, MARGIN, w, h, &accuracy);
-    let legend = MARGIN + h + 2;
-    canvas.rect(MARGIN, legend + 2, 12, 4, TRAIN);
-    canvas.text(MARGIN + 16, legend, "train", BLACK, 1);
-    canvas.rect(MARGIN + 70, legend + 2, 12, 4, VALID);
-    canvas.text(MARGIN + 86, legend, "validation", BLACK, 1);
+    let (w, h) = (480, 340);
+    let mut canvas = Canvas::new(2 * w, h);
+    for (i, curve) in [loss, accuracy].iter().enumerate() {
+        let by_epoch = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| ((e + 1) as f64, v))
+                .collect()
+        };
+        let chart = Chart {
+            title: curve.title,
+            x_label: "epoch",
+            y_label: curve.label,
+            log_x: false,
+            series: vec![
+                Series {
+                    name: "training",
+                    points: by_epoch(curve.train),
+                },
+                Series {
+                    name: "validation",
+                    points: by_epoch(curve.valid),
+                },
+            ],
+            mark: None,
+        };
+        let panel = line_chart(&chart, w, h);
+        image::imageops::overlay(&mut canvas.image, &panel.image, i as i64 * i64::from(w), 0);
+    }
     canvas
 }
 

@@ -19,8 +19,10 @@ use train::fit::Stop;
   train --config configs/cifar-fast.toml --time-budget 10m   the most accuracy in 10 minutes
   train --config configs/cifar.toml --set data.dir=pictures  your own class folders
   train --config configs/cifar.toml --summary                layers, shapes, parameters, MACs
+  train --config configs/cifar.toml --lr-find                which learning rate to train at
   train --resume runs/cifar-1                                continue an interrupted run
   train evaluate runs/cifar-1 --data labelled/               class by class, on your images
+  train export runs/cifar-1 --safetensors cifar.safetensors  the model for PyTorch
 
 Downloads (CIFAR-10, pretrained weights) and unpacked archives are cached in $CONVKIT_CACHE,
 else $XDG_CACHE_HOME/convkit, else ~/.cache/convkit."
@@ -40,6 +42,16 @@ struct Args {
     /// Train on this many devices together, each taking a share of every batch (sets devices).
     #[arg(long, value_name = "N", conflicts_with = "resume")]
     devices: Option<usize>,
+    /// Sweep the learning rate on a new copy of the network (no run is made): writes
+    /// <output_dir>/<name>-lr-find.png and .csv and prints a suggested rate.
+    #[arg(long, conflicts_with_all = ["resume", "summary"])]
+    lr_find: bool,
+    /// Steps of the --lr-find sweep.
+    #[arg(long, value_name = "N", default_value_t = train::lr_find::STEPS as u32, requires = "lr_find", value_parser = clap::value_parser!(u32).range(2..))]
+    lr_find_steps: u32,
+    /// Print the network's layers (output shapes, parameters, multiply-adds) and exit.
+    #[arg(long, conflicts_with = "resume")]
+    summary: bool,
     /// Continue an interrupted run (its directory, e.g. runs/cifar-1) from its last completed
     /// epoch, with the config it was started with.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
@@ -64,6 +76,15 @@ enum Command {
         /// Where the pictures and metrics.json go (default: RUN_DIR/evaluation).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Write a run's model as SafeTensors with the key names of its PyTorch twin in
+    /// scripts/convkit_torch.py.
+    Export {
+        /// The run directory (e.g. runs/cifar-1).
+        run_dir: PathBuf,
+        /// The SafeTensors file to write.
+        #[arg(long, value_name = "FILE")]
+        safetensors: PathBuf,
     },
 }
 
@@ -96,6 +117,20 @@ fn subcommand(command: &Command) -> anyhow::Result<Stop> {
             };
             let out = out.clone().unwrap_or_else(|| run_dir.join("evaluation"));
             train::assess::assess(run_dir, target, *tta, &out)?;
+        }
+        Command::Export {
+            run_dir,
+            safetensors,
+        } => {
+            let device = store::device::device();
+            let (classifier, _) = store::checkpoint::load(run_dir, &device)?;
+            let tensors = store::export::safetensors(&classifier, safetensors)?;
+            println!(
+                "wrote {tensors} tensors to {}; in PyTorch: python scripts/convkit_torch.py {} {}",
+                safetensors.display(),
+                run_dir.display(),
+                safetensors.display()
+            );
         }
     }
     Ok(Stop::Completed)
@@ -144,10 +179,20 @@ fn run() -> anyhow::Result<Stop> {
                 overrides.push(format!("devices={devices}"));
             }
             let config = TrainConfig::load(path, &overrides)?;
+            if args.summary {
+                print!("{}", train::run::summary(&config)?.table());
+                return Ok(Stop::Completed);
+            }
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "run".into());
+            if args.lr_find {
+                for path in train::run::lr_find(&config, &name, args.lr_find_steps as usize)? {
+                    println!("saved {}", path.display());
+                }
+                return Ok(Stop::Completed);
+            }
             train::run::run(&config, &name, &interrupted)?
         }
         (None, None) => unreachable!("clap requires --config without --resume"),
