@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use rng::{Rng, Stream};
 use serde::Serialize;
-use viz::charts::{Chart, Series, line_chart};
+use viz::charts::{Chart, Corner, Series, line_chart};
 
 use crate::config::TrainConfig;
 use crate::examples::Examples;
@@ -145,6 +145,7 @@ pub fn report(sweep: &Sweep, dir: &Path, name: &str) -> anyhow::Result<Vec<PathB
         x_label: "learning rate (log scale)",
         y_label: "training loss",
         log_x: true,
+        y_range: y_range(&sweep.points),
         series: vec![
             Series {
                 name: "loss of each step",
@@ -156,6 +157,7 @@ pub fn report(sweep: &Sweep, dir: &Path, name: &str) -> anyhow::Result<Vec<PathB
             },
         ],
         mark: Some((sweep.steepest, format!("suggested {:.1e}", sweep.steepest))),
+        legend: Corner::LowerLeft,
     };
     let png_path = dir.join(format!("{name}-lr-find.png"));
     data::fetch::write_atomic(&png_path, &line_chart(&chart, 720, 440).png())?;
@@ -175,6 +177,17 @@ pub fn report(sweep: &Sweep, dir: &Path, name: &str) -> anyhow::Result<Vec<PathB
     );
     println!("set it with --set optimizer.lr={:.1e}", sweep.steepest);
     Ok(vec![csv_path, png_path])
+}
+
+/// From the lowest loss to a quarter above the first: where the loss diverged, the curve leaves
+/// the chart instead of flattening the rest.
+fn y_range(points: &[Point]) -> Option<(f64, f64)> {
+    let first = points.first()?;
+    let lowest = points
+        .iter()
+        .map(|p| p.loss.min(p.smoothed))
+        .fold(f64::INFINITY, f64::min);
+    Some((lowest, first.loss.max(first.smoothed) * 1.25))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use data::ImageSet;
 use viz::Picture;
+use viz::charts::Corner;
 use viz::plots::{self, Curve, Mistake};
 
 use crate::evaluate::Output;
@@ -35,12 +36,14 @@ pub fn draw(
         Curve {
             title: "loss per epoch",
             label: "cross-entropy",
+            legend: Corner::UpperRight,
             train: &loss,
             valid: &val_loss,
         },
         Curve {
             title: "accuracy per epoch",
             label: "accuracy",
+            legend: Corner::LowerRight,
             train: &acc,
             valid: &val_acc,
         },
@@ -64,10 +67,7 @@ pub fn evaluation_pictures(
     for o in outputs {
         counts[o.label][o.predicted] += 1;
     }
-    let title = format!(
-        "{split}, {} images: rows are the true classes",
-        outputs.len()
-    );
+    let title = format!("{split}, {} images", outputs.len());
     let confusion = plots::confusion(&counts, classes, &title);
 
     let mut wrong: Vec<(usize, &Output)> = outputs

@@ -4,7 +4,6 @@ use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
 pub const BLACK: [u8; 3] = [0, 0, 0];
-pub const GRAY: [u8; 3] = [150, 150, 150];
 pub const WHITE: [u8; 3] = [255, 255, 255];
 /// Height of a line of text at scale 1.
 pub const LINE: u32 = 10;

@@ -33,9 +33,21 @@ pub struct Chart<'a> {
     pub y_label: &'a str,
     /// Logarithmic x axis (x must be positive).
     pub log_x: bool,
+    /// The y axis' range, values beyond it drawn at its edge; `None` fits every value.
+    pub y_range: Option<(f64, f64)>,
     pub series: Vec<Series<'a>>,
     /// A vertical line at this x, with its legend text.
     pub mark: Option<(f64, String)>,
+    /// Where the legend goes, away from the lines.
+    pub legend: Corner,
+}
+
+/// A corner of the plotting area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corner {
+    UpperRight,
+    LowerRight,
+    LowerLeft,
 }
 
 fn register_font() {
@@ -61,28 +73,48 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// `chart` drawn on a `width` x `height` canvas.
-pub fn line_chart(chart: &Chart, width: u32, height: u32) -> Canvas {
+/// Where plotters draws: a white `width` x `height` area in memory.
+pub type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// What `paint` draws on a white `width` x `height` area, as a canvas; text in
+/// [`text_style`]s.
+pub fn paint(
+    width: u32,
+    height: u32,
+    paint: impl FnOnce(&Area) -> Result<(), Box<dyn std::error::Error>>,
+) -> Canvas {
     register_font();
     let mut buffer = vec![255u8; (width * height * 3) as usize];
-    draw(chart, &mut buffer, width, height)
-        .unwrap_or_else(|e| unreachable!("drawing into memory cannot fail: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        paint(&root)
+            .and_then(|()| Ok(root.present()?))
+            .unwrap_or_else(|e| unreachable!("drawing into memory cannot fail: {e}"));
+    }
     let image = image::RgbImage::from_raw(width, height, buffer).expect("sized buffer");
     Canvas { image }
 }
 
-fn draw(
-    chart: &Chart,
-    buffer: &mut [u8],
-    width: u32,
-    height: u32,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::with_buffer(buffer, (width, height)).into_drawing_area();
-    root.fill(&WHITE)?;
+/// The bundled font at `size` pixels in `color`.
+pub fn text_style(size: u32, color: [u8; 3]) -> TextStyle<'static> {
+    (FONT, size as f64)
+        .into_font()
+        .color(&RGBColor(color[0], color[1], color[2]))
+}
+
+/// `chart` drawn on a `width` x `height` canvas.
+pub fn line_chart(chart: &Chart, width: u32, height: u32) -> Canvas {
+    paint(width, height, |root| draw(chart, root))
+}
+
+fn draw(chart: &Chart, root: &Area) -> Result<(), Box<dyn std::error::Error>> {
     let points = || chart.series.iter().flat_map(|s| s.points.iter());
     let (x_lo, x_hi) = range(points().map(|p| p.0));
-    let (y_lo, y_hi) = range(points().map(|p| p.1));
-    let mut builder = ChartBuilder::on(&root);
+    let (y_lo, y_hi) = match chart.y_range {
+        Some((lo, hi)) => range([lo, hi].into_iter()),
+        None => range(points().map(|p| p.1)),
+    };
+    let mut builder = ChartBuilder::on(root);
     builder
         .caption(chart.title, (FONT, 20))
         .margin(12)
@@ -101,18 +133,33 @@ fn draw(
             .label_style((FONT, 14))
             .draw()?;
         series(&mut plot, chart, y_lo, y_hi)?;
-        legend(&mut plot)?;
+        legend(&mut plot, chart.legend)?;
     } else {
+        // Whole numbers (epochs) are labelled as such, one tick each while they are few.
+        let xs: Vec<f64> = points().map(|p| p.0).collect();
+        let whole = xs.iter().all(|x| x.fract() == 0.0);
+        let ticks = if whole {
+            (x_hi - x_lo).round().clamp(1.0, 10.0) as usize + 1
+        } else {
+            10
+        };
         let mut plot = builder.build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
         plot.configure_mesh()
             .x_desc(chart.x_label)
             .y_desc(chart.y_label)
+            .x_labels(ticks)
+            .x_label_formatter(&|x| {
+                if whole {
+                    format!("{x:.0}")
+                } else {
+                    format!("{x}")
+                }
+            })
             .label_style((FONT, 14))
             .draw()?;
         series(&mut plot, chart, y_lo, y_hi)?;
-        legend(&mut plot)?;
+        legend(&mut plot, chart.legend)?;
     }
-    root.present()?;
     Ok(())
 }
 
@@ -131,6 +178,7 @@ fn series<X: Ranged<ValueType = f64>>(
             .iter()
             .copied()
             .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| (x, y.clamp(y_lo, y_hi)))
             .collect();
         plot.draw_series(LineSeries::new(finite.clone(), color.stroke_width(2)))?
             .label(line.name)
@@ -153,12 +201,17 @@ fn series<X: Ranged<ValueType = f64>>(
 
 fn legend<'b, X: Ranged<ValueType = f64>>(
     plot: &mut Plot<'b, 'b, X>,
+    corner: Corner,
 ) -> Result<(), Box<dyn std::error::Error>> {
     plot.configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font((FONT, 14))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(match corner {
+            Corner::UpperRight => SeriesLabelPosition::UpperRight,
+            Corner::LowerRight => SeriesLabelPosition::LowerRight,
+            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+        })
         .draw()?;
     Ok(())
 }
@@ -183,6 +236,7 @@ mod tests {
                 x_label: "learning rate",
                 y_label: "loss",
                 log_x,
+                y_range: None,
                 series: vec![Series {
                     name: "training",
                     points: (1..50)
@@ -190,6 +244,7 @@ mod tests {
                         .collect(),
                 }],
                 mark: Some((1e-3, "suggested".into())),
+                legend: Corner::UpperRight,
             };
             let canvas = line_chart(&chart, 480, 320);
             assert_eq!(canvas.image.dimensions(), (480, 320));

@@ -1,8 +1,10 @@
 //! The pictures of a training run: learning curves, the confusion matrix, the worst mistakes.
 
 use crate::Picture;
-use crate::canvas::{BLACK, Canvas, GRAY, LINE};
-use crate::charts::{Chart, Series, line_chart};
+use crate::canvas::{BLACK, Canvas, LINE};
+use plotters::prelude::*;
+
+use crate::charts::{self, Chart, Corner, Series, line_chart};
 use crate::colormap::viridis;
 
 const MARGIN: u32 = 10;
@@ -13,6 +15,8 @@ pub struct Curve<'a> {
     pub label: &'a str,
     pub train: &'a [f64],
     pub valid: &'a [f64],
+    /// Where the legend goes: away from where the curves end.
+    pub legend: Corner,
 }
 
 /// Loss and accuracy per epoch, training and validation, side by side.
@@ -32,6 +36,7 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
             x_label: "epoch",
             y_label: curve.label,
             log_x: false,
+            y_range: None,
             series: vec![
                 Series {
                     name: "training",
@@ -43,6 +48,7 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
                 },
             ],
             mark: None,
+            legend: curve.legend,
         };
         let panel = line_chart(&chart, w, h);
         image::imageops::overlay(&mut canvas.image, &panel.image, i as i64 * i64::from(w), 0);
@@ -53,55 +59,64 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
 /// `counts[true][predicted]` as coloured cells (each row on its own share), with the counts and
 /// the class names; `title` names the split.
 pub fn confusion(counts: &[Vec<usize>], classes: &[String], title: &str) -> Canvas {
-    let n = classes.len() as u32;
-    let cell = 36;
-    let label_width = classes
+    let n = classes.len() as i32;
+    let cell = 40;
+    let names: Vec<String> = classes
         .iter()
-        .map(|c| (c.len().min(14) as u32 + 3) * 8)
-        .max()
-        .unwrap_or(0)
-        + 8;
-    let left = MARGIN + label_width;
-    let top = MARGIN + 2 * (LINE + 4);
-    let mut canvas = Canvas::new(
-        left + n * cell + MARGIN,
-        top + n * cell + (LINE + 4) * 2 + MARGIN,
-    );
-    canvas.text(MARGIN, MARGIN, title, BLACK, 1);
-    canvas.text(
-        left,
-        MARGIN + LINE + 4,
-        "columns: the predicted class, by number",
-        GRAY,
-        1,
-    );
-    for (t, row) in counts.iter().enumerate() {
-        let total = row.iter().sum::<usize>().max(1) as f32;
-        let y = top + t as u32 * cell;
-        let name: String = format!("{t:>2} {}", classes[t].chars().take(14).collect::<String>());
-        canvas.text(MARGIN, y + cell / 2 - 4, &name, BLACK, 1);
-        for (p, &count) in row.iter().enumerate() {
-            let x = left + p as u32 * cell;
-            let share = count as f32 / total;
-            canvas.rect(x, y, cell - 1, cell - 1, viridis(share));
-            let text = count.to_string();
-            let color = if share > 0.6 { BLACK } else { [255, 255, 255] };
-            canvas.text(
-                x + (cell - 8 * text.len() as u32) / 2,
-                y + cell / 2 - 4,
-                &text,
-                color,
-                1,
-            );
+        .enumerate()
+        .map(|(i, c)| format!("{i}  {}", c.chars().take(18).collect::<String>()))
+        .collect();
+    let label_width = 8 + 7 * names.iter().map(|s| s.chars().count()).max().unwrap_or(0) as i32;
+    let (left, top) = (label_width + 24, 64);
+    let width = (left + n * cell + 16).max(420);
+    let height = top + n * cell + 48;
+    charts::paint(width as u32, height as u32, |root| {
+        root.draw_text(title, &charts::text_style(16, BLACK), (12, 10))?;
+        root.draw_text(
+            "rows: the true class; columns: the predicted class, by number",
+            &charts::text_style(13, [90, 90, 90]),
+            (12, 34),
+        )?;
+        for (t, row) in counts.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f32;
+            let y = top + t as i32 * cell;
+            root.draw_text(
+                &names[t],
+                &charts::text_style(14, BLACK),
+                (12, y + cell / 2 - 8),
+            )?;
+            for (p, &count) in row.iter().enumerate() {
+                let x = left + p as i32 * cell;
+                let share = count as f32 / total;
+                let [r, g, b] = viridis(share);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell - 1, y + cell - 1)],
+                    RGBColor(r, g, b).filled(),
+                ))?;
+                let text = count.to_string();
+                let color = if share > 0.6 { BLACK } else { [255, 255, 255] };
+                let style = charts::text_style(13, color);
+                let (w, h) = root.estimate_text_size(&text, &style)?;
+                root.draw_text(
+                    &text,
+                    &style,
+                    (x + (cell - w as i32) / 2, y + (cell - h as i32) / 2),
+                )?;
+            }
         }
-    }
-    let bottom = top + n * cell + 4;
-    for p in 0..n {
-        let number = p.to_string();
-        let x = left + p * cell + (cell - 8 * number.len() as u32) / 2;
-        canvas.text(x, bottom, &number, BLACK, 1);
-    }
-    canvas
+        let bottom = top + n * cell + 8;
+        for p in 0..n {
+            let number = p.to_string();
+            let style = charts::text_style(14, BLACK);
+            let (w, _) = root.estimate_text_size(&number, &style)?;
+            root.draw_text(
+                &number,
+                &style,
+                (left + p * cell + (cell - w as i32) / 2, bottom),
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// One wrongly classified picture: what it is and what the network said.
