@@ -24,7 +24,9 @@ pub struct Layer {
     /// not show it.
     pub output: Vec<usize>,
     pub params: usize,
-    pub trainable: bool,
+    /// Of `params`, those training changes: none in a frozen layer, and never BatchNorm's
+    /// running statistics.
+    pub trainable_params: usize,
     /// Multiply-adds per image.
     pub macs: u64,
 }
@@ -36,7 +38,8 @@ pub struct Summary {
     pub layers: Vec<Layer>,
     pub params: usize,
     pub trainable_params: usize,
-    pub frozen_params: usize,
+    /// Parameters training leaves as they are: frozen layers', BatchNorm's running statistics.
+    pub non_trainable_params: usize,
     /// Multiply-adds per image of one forward pass.
     pub macs: u64,
 }
@@ -81,7 +84,11 @@ pub fn summarize<M: ImageClassifier>(
                 (None, _) => (Vec::new(), 0),
             };
             Layer {
-                trainable: !frozen(&found.name),
+                trainable_params: if frozen(&found.name) {
+                    0
+                } else {
+                    found.learned
+                },
                 name: found.name,
                 kind: found.kind,
                 output,
@@ -91,18 +98,14 @@ pub fn summarize<M: ImageClassifier>(
         })
         .collect();
     let params = layers.iter().map(|l| l.params).sum();
-    let trainable_params = layers
-        .iter()
-        .filter(|l| l.trainable)
-        .map(|l| l.params)
-        .sum();
+    let trainable_params = layers.iter().map(|l| l.trainable_params).sum();
     Summary {
         input: [3, side, side],
         macs: layers.iter().map(|l| l.macs).sum(),
         layers,
         params,
         trainable_params,
-        frozen_params: params - trainable_params,
+        non_trainable_params: params - trainable_params,
     }
 }
 
@@ -126,7 +129,11 @@ impl Summary {
             } else {
                 format!("{:?}", layer.output)
             };
-            let mark = if layer.trainable { "" } else { " (frozen)" };
+            let mark = if layer.trainable_params == 0 && layer.params > 0 {
+                " (frozen)"
+            } else {
+                ""
+            };
             text += &format!(
                 "{:<name_width$}  {shape:<16}  {:>10}  {:>13}{mark}\n",
                 format!("{} ({})", layer.name, layer.kind),
@@ -141,10 +148,10 @@ impl Summary {
     /// The totals, in three lines.
     pub fn totals(&self) -> String {
         format!(
-            "parameters: {} ({} trainable, {} frozen)\nmultiply-adds per {}x{} image: {} ({:.3} GMAC)\n",
+            "parameters: {} ({} trainable, {} not: frozen layers, BatchNorm statistics)\nmultiply-adds per {}x{} image: {} ({:.3} GMAC)\n",
             thousands(self.params as u64),
             thousands(self.trainable_params as u64),
-            thousands(self.frozen_params as u64),
+            thousands(self.non_trainable_params as u64),
             self.input[1],
             self.input[2],
             thousands(self.macs),
@@ -175,6 +182,8 @@ struct Found {
     /// The shape of its `weight`, where it has one.
     weight: Vec<usize>,
     params: usize,
+    /// Of `params`, those a gradient reaches (not BatchNorm's running statistics).
+    learned: usize,
 }
 
 /// Collects the modules holding parameters, by their path.
@@ -212,9 +221,15 @@ impl ModuleVisitor for Layers {
             .to_string();
         let shape = param.shape().dims::<D>().to_vec();
         let elements: usize = shape.iter().product();
+        let learned = if field.starts_with("running_") {
+            0
+        } else {
+            elements
+        };
         match self.layers.last_mut() {
             Some(layer) if layer.name == name && layer.kind == kind => {
                 layer.params += elements;
+                layer.learned += learned;
                 if field == "weight" {
                     layer.weight = shape;
                 }
@@ -225,6 +240,7 @@ impl ModuleVisitor for Layers {
                 first: param.id,
                 weight: if field == "weight" { shape } else { Vec::new() },
                 params: elements,
+                learned,
             }),
         }
     }
@@ -264,9 +280,20 @@ mod tests {
         assert_eq!(summary.layers[4].macs, 2304 * 1024);
         assert_eq!(summary.trainable_params, summary.params);
         let frozen = summarize(&net, 32, |name| name.starts_with("conv"), &device);
-        assert_eq!(frozen.frozen_params, 896 + 9248 + 51264 + 102464);
+        assert_eq!(frozen.non_trainable_params, 896 + 9248 + 51264 + 102464);
         assert!(frozen.table().contains("conv2d_1 (Conv2d)"));
         assert_eq!(thousands(3_584_042), "3,584,042");
+
+        // A whitened fastnet: its stem never trains, nor do BatchNorm's running statistics.
+        let fastnet = crate::fastnet::FastNetConfig::new()
+            .with_whiten(true)
+            .init(&device);
+        let summary = summarize(&fastnet, 32, |_| false, &device);
+        let channels = 32 + 64 + 64 + 128 + 128 + 256 + 256;
+        assert_eq!(summary.non_trainable_params, 27 * 32 + 2 * channels);
+        assert_eq!(summary.layers[1].name, "stem.bn");
+        assert_eq!(summary.layers[1].trainable_params, 64);
+        assert_eq!(summary.macs, 85_821_952);
         assert_eq!(thousands(999), "999");
     }
 }

@@ -1,7 +1,7 @@
 //! Support for the workspace's tests, linked only into them (every crate takes it as a
 //! dev-dependency): scratch directories, a loopback HTTP server that plays a download host (a
-//! good file, a cut-off one, an error status), the files of `../shared`, a small fuzzer, and
-//! generated datasets ([`synthetic`]).
+//! good file, a cut-off one, an error status), the files of `../shared`, a small fuzzer,
+//! generated datasets ([`synthetic`]) and PyTorch's side of an export ([`torch`]).
 //!
 //! Not here: anything a user's build links.
 
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rng::Rng;
 
 pub mod synthetic;
+pub mod torch;
 
 /// A fresh, empty directory under the system's temporary directory, removed when the test that
 /// made it passes (kept after a failure, to look at).

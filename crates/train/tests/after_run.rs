@@ -170,7 +170,7 @@ fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_
     );
     assert_eq!(
         line("parameters:"),
-        "parameters: 3,576,867 (3,576,867 trainable, 0 frozen)"
+        "parameters: 3,576,867 (3,576,867 trainable, 0 not: frozen layers, BatchNorm statistics)"
     );
     assert!(line("multiply-adds").starts_with("multiply-adds per 32x32 image: 20,220,288"));
 
@@ -211,34 +211,13 @@ fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_
     assert!(entries.iter().all(|e| e.contains("lr-find")), "{entries:?}");
 }
 
-/// A Python with torch and safetensors: `CONVKIT_PYTHON`, else `python3`; None (the reason
-/// printed) without them.
-fn python_with_torch() -> Option<String> {
-    let python = std::env::var("CONVKIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_torch = Command::new(&python)
-        .args(["-c", "import torch, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_torch {
-        eprintln!(
-            "skipped: {python} cannot import torch and safetensors (pip install torch safetensors, or set CONVKIT_PYTHON)"
-        );
-    }
-    has_torch.then_some(python)
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 #[test]
 fn an_exported_model_gives_pytorch_the_same_logits() {
-    let Some(python) = python_with_torch() else {
+    let Some(python) = testkit::torch::python() else {
         return;
     };
     let dir = testkit::scratch_dir("train-export");
     let config = folder_config(&dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/convkit_torch.py");
     for (name, extra) in [
         ("convnet", &[][..]),
         (
@@ -282,23 +261,7 @@ fn an_exported_model_gives_pytorch_the_same_logits() {
         );
         use models::ImageClassifier;
         let burn_logits = models::values(classifier.forward(input));
-        let (input_file, output_file) = (dir.join("input.f32"), dir.join("logits.f32"));
-        std::fs::write(&input_file, f32_bytes(&values)).unwrap();
-        let output = Command::new(&python)
-            .arg(&script)
-            .args([&run, &exported])
-            .arg("--input")
-            .arg(&input_file)
-            .arg("--output")
-            .arg(&output_file)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", text(&output));
-        let torch_logits: Vec<f32> = std::fs::read(&output_file)
-            .unwrap()
-            .chunks(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let torch_logits = testkit::torch::logits(&python, &run, &exported, &values, &dir);
         assert_eq!(torch_logits.len(), burn_logits.len(), "{name}");
         for (a, b) in burn_logits.iter().zip(&torch_logits) {
             assert!(
