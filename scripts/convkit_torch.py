@@ -7,9 +7,11 @@
         also runs the network on raw little-endian float32 inputs [n, 3, side, side] (already
         normalized as model.json says) and writes the logits [n, classes] the same way
 
-In Python: `model, manifest = load(run_dir, file)`; inputs are RGB planes scaled to [0, 1], then
-normalized with manifest["normalization"] (per-pixel mean and std for networks trained from
-scratch, per channel for EfficientNet-Lite).
+In Python: `model, manifest = load(run_dir, file)`, then `model(normalize(manifest, images))`
+for RGB images as a uint8 tensor [n, 3, side, side] (resized to manifest["image_size"]): the
+pixel values 0-255 scaled as model.json says (per pixel and channel with the training split's
+mean and standard deviation for networks trained from scratch, (x - 127) / 128 for
+EfficientNet-Lite).
 """
 
 import argparse
@@ -160,6 +162,18 @@ def build(manifest):
     if name.startswith("efficientnet_lite"):
         return EfficientNetLite(int(name[-1]), classes, architecture.get("hidden_units", 0))
     raise SystemExit(f"model.json names {name!r}, which this script does not know")
+
+
+def normalize(manifest, images):
+    """uint8 images [n, 3, side, side] as the network takes them."""
+    x = images.float()
+    scaling = manifest["normalization"]
+    if scaling["kind"] == "per_pixel":
+        shape = x.shape[1:]
+        mean = torch.tensor(scaling["mean"]).reshape(shape)
+        std = torch.tensor(scaling["std"]).reshape(shape)
+        return (x - mean) / std
+    return (x - scaling["offset"]) / scaling["scale"]
 
 
 def load(run_dir, safetensors):

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 /// Why a model, its weights or a device could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot read {path}: {cause}; --checkpoint takes a run directory written by `train`")]
+    #[error(
+        "cannot read {path}: {cause}; give the directory of a run `train` wrote (e.g. runs/cifar-1)"
+    )]
     NoManifest {
         path: PathBuf,
         cause: std::io::Error,

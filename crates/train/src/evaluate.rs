@@ -155,7 +155,7 @@ impl ByClass {
                 count: confusion[t][p],
             })
             .collect();
-        most_confused.sort_by(|a, b| b.count.cmp(&a.count));
+        most_confused.sort_by_key(|pair| std::cmp::Reverse(pair.count));
         ByClass {
             per_class,
             confusion,

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use crate::evaluate::ByClass;
 use crate::finish::Summary;
-use crate::fit::EpochMetrics;
+use crate::fit::{EpochMetrics, Stop};
 
 /// What the page shows.
 pub struct Page<'a> {
@@ -45,12 +45,16 @@ pub fn render(page: &Page) -> String {
         .map_or("unknown".to_string(), |m| format!("{m:.0} MiB"));
     let _ = writeln!(
         html,
-        "<p class=\"headline\">{on} accuracy <b>{acc:.2}%</b>, loss {loss:.4}</p>\n<p>{epochs} epochs ({stop:?}), best epoch {best}; {train} training, {valid} validation images{skipped}; {seconds:.0} s; peak memory {memory}.</p>",
+        "<p class=\"headline\">{on} accuracy <b>{acc:.2}%</b>, loss {loss:.4}</p>\n<p>{epochs} epochs ({stop}), best epoch {best}; {train} training, {valid} validation images{skipped}; {seconds:.0} s; peak memory {memory}.</p>",
         on = s.evaluated_on,
         acc = 100.0 * s.accuracy,
         loss = s.loss,
         epochs = s.epochs_run,
-        stop = s.stop,
+        stop = match s.stop {
+            Stop::Completed => "completed",
+            Stop::EarlyStopping => "stopped early",
+            Stop::Interrupted => "interrupted",
+        },
         best = s.best_epoch.map_or("none".into(), |e| e.to_string()),
         train = s.train_images,
         valid = s.valid_images,

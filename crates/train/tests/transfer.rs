@@ -486,3 +486,35 @@ fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
         );
     }
 }
+
+#[test]
+fn the_lr_finder_sweeps_the_first_stage_and_the_summary_marks_the_frozen_backbone() {
+    let Some((weights, dir, _turn)) = pretrained_run("transfer-lr-find") else {
+        return;
+    };
+    let config = small_transfer(&dir, &weights, 6, &["transfer.train_blocks=1"]);
+    let written = train::run::lr_find(&config, "transfer", 12).unwrap();
+    let csv = std::fs::read_to_string(&written[0]).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
+    assert!(!dir.join("runs/transfer-1").exists(), "no run is made");
+
+    let summary = train::describe::summarize(&config, 10, &Device::flex());
+    let trainable: Vec<&str> = summary
+        .layers
+        .iter()
+        .filter(|l| l.trainable_params > 0)
+        .map(|l| l.name.as_str())
+        .collect();
+    assert!(
+        trainable
+            .iter()
+            .all(|n| n.starts_with("backbone.blocks.15.")
+                || n.starts_with("backbone.head.")
+                || n.starts_with("head.")),
+        "{trainable:?}"
+    );
+    assert!(trainable.contains(&"backbone.blocks.15.depthwise.conv"));
+    assert!(trainable.contains(&"head.fc"));
+    assert!(summary.non_trainable_params > 3_000_000, "{summary:?}");
+    assert_eq!(summary.input, [3, 32, 32]);
+}

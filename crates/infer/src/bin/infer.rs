@@ -207,7 +207,7 @@ enum Output {
     Text,
     Json(Vec<Prediction>),
     Csv {
-        writer: csv::Writer<std::io::Stdout>,
+        writer: Box<csv::Writer<std::io::Stdout>>,
         top: usize,
         header: bool,
     },
@@ -219,7 +219,7 @@ impl Output {
             Output::Json(Vec::new())
         } else if args.csv {
             Output::Csv {
-                writer: csv::Writer::from_writer(std::io::stdout()),
+                writer: Box::new(csv::Writer::from_writer(std::io::stdout())),
                 top: args.top.into(),
                 header: false,
             }
