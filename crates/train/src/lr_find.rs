@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use rng::{Rng, Stream};
 use serde::Serialize;
-use viz::charts::{Chart, Corner, Series, line_chart};
+use viz::charts::{Chart, Series, line_chart};
 
 use crate::config::TrainConfig;
 use crate::examples::Examples;
@@ -157,7 +157,6 @@ pub fn report(sweep: &Sweep, dir: &Path, name: &str) -> anyhow::Result<Vec<PathB
             },
         ],
         mark: Some((sweep.steepest, format!("suggested {:.1e}", sweep.steepest))),
-        legend: Corner::LowerLeft,
     };
     let png_path = dir.join(format!("{name}-lr-find.png"));
     data::fetch::write_atomic(&png_path, &line_chart(&chart, 720, 440).png())?;

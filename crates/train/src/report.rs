@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use data::ImageSet;
 use viz::Picture;
-use viz::charts::Corner;
 use viz::plots::{self, Curve, Mistake};
 
 use crate::evaluate::Output;
@@ -36,14 +35,12 @@ pub fn draw(
         Curve {
             title: "loss per epoch",
             label: "cross-entropy",
-            legend: Corner::UpperRight,
             train: &loss,
             valid: &val_loss,
         },
         Curve {
             title: "accuracy per epoch",
             label: "accuracy",
-            legend: Corner::LowerRight,
             train: &acc,
             valid: &val_acc,
         },

@@ -38,16 +38,37 @@ pub struct Chart<'a> {
     pub series: Vec<Series<'a>>,
     /// A vertical line at this x, with its legend text.
     pub mark: Option<(f64, String)>,
-    /// Where the legend goes, away from the lines.
-    pub legend: Corner,
 }
 
-/// A corner of the plotting area.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Corner {
-    UpperRight,
-    LowerRight,
-    LowerLeft,
+/// The corner of the plotting area where the fewest points lie, for the legend: each corner's
+/// box is 40% of the width and 30% of the height. `to_unit` maps a point into `[0, 1]²`.
+fn emptiest_corner(chart: &Chart, to_unit: impl Fn(f64, f64) -> (f64, f64)) -> SeriesLabelPosition {
+    let units: Vec<(f64, f64)> = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|&(x, y)| to_unit(x, y))
+        .collect();
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let crowd = |right: bool, upper: bool| {
+        units
+            .iter()
+            .filter(|(x, y)| {
+                (if right { *x > 0.6 } else { *x < 0.4 })
+                    && (if upper { *y > 0.7 } else { *y < 0.3 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| crowd(right, upper))
+        .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
 }
 
 fn register_font() {
@@ -133,7 +154,11 @@ fn draw(chart: &Chart, root: &Area) -> Result<(), Box<dyn std::error::Error>> {
             .label_style((FONT, 14))
             .draw()?;
         series(&mut plot, chart, y_lo, y_hi)?;
-        legend(&mut plot, chart.legend)?;
+        let (l_lo, l_hi) = (lo.ln(), hi.ln());
+        let corner = emptiest_corner(chart, |x, y| {
+            ((x.ln() - l_lo) / (l_hi - l_lo), (y - y_lo) / (y_hi - y_lo))
+        });
+        legend(&mut plot, corner)?;
     } else {
         // Whole numbers (epochs) are labelled as such, one tick each while they are few.
         let xs: Vec<f64> = points().map(|p| p.0).collect();
@@ -158,7 +183,10 @@ fn draw(chart: &Chart, root: &Area) -> Result<(), Box<dyn std::error::Error>> {
             .label_style((FONT, 14))
             .draw()?;
         series(&mut plot, chart, y_lo, y_hi)?;
-        legend(&mut plot, chart.legend)?;
+        let corner = emptiest_corner(chart, |x, y| {
+            ((x - x_lo) / (x_hi - x_lo), (y - y_lo) / (y_hi - y_lo))
+        });
+        legend(&mut plot, corner)?;
     }
     Ok(())
 }
@@ -201,17 +229,13 @@ fn series<X: Ranged<ValueType = f64>>(
 
 fn legend<'b, X: Ranged<ValueType = f64>>(
     plot: &mut Plot<'b, 'b, X>,
-    corner: Corner,
+    corner: SeriesLabelPosition,
 ) -> Result<(), Box<dyn std::error::Error>> {
     plot.configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font((FONT, 14))
-        .position(match corner {
-            Corner::UpperRight => SeriesLabelPosition::UpperRight,
-            Corner::LowerRight => SeriesLabelPosition::LowerRight,
-            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
-        })
+        .position(corner)
         .draw()?;
     Ok(())
 }
@@ -219,6 +243,39 @@ fn legend<'b, X: Ranged<ValueType = f64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_goes_where_the_lines_are_not() {
+        let chart = |points: Vec<(f64, f64)>| Chart {
+            title: "",
+            x_label: "",
+            y_label: "",
+            log_x: false,
+            y_range: None,
+            series: vec![Series {
+                name: "loss",
+                points,
+            }],
+            mark: None,
+        };
+        let unit = |x: f64, y: f64| (x / 10.0, y);
+        // Falling, then rising at the end: the upper right is taken.
+        let valley: Vec<(f64, f64)> = [1.0, 0.6, 0.35, 0.2, 0.1, 0.05, 0.05, 0.1, 0.4, 0.8, 1.0]
+            .into_iter()
+            .enumerate()
+            .map(|(i, y)| (i as f64, y))
+            .collect();
+        assert_eq!(
+            emptiest_corner(&chart(valley), unit),
+            SeriesLabelPosition::LowerRight
+        );
+        // Rising: the lower right and the upper left are free.
+        let rising: Vec<(f64, f64)> = (0..=10).map(|i| (i as f64, i as f64 / 10.0)).collect();
+        assert!(matches!(
+            emptiest_corner(&chart(rising), unit),
+            SeriesLabelPosition::LowerRight | SeriesLabelPosition::UpperLeft
+        ));
+    }
 
     fn dark_pixels(canvas: &Canvas) -> usize {
         canvas
@@ -244,7 +301,6 @@ mod tests {
                         .collect(),
                 }],
                 mark: Some((1e-3, "suggested".into())),
-                legend: Corner::UpperRight,
             };
             let canvas = line_chart(&chart, 480, 320);
             assert_eq!(canvas.image.dimensions(), (480, 320));

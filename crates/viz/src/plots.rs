@@ -4,7 +4,7 @@ use crate::Picture;
 use crate::canvas::{BLACK, Canvas, LINE};
 use plotters::prelude::*;
 
-use crate::charts::{self, Chart, Corner, Series, line_chart};
+use crate::charts::{self, Chart, Series, line_chart};
 use crate::colormap::viridis;
 
 const MARGIN: u32 = 10;
@@ -15,8 +15,6 @@ pub struct Curve<'a> {
     pub label: &'a str,
     pub train: &'a [f64],
     pub valid: &'a [f64],
-    /// Where the legend goes: away from where the curves end.
-    pub legend: Corner,
 }
 
 /// Loss and accuracy per epoch, training and validation, side by side.
@@ -48,7 +46,6 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
                 },
             ],
             mark: None,
-            legend: curve.legend,
         };
         let panel = line_chart(&chart, w, h);
         image::imageops::overlay(&mut canvas.image, &panel.image, i as i64 * i64::from(w), 0);
