@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # CPU training and inference speed of the project (Burn, the default CPU backend) beside PyTorch
 # and Keras/TensorFlow doing the same work: the tutorial's convnet, the Keras cifar10_cnn
-# example's network (both 32x32, training batches of 128, inference batches of 256) and
-# EfficientNet-Lite0 at 224x224 (batches of 16 and 32), random images, Adam, fp32. Each round runs
-# the three systems one after the other (interleaved, as this machine is shared and noisy); the
-# median of the rounds is printed, with burn's speed as a ratio of each other's.
+# example's network, the fast recipe's fastnet as shipped (whitened stem, BatchNorm,
+# 32/64/128/256) (all 32x32, training batches of 128, inference batches of 256), fastnet at
+# airbench94's widths 24/64/256/256 (batches of 1024) and EfficientNet-Lite0 at 224x224 (batches
+# of 16 and 32), random images, Adam, fp32. Each round runs the three systems one after the other
+# (interleaved, as this machine is shared and noisy); the median of the rounds is printed, with
+# burn's speed as a ratio of each other's, the GFLOP/s each system achieves (2 FLOP per
+# multiply-add of the network as `train --summary` counts them; training counts 3 passes) and
+# Burn's share of the machine's practical fp32 peak (the best of five 2048³ matrix products,
+# measured in the same run); then each system's peak memory per network (its whole process).
 #   scripts/bench-cpu.sh [ROUNDS]
 # PyTorch, TensorFlow (Keras 3), numpy and pillow are installed from PyPI into target/bench-venv
 # (about 4 GB) unless PYTHON names an interpreter that has them.
@@ -28,8 +33,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # model steps train_batch infer_batch
-benches=("convnet 10 128 256" "keras_cnn 10 128 256" "lite0 3 16 32")
+benches=("convnet 10 128 256" "keras_cnn 10 128 256" "fastnet 10 128 256" "airnet 3 1024 1024" "lite0 3 16 32")
 for round in $(seq 1 "$rounds"); do
+    "$throughput" peak >"$out/peak-$round"
     for bench in "${benches[@]}"; do
         read -r model steps train_batch infer_batch <<<"$bench"
         "$throughput" "$model" "$steps" "$train_batch" "$infer_batch" >"$out/burn-$model-$round"
@@ -44,16 +50,29 @@ done
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # The images/s of one system, model and phase ("train" or "inference"), median over rounds.
 speed() { cat "$out/$1-$2-"* | sed -n "s/.*$3 \([0-9.]*\) images\/s.*/\1/p" | median; }
+# The most memory one system's process held for a model, over rounds.
+memory() { cat "$out/$1-$2-"* | sed -n 's/^peak memory \([0-9.]*\) MiB/\1/p' | sort -g | tail -1; }
+peak=$(cat "$out"/peak-* | sed -n 's/.*: \([0-9.]*\) GFLOP\/s/\1/p' | median)
 lscpu | sed -n 's/^Model name: *//p'
 for system in burn torch keras; do head -1 "$out/$system-convnet-1" | sed 's/^convnet on /  /'; done
-printf '%-10s %-10s %10s %10s %10s %12s %12s\n' model phase burn pytorch keras burn/pytorch burn/keras
+printf 'practical fp32 peak (2048^3 matrix product, 2 threads): %.1f GFLOP/s\n' "$peak"
+printf '%-10s %-10s %9s %9s %9s %7s %7s %22s %8s\n' model phase burn pytorch keras b/pt b/keras "GFLOP/s burn/pt/keras" "of peak"
 for bench in "${benches[@]}"; do
     read -r model _ <<<"$bench"
+    macs=$(sed -n 's/^macs //p' "$out/burn-$model-1")
     for phase in train inference; do
         b=$(speed burn "$model" "$phase")
         t=$(speed torch "$model" "$phase")
         k=$(speed keras "$model" "$phase")
-        printf '%-10s %-10s %10.1f %10.1f %10.1f %12.2f %12.2f\n' "$model" "$phase" "$b" "$t" "$k" \
-            "$(echo "$b / $t" | bc -l)" "$(echo "$b / $k" | bc -l)"
+        passes=$([ "$phase" = train ] && echo 3 || echo 1)
+        gflops() { echo "2 * $macs * $passes * $1 / 1000000000" | bc -l; }
+        printf '%-10s %-10s %9.1f %9.1f %9.1f %7.2f %7.2f %8.0f/%4.0f/%4.0f %7.0f%%\n' "$model" "$phase" "$b" "$t" "$k" \
+            "$(echo "$b / $t" | bc -l)" "$(echo "$b / $k" | bc -l)" \
+            "$(gflops "$b")" "$(gflops "$t")" "$(gflops "$k")" "$(echo "100 * $(gflops "$b") / $peak" | bc -l)"
     done
+done
+printf '\npeak memory (MiB, the whole process: one network trained, then run)\n%-10s %9s %9s %9s\n' model burn pytorch keras
+for bench in "${benches[@]}"; do
+    read -r model _ <<<"$bench"
+    printf '%-10s %9.0f %9.0f %9.0f\n' "$model" "$(memory burn "$model")" "$(memory torch "$model")" "$(memory keras "$model")"
 done

@@ -23,7 +23,6 @@ import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lite_reference import VARIANTS, stages  # noqa: E402
@@ -180,6 +179,8 @@ def load(run_dir, safetensors):
     """The run's network with the exported weights, in evaluation mode, and its manifest."""
     with open(os.path.join(run_dir, "model.json")) as f:
         manifest = json.load(f)
+    from safetensors.torch import load_file
+
     model = build(manifest)
     state = load_file(safetensors)
     model.load_state_dict(state, strict=True)

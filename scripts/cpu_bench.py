@@ -1,12 +1,15 @@
 """The other side of scripts/bench-cpu.sh: training and inference speed of the same networks on
 random images with Adam, in PyTorch or in Keras (TensorFlow backend), on the CPU.
 
-    python3 cpu_bench.py torch|keras convnet|keras_cnn|lite0 STEPS TRAIN_BATCH INFER_BATCH
+    python3 cpu_bench.py torch|keras convnet|keras_cnn|fastnet|airnet|lite0 STEPS TRAIN_BATCH INFER_BATCH
 
-Prints one line like the project's `throughput` example. One untimed step of each comes first.
+Prints lines like the project's `throughput` example: images/s, and the process's peak memory.
+One untimed step of each comes first. fastnet is the fast recipe's network as it ships (fixed
+whitening stem, widths 32/64/128/256), airnet the same at airbench94's widths (24/64/256/256).
 """
 
 import os
+import resource
 import sys
 import time
 
@@ -23,10 +26,22 @@ def images(batch, side):
 def torch_bench(name, steps, train_batch, infer_batch, side):
     import torch
     import torch.nn.functional as F
+    from convkit_torch import FastNet
     from torch_nets import ConvNet, KerasCnn, Lite0
 
-    model = {"convnet": ConvNet, "keras_cnn": KerasCnn, "lite0": Lite0}[name]()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    def fastnet(widths):
+        net = FastNet(10, widths)
+        net.stem.conv.weight.requires_grad_(False)  # the whitening filters are fixed
+        return net
+
+    model = {
+        "convnet": ConvNet,
+        "keras_cnn": KerasCnn,
+        "lite0": Lite0,
+        "fastnet": lambda: fastnet([32, 64, 128, 256]),
+        "airnet": lambda: fastnet([24, 64, 256, 256]),
+    }[name]()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x, y = (torch.from_numpy(a) for a in images(train_batch, side))
 
     def step():
@@ -59,6 +74,19 @@ def keras_model(name, side):
         x = layers.Flatten()(x)
         x = layers.Dense(1024, activation="relu")(x)
         x = layers.Dense(1024, activation="relu")(x)
+    elif name in ("fastnet", "airnet"):
+        widths = [32, 64, 128, 256] if name == "fastnet" else [24, 64, 256, 256]
+
+        def conv_bn(x, filters, trainable=True):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, trainable=trainable)(x)
+            return layers.BatchNormalization()(x)
+
+        x = layers.ReLU()(conv_bn(inputs, widths[0], trainable=False))
+        for width in widths[1:]:
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = layers.ReLU()(layers.BatchNormalization()(layers.MaxPooling2D()(x)))
+            x = layers.ReLU()(conv_bn(x, width))
+        x = layers.GlobalMaxPooling2D()(x)
     elif name == "keras_cnn":
         x = inputs
         for filters in (32, 64):
@@ -125,6 +153,8 @@ def main():
     train, infer, system = bench(name, steps, train_batch, infer_batch, side)
     print(f"{name} on {system}")
     print(f"train {train:.1f} images/s (batch {train_batch}), inference {infer:.1f} images/s (batch {infer_batch})")
+    # Linux reports the peak resident set in KiB.
+    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

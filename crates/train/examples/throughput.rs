@@ -1,8 +1,12 @@
 //! Training and inference speed on random images with Adam, for `scripts/bench-cpu.sh`:
 //! `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
 //! [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the Keras
-//! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (WIDTHS e.g. 32,64,128,256) on
-//! 32x32 images, or `lite0` (EfficientNet-Lite0, 10 classes) on 224x224. Prints images per second.
+//! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
+//! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (fastnet at airbench94's widths
+//! 24,64,256,256) on 32x32 images, or `lite0` (EfficientNet-Lite0, 10 classes) on 224x224. Prints
+//! images per second, the network's multiply-adds per image and the process's peak memory.
+//! `throughput peak [SIZE]` prints the fp32 GFLOP/s of a SIZE³ matrix product (2048) instead: the
+//! machine's practical peak, to which the rows are compared.
 
 use std::time::Instant;
 
@@ -132,6 +136,25 @@ fn time<M: Network<Input = Tensor<4>>>(
     );
 }
 
+/// Multiply-adds per image of `network` at `side`.
+fn macs(network: &impl ImageClassifier, side: usize, device: &Device) -> u64 {
+    models::summary::summarize(network, side, |_| false, device).macs
+}
+
+/// The fp32 GFLOP/s of `size`³ matrix products: the best of five.
+fn peak(size: usize, device: &Device) -> f64 {
+    let a = Tensor::<2>::random([size, size], burn::tensor::Distribution::Default, device);
+    let b = Tensor::<2>::random([size, size], burn::tensor::Distribution::Default, device);
+    let _ = a.clone().matmul(b.clone()).into_data();
+    (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = a.clone().matmul(b.clone()).into_data();
+            2.0 * (size as f64).powi(3) / started.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
 fn main() {
     store::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -147,38 +170,62 @@ fn main() {
         infer_batch: number(3, 256),
         side,
     };
-    let device = store::device::device().autodiff();
+    let plain = store::device::device();
+    if model == "peak" {
+        let size = number(1, 2048);
+        println!("peak on {}", store::device::backend_name());
+        println!("matmul {size}x{size}: {:.1} GFLOP/s", peak(size, &plain));
+        return;
+    }
+    let device = plain.clone().autodiff();
     println!("{model} on {}", store::device::backend_name());
-    match model {
-        "convnet" => time(
-            Classifier::Convnet(ConvNetConfig::new().init(&device)),
-            |m| m,
-            &sizes,
-            &device,
-        ),
-        "keras_cnn" => time(KerasCnn::new(&device), |m| m, &sizes, &device),
-        "lite0" => time(
-            EfficientNetConfig::new().with_num_classes(10).init(&device),
-            ImageClassifier::fold_batchnorm,
-            &sizes,
-            &device,
-        ),
-        "fastnet" => {
-            let mut config = FastNetConfig::new();
-            if let Some(widths) = args.get(4) {
-                let w: Vec<usize> = widths
-                    .split(',')
-                    .map(|w| w.parse().expect("WIDTHS"))
-                    .collect();
-                config.widths = w.try_into().expect("four widths");
-            }
-            time(
-                Classifier::Fastnet(config.init(&device)),
-                |m| m,
-                &sizes,
-                &device,
-            )
+    let fastnet = |widths: [usize; 4]| {
+        let mut config = FastNetConfig::new().with_whiten(true).with_widths(widths);
+        if let Some(widths) = args.get(4) {
+            let w: Vec<usize> = widths
+                .split(',')
+                .map(|w| w.parse().expect("WIDTHS"))
+                .collect();
+            config.widths = w.try_into().expect("four widths");
         }
-        other => panic!("unknown model {other}; convnet, keras_cnn, fastnet or lite0"),
+        Classifier::Fastnet(config.init(&device))
+    };
+    let classifier = match model {
+        "convnet" => Classifier::Convnet(ConvNetConfig::new().init(&device)),
+        "lite0" => {
+            let net = EfficientNetConfig::new().with_num_classes(10).init(&device);
+            println!("macs {}", macs(&net, side, &device));
+            time(net, ImageClassifier::fold_batchnorm, &sizes, &device);
+            print_peak_memory();
+            return;
+        }
+        "keras_cnn" => {
+            // Its layers are the convnet's kinds; counted by hand as the network is not ours:
+            // conv 3x3 3→32 at 32², 32→32 at 30², 32→64 at 15², 64→64 at 13², dense 2304→512→10.
+            let macs = 27 * 32 * 32 * 32
+                + 288 * 32 * 30 * 30
+                + 288 * 64 * 15 * 15
+                + 576 * 64 * 13 * 13
+                + 2304 * 512
+                + 5120;
+            println!("macs {macs}");
+            time(KerasCnn::new(&device), |m| m, &sizes, &device);
+            print_peak_memory();
+            return;
+        }
+        "fastnet" => fastnet([32, 64, 128, 256]),
+        "airnet" => fastnet([24, 64, 256, 256]),
+        other => {
+            panic!("unknown model {other}; convnet, keras_cnn, fastnet, airnet, lite0 or peak")
+        }
+    };
+    println!("macs {}", macs(&classifier, side, &device));
+    time(classifier, |m| m, &sizes, &device);
+    print_peak_memory();
+}
+
+fn print_peak_memory() {
+    if let Some(mib) = train::run_dir::peak_memory_mib() {
+        println!("peak memory {mib:.0} MiB");
     }
 }
