@@ -190,41 +190,49 @@ fn main() {
         }
         Classifier::Fastnet(config.init(&device))
     };
-    let classifier = match model {
-        "convnet" => Classifier::Convnet(ConvNetConfig::new().init(&device)),
+    let ours = |classifier: Classifier| {
+        let macs = macs(&classifier, side, &device);
+        measure(macs, classifier, |m| m, &sizes, &device)
+    };
+    match model {
+        "convnet" => ours(Classifier::Convnet(ConvNetConfig::new().init(&device))),
+        "fastnet" => ours(fastnet([32, 64, 128, 256])),
+        "airnet" => ours(fastnet([24, 64, 256, 256])),
         "lite0" => {
             let net = EfficientNetConfig::new().with_num_classes(10).init(&device);
-            println!("macs {}", macs(&net, side, &device));
-            time(net, ImageClassifier::fold_batchnorm, &sizes, &device);
-            print_peak_memory();
-            return;
+            let macs = macs(&net, side, &device);
+            measure(macs, net, ImageClassifier::fold_batchnorm, &sizes, &device)
         }
-        "keras_cnn" => {
-            // Its layers are the convnet's kinds; counted by hand as the network is not ours:
-            // conv 3x3 3→32 at 32², 32→32 at 30², 32→64 at 15², 64→64 at 13², dense 2304→512→10.
-            let macs = 27 * 32 * 32 * 32
+        // Not an `ImageClassifier`, so counted by hand: conv 3x3 3→32 at 32², 32→32 at 30²,
+        // 32→64 at 15², 64→64 at 13², dense 2304→512→10.
+        "keras_cnn" => measure(
+            27 * 32 * 32 * 32
                 + 288 * 32 * 30 * 30
                 + 288 * 64 * 15 * 15
                 + 576 * 64 * 13 * 13
                 + 2304 * 512
-                + 5120;
-            println!("macs {macs}");
-            time(KerasCnn::new(&device), |m| m, &sizes, &device);
-            print_peak_memory();
-            return;
-        }
-        "fastnet" => fastnet([32, 64, 128, 256]),
-        "airnet" => fastnet([24, 64, 256, 256]),
+                + 5120,
+            KerasCnn::new(&device),
+            |m| m,
+            &sizes,
+            &device,
+        ),
         other => {
             panic!("unknown model {other}; convnet, keras_cnn, fastnet, airnet, lite0 or peak")
         }
-    };
-    println!("macs {}", macs(&classifier, side, &device));
-    time(classifier, |m| m, &sizes, &device);
-    print_peak_memory();
+    }
 }
 
-fn print_peak_memory() {
+/// Print `macs` (multiply-adds per image), time `model` and print the process's peak memory.
+fn measure<M: Network<Input = Tensor<4>>>(
+    macs: u64,
+    model: M,
+    inference_form: fn(M) -> M,
+    sizes: &Sizes,
+    device: &Device,
+) {
+    println!("macs {macs}");
+    time(model, inference_form, sizes, device);
     if let Some(mib) = train::run_dir::peak_memory_mib() {
         println!("peak memory {mib:.0} MiB");
     }
