@@ -32,8 +32,12 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Class names: the sub-folders of `split`, sorted.
-fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
+/// The layout a training dataset's folder has.
+const TRAINING_LAYOUT: &str = "<dir>/train/<class>/<image files>";
+
+/// Class names: the sub-folders of `split`, sorted; none is an error naming `layout`, the
+/// layout expected.
+fn class_names(split: &Path, layout: &str) -> Result<Vec<String>, DataError> {
     let classes: Vec<String> = sorted_entries(split)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -42,7 +46,7 @@ fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
     if classes.is_empty() {
         return Err(DataError::Layout {
             path: split.to_path_buf(),
-            problem: "no class folders; expected <dir>/train/<class>/<image files>".into(),
+            problem: format!("no class folders; expected {layout}"),
         });
     }
     Ok(classes)
@@ -50,7 +54,7 @@ fn class_names(split: &Path) -> Result<Vec<String>, DataError> {
 
 /// The class folders of `<dir>/test`, which must be `<dir>/train`'s.
 fn check_test_classes(test: &Path, train: &Path, classes: &[String]) -> Result<(), DataError> {
-    let test_classes = class_names(test)?;
+    let test_classes = class_names(test, TRAINING_LAYOUT)?;
     if test_classes != classes {
         let only = |a: &[String], b: &[String]| -> Vec<String> {
             a.iter().filter(|c| !b.contains(c)).cloned().collect()
@@ -181,10 +185,13 @@ pub fn load_labelled(
     side: usize,
     skip_broken: bool,
 ) -> Result<(ImageSet, Vec<PathBuf>), DataError> {
-    let unknown: Vec<String> = class_names(dir)?
-        .into_iter()
-        .filter(|c| !classes.contains(c))
-        .collect();
+    let unknown: Vec<String> = class_names(
+        dir,
+        "<dir>/<class>/<image files>, with the model's class names",
+    )?
+    .into_iter()
+    .filter(|c| !classes.contains(c))
+    .collect();
     if !unknown.is_empty() {
         return Err(DataError::Layout {
             path: dir.to_path_buf(),
@@ -205,7 +212,7 @@ pub fn load_labelled(
 /// it; a split left with no image is an error either way.
 pub fn load(dir: &Path, side: usize, skip_broken: bool) -> Result<Dataset, DataError> {
     let train_dir = dir.join("train");
-    let classes = class_names(&train_dir)?;
+    let classes = class_names(&train_dir, TRAINING_LAYOUT)?;
     if classes.len() < 2 {
         return Err(DataError::Layout {
             path: train_dir,

@@ -141,6 +141,19 @@ fn evaluating_a_run_reproduces_its_test_accuracy_and_explains_it_by_class() {
         "{message}"
     );
     assert_eq!(message.lines().count(), 1, "{message}");
+
+    // A folder with no class folders: the layout expected.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = train(&[
+        "evaluate",
+        run.to_str().unwrap(),
+        "--data",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("<dir>/<class>/<image files>"), "{message}");
 }
 
 #[test]
