@@ -93,9 +93,13 @@ pub fn assess(
     print!("{}", by_class.table(PAIRS));
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-    for (name, canvas) in
-        crate::report::evaluation_pictures(&manifest.classes, &set, &outputs, &evaluated_on)
-    {
+    for (name, canvas) in crate::report::evaluation_pictures(
+        &manifest.classes,
+        &by_class.confusion,
+        &set,
+        &outputs,
+        &evaluated_on,
+    ) {
         let path = out.join(name);
         data::fetch::write_atomic(&path, &canvas.png())?;
         println!("saved {}", path.display());

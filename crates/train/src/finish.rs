@@ -95,10 +95,12 @@ pub fn finish<M: Network>(
     println!("{evaluated_on} accuracy: {acc:.4}");
     // The pictures and the report before `summary.json`, which marks the run finished: a run
     // killed while drawing them has no summary yet, so `--resume` finishes it again.
+    let by_class = ByClass::of(&outputs, &splits.dataset.classes);
     let drawn = crate::report::draw(
         run,
         &progress.history,
         &splits.dataset.classes,
+        &by_class.confusion,
         pictures,
         &outputs,
         &format!("{evaluated_on} split"),
@@ -123,7 +125,7 @@ pub fn finish<M: Network>(
         config: &config.to_toml(),
         summary: &summary,
         history: &progress.history,
-        by_class: &ByClass::of(&outputs, &splits.dataset.classes),
+        by_class: &by_class,
         pictures: &pictures,
     });
     println!(

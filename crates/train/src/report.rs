@@ -20,6 +20,7 @@ pub fn draw(
     run: &RunDir,
     history: &[EpochMetrics],
     classes: &[String],
+    confusion: &[Vec<usize>],
     pictures: &ImageSet,
     outputs: &[Output],
     split: &str,
@@ -46,26 +47,24 @@ pub fn draw(
         },
     );
     let mut written = vec![save(run, "curves.png", &curves)?];
-    for (name, canvas) in evaluation_pictures(classes, pictures, outputs, split) {
+    for (name, canvas) in evaluation_pictures(classes, confusion, pictures, outputs, split) {
         written.push(save(run, name, &canvas)?);
     }
     Ok(written)
 }
 
-/// `confusion.png` and `mistakes.png` of `outputs`, the answers on `pictures` (the split or
-/// folder named `split`), by file name.
+/// `confusion.png` (of `confusion`, as [`crate::evaluate::ByClass`] counts it) and
+/// `mistakes.png` of `outputs`, the answers on `pictures` (the split or folder named `split`), by
+/// file name.
 pub fn evaluation_pictures(
     classes: &[String],
+    confusion: &[Vec<usize>],
     pictures: &ImageSet,
     outputs: &[Output],
     split: &str,
 ) -> [(&'static str, viz::Canvas); 2] {
-    let mut counts = vec![vec![0usize; classes.len()]; classes.len()];
-    for o in outputs {
-        counts[o.label][o.predicted] += 1;
-    }
     let title = format!("{split}, {} images", outputs.len());
-    let confusion = plots::confusion(&counts, classes, &title);
+    let confusion = plots::confusion(confusion, classes, &title);
 
     let mut wrong: Vec<(usize, &Output)> = outputs
         .iter()
