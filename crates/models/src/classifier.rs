@@ -51,14 +51,23 @@ pub trait ImageClassifier: Module {
     /// The rest of the network after [`ImageClassifier::cam_layer`]: its output → logits.
     fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2>;
 
-    /// The first convolution's filters, `[out, in, k, k]`.
     /// Layers (by their path in the module tree) that never train, such as a fixed whitening
     /// stem.
     fn fixed_layers(&self) -> Vec<String> {
         Vec::new()
     }
 
+    /// The first convolution's filters, `[out, in, k, k]`.
     fn first_filters(&self) -> Tensor<4>;
+
+    /// The network as it trains in epoch `epoch` (counted from 0 in its training stage), for
+    /// networks where what trains changes with the epoch (airnet's stem bias).
+    fn for_epoch(self, _epoch: usize) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 
     /// The same function in a faster form for inference (BatchNorm folded into the convolutions
     /// where the network has them); not for training or saving.

@@ -1,5 +1,6 @@
 //! Network definitions, each in its own file beside its settings: the tutorial's small convnet
-//! ([`convnet`]), a BatchNorm convnet for fast CPU training ([`fastnet`]), the EfficientNet-Lite
+//! ([`convnet`]), a BatchNorm convnet for fast CPU training ([`fastnet`]) and airbench94's
+//! ([`airnet`]), the EfficientNet-Lite
 //! family split into a backbone and a head ([`efficientnet`]), and the transfer classifier's
 //! trained part ([`transfer`]); airbench's patch-whitening filters for a fixed first layer
 //! ([`whitening`]). Every network is an [`ImageClassifier`] ([`classifier`]), and one table
@@ -10,6 +11,7 @@
 //! crate), where weights are stored and fetched (the `store` crate), or the CPU kernels the
 //! layers run on (the `kernels` crate).
 
+pub mod airnet;
 #[cfg(feature = "burn-train")]
 pub mod burn_train;
 pub mod classifier;

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::store::RecordError;
 use serde::{Deserialize, Serialize};
 
+use crate::airnet::AirNetSpec;
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
 use crate::convnet::ConvNetSpec;
 use crate::efficientnet::{EfficientNetConfig, Lite0, Lite1, Lite2, LiteSpec};
@@ -176,6 +177,12 @@ macro_rules! registry {
                 }
             }
 
+            fn for_epoch(self, epoch: usize) -> Self {
+                match self {
+                    $(Self::$variant(net) => Self::$variant(net.for_epoch(epoch)),)+
+                }
+            }
+
             fn fold_batchnorm(self) -> Self {
                 match self {
                     $(Self::$variant(net) => Self::$variant(net.fold_batchnorm()),)+
@@ -188,6 +195,7 @@ macro_rules! registry {
 registry! {
     "convnet" => Convnet(ConvNetSpec),
     "fastnet" => Fastnet(FastNetSpec),
+    "airnet" => Airnet(AirNetSpec),
     "efficientnet_lite0" => EfficientnetLite0(LiteSpec<Lite0>),
     "efficientnet_lite1" => EfficientnetLite1(LiteSpec<Lite1>),
     "efficientnet_lite2" => EfficientnetLite2(LiteSpec<Lite2>),

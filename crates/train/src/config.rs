@@ -43,6 +43,13 @@ pub struct TrainConfig {
     /// Validate and save an exponential moving average of the weights with this decay per step
     /// (0 turns it off; 0.99-0.999 is common).
     pub ema_decay: f64,
+    /// Every this many steps, move a running average of the weights towards them and the weights
+    /// to it (airbench's Lookahead; 0 turns it off, airbench uses 5); the last step ends on the
+    /// average.
+    pub lookahead_steps: usize,
+    /// How much of itself the Lookahead average keeps at the last step; it rises as the cube of
+    /// the share of the steps taken (airbench: 0.95⁵ ≈ 0.774).
+    pub lookahead_decay: f64,
     /// Runs are written to `<output_dir>/<config name>-<n>`.
     pub output_dir: PathBuf,
     /// Fit training into this many minutes of wall time: the number of epochs is chosen from the
@@ -73,6 +80,8 @@ impl Default for TrainConfig {
             early_stopping_patience: 5,
             label_smoothing: 0.0,
             ema_decay: 0.0,
+            lookahead_steps: 0,
+            lookahead_decay: 0.774,
             output_dir: PathBuf::from("runs"),
             time_budget_minutes: None,
             test_time_flip: false,
@@ -111,6 +120,14 @@ pub struct OptimizerConfig {
     pub momentum: f64,
     /// SGD only.
     pub nesterov: bool,
+    /// SGD only: `lr` and `weight_decay` count per 1,024 examples, airbench's parametrization,
+    /// so that they mean the same at any batch size and momentum: each step moves the weights
+    /// by `lr · batch_size / (1024 · (1 + 1/(1 − momentum)))` times the batch's mean gradient,
+    /// and decays them by `weight_decay` times the same factor.
+    pub per_1024_examples: bool,
+    /// The learning rate of BatchNorm's shifts (biases) as a multiple of `lr` (airbench's 64);
+    /// their weight decay per step stays that of the other weights.
+    pub batch_norm_bias_lr_scale: f64,
 }
 
 impl Default for OptimizerConfig {
@@ -124,7 +141,35 @@ impl Default for OptimizerConfig {
             weight_decay: 0.0,
             momentum: 0.9,
             nesterov: false,
+            per_1024_examples: false,
+            batch_norm_bias_lr_scale: 1.0,
         }
+    }
+}
+
+impl OptimizerConfig {
+    /// The same optimizer with `lr` and `weight_decay` for Burn's optimizers, which take a
+    /// batch's mean gradient and decay the weights by `lr · weight_decay` a step: as they are
+    /// unless they count per 1,024 examples.
+    pub fn per_batch(&self, batch_size: usize) -> OptimizerConfig {
+        if !self.per_1024_examples {
+            return self.clone();
+        }
+        // airbench: a step of `lr / kilo` per summed gradient is `lr · batch / kilo` per mean
+        // gradient; its decay per step, `weight_decay · batch / kilo`, is `lr' · weight_decay /
+        // lr` with that rate `lr'`.
+        let kilo = 1024.0 * (1.0 + 1.0 / (1.0 - self.momentum));
+        OptimizerConfig {
+            lr: self.lr * batch_size as f64 / kilo,
+            weight_decay: (f64::from(self.weight_decay) / self.lr) as f32,
+            per_1024_examples: false,
+            ..self.clone()
+        }
+    }
+
+    /// BatchNorm shifts' learning-rate multiple, when it is not 1.
+    pub fn shift_scale(&self) -> Option<f64> {
+        (self.batch_norm_bias_lr_scale != 1.0).then_some(self.batch_norm_bias_lr_scale)
     }
 }
 
@@ -138,6 +183,10 @@ pub enum ScheduleName {
     /// From `optimizer.lr` down to `final_lr_fraction` of it in a straight line (with a warm-up,
     /// a one-cycle schedule).
     Linear,
+    /// airbench's: up in a straight line from `start_lr_fraction` of `optimizer.lr` to all of it
+    /// over the first `peak_fraction` of the steps, then down in a straight line to
+    /// `final_lr_fraction` of it at the last step (`warmup_epochs` does not apply).
+    Triangle,
 }
 
 /// The learning rate at each step of a stage: a linear warm-up from 0, then the named decay.
@@ -149,6 +198,10 @@ pub struct ScheduleConfig {
     pub warmup_epochs: f64,
     /// The last step's learning rate as a fraction of `optimizer.lr`.
     pub final_lr_fraction: f64,
+    /// Triangle only: the first step's learning rate as a fraction of `optimizer.lr`.
+    pub start_lr_fraction: f64,
+    /// Triangle only: where the learning rate peaks, as a fraction of the stage's steps.
+    pub peak_fraction: f64,
 }
 
 impl Default for ScheduleConfig {
@@ -157,6 +210,8 @@ impl Default for ScheduleConfig {
             name: ScheduleName::Constant,
             warmup_epochs: 0.0,
             final_lr_fraction: 0.0,
+            start_lr_fraction: 0.2,
+            peak_fraction: 0.2,
         }
     }
 }
@@ -251,6 +306,20 @@ impl TrainConfig {
         (self.ema_decay > 0.0).then_some(self.ema_decay)
     }
 
+    /// Lookahead's pull, when there is one.
+    pub fn lookahead(&self) -> Option<crate::lookahead::Pull> {
+        (self.lookahead_steps > 0).then_some(crate::lookahead::Pull {
+            every: self.lookahead_steps,
+            decay: self.lookahead_decay,
+        })
+    }
+
+    /// Whether a run keeps an average of the weights (the moving average or Lookahead's), saved
+    /// with the training state.
+    pub fn keeps_average(&self) -> bool {
+        self.ema().is_some() || self.lookahead().is_some()
+    }
+
     /// The training loss's label smoothing, when there is any.
     pub fn smoothing(&self) -> Option<f32> {
         (self.label_smoothing > 0.0).then_some(self.label_smoothing)
@@ -331,6 +400,15 @@ impl TrainConfig {
                 self.ema_decay
             ));
         }
+        if !(0.0..=1.0).contains(&self.lookahead_decay) {
+            return Err(format!(
+                "lookahead_decay must be in [0, 1], got {}",
+                self.lookahead_decay
+            ));
+        }
+        if self.ema().is_some() && self.lookahead().is_some() {
+            return Err("ema_decay and lookahead_steps are two ways of averaging the weights: set one of them to 0".into());
+        }
         self.check_transfer()?;
         if let Some(minutes) = self.time_budget_minutes
             && !(minutes.is_finite() && minutes > 0.0)
@@ -341,8 +419,13 @@ impl TrainConfig {
         }
         let warmup = self.schedule.warmup_epochs;
         let warmup_ok = warmup.is_finite() && warmup >= 0.0;
-        if !warmup_ok || !(0.0..=1.0).contains(&self.schedule.final_lr_fraction) {
-            return Err("schedule.warmup_epochs must be at least 0 and schedule.final_lr_fraction in [0, 1]".into());
+        let fractions = [
+            self.schedule.final_lr_fraction,
+            self.schedule.start_lr_fraction,
+            self.schedule.peak_fraction,
+        ];
+        if !warmup_ok || !fractions.iter().all(|f| (0.0..=1.0).contains(f)) {
+            return Err("schedule.warmup_epochs must be at least 0 and schedule.final_lr_fraction, start_lr_fraction and peak_fraction in [0, 1]".into());
         }
         if self.augment.alternate_flip && !self.augment.flip {
             return Err("augment.alternate_flip needs augment.flip = true".into());
@@ -360,10 +443,30 @@ impl TrainConfig {
             ));
         }
         self.model.check()?;
+        self.check_optimizer()?;
         if !self.optimizer.lr.is_finite() || self.optimizer.lr <= 0.0 {
             return Err(format!(
                 "optimizer.lr must be positive, got {}",
                 self.optimizer.lr
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[optimizer]` keys beyond the rate.
+    fn check_optimizer(&self) -> Result<(), String> {
+        let optimizer = &self.optimizer;
+        if optimizer.per_1024_examples
+            && !(optimizer.name == OptimizerName::Sgd && (0.0..1.0).contains(&optimizer.momentum))
+        {
+            return Err(
+                "optimizer.per_1024_examples is SGD's, with optimizer.momentum in [0, 1)".into(),
+            );
+        }
+        let scale = optimizer.batch_norm_bias_lr_scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(format!(
+                "optimizer.batch_norm_bias_lr_scale must be positive, got {scale}"
             ));
         }
         Ok(())

@@ -32,15 +32,45 @@ impl<M: Module> Ema<M> {
     /// from 0 over the stage). Early steps weigh more, `(1 + step) / (10 + step)` capping the
     /// decay, so the average soon forgets the initial weights.
     pub fn update(&mut self, training: &M, step: usize) {
+        let warm = (1.0 + step as f64) / (10.0 + step as f64);
+        self.blend(training, self.decay.min(warm));
+    }
+
+    /// `average ← keep · average + (1 − keep) · training`, weights and running statistics.
+    pub fn blend(&mut self, training: &M, keep: f64) {
         let mut current = Weights::default();
         // `valid` first: it brings the running statistics up to date.
         training.valid().visit(&mut current);
-        let warm = (1.0 + step as f64) / (10.0 + step as f64);
         let mut mix = Mix {
             current: current.0,
-            keep: self.decay.min(warm),
+            keep,
         };
         self.model = self.model.clone().map(&mut mix);
+    }
+
+    /// `training` (on its autodiff device, keeping its parameters' ids, so the optimizer's state
+    /// stays theirs) with the average's weights and running statistics.
+    pub fn imposed_on(&self, training: M) -> M {
+        let mut average = Weights::default();
+        self.model.visit(&mut average);
+        training.map(&mut Impose(average.0))
+    }
+}
+
+/// Every float tensor replaced by the one of the same id, as an autodiff tensor that requires a
+/// gradient where the one it replaces did.
+struct Impose(HashMap<ParamId, Tensor<1>>);
+
+impl ModuleMapper for Impose {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(value) = self.0.remove(&param.id) else {
+            return param;
+        };
+        param.map(|old| {
+            let tracked = old.is_require_grad();
+            let value = value.reshape(old.shape()).to_device(&old.device().inner());
+            Tensor::from_inner(value).set_require_grad(tracked)
+        })
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ema::Ema;
 use crate::evaluate::{self, Evaluation};
 use crate::examples::Examples;
+use crate::lookahead::{Lookahead, Pull};
 use crate::network::{Network, TestTimeAugment};
 use crate::schedule::Schedule;
 use crate::step::{NonFinite, Stepper, Tally};
@@ -41,10 +42,14 @@ pub struct FitOptions {
     /// Validate and keep an exponential moving average of the weights with this decay per step,
     /// instead of the weights themselves.
     pub ema_decay: Option<f64>,
+    /// BatchNorm shifts' learning rate as a multiple of the others', when not 1.
+    pub shift_scale: Option<f64>,
+    /// Pull the weights to their running average every few steps (airbench's Lookahead).
+    pub lookahead: Option<Pull>,
 }
 
 /// Where a resumed stage stands: its best weights so far, the epoch they come from, and the
-/// moving average of the weights when there is one.
+/// average of the weights (the moving average's or Lookahead's) when there is one.
 pub struct Resumed<M> {
     pub best: M,
     pub best_epoch: Option<usize>,
@@ -111,12 +116,13 @@ pub struct Split<'a, I> {
     pub valid: &'a dyn Examples<I>,
 }
 
-/// The best weights so far and the moving average, beside the weights that train.
+/// The best weights so far and the averages, beside the weights that train.
 struct Kept<M> {
     best: M,
     best_epoch: Option<usize>,
     best_loss: f64,
     ema: Option<Ema<M>>,
+    lookahead: Option<Lookahead<M>>,
 }
 
 /// Train `model` (on the first of `options.devices`, an autodiff device) and return the best
@@ -134,16 +140,24 @@ pub fn fit<M: Network>(
         Some(resumed) => (resumed.best, resumed.best_epoch, resumed.ema),
         None => (model.valid(), None, None),
     };
-    let ema = options
-        .ema_decay
-        .map(|decay| Ema::new(resumed_ema.unwrap_or_else(|| model.valid()), decay));
+    let average = || resumed_ema.clone().unwrap_or_else(|| model.valid());
+    let ema = options.ema_decay.map(|decay| Ema::new(average(), decay));
+    let total_steps = options.schedule.total_steps;
+    let lookahead = options
+        .lookahead
+        .map(|pull| Lookahead::new(average(), pull, total_steps));
     let mut kept = Kept {
         best,
         best_epoch,
         best_loss: options.best_val_loss,
         ema,
+        lookahead,
     };
-    let stepper = Stepper::new(options.label_smoothing, &options.devices);
+    let stepper = Stepper::new(
+        options.label_smoothing,
+        options.shift_scale,
+        &options.devices,
+    );
     let epoch = Epoch {
         stepper: &stepper,
         train: split.train,
@@ -157,12 +171,13 @@ pub fn fit<M: Network>(
         println!("Epoch {number}/{last_epoch}");
         let started = Instant::now();
         let (lr, tally);
-        (model, lr, tally) = epoch
-            .train(model, number, &mut kept.ema, optimizer)
-            .map_err(|(step, loss)| {
-                let saved = kept.best_epoch.is_some() || options.best_val_loss.is_finite();
-                not_finite(loss, number, step, saved)
-            })?;
+        (model, lr, tally) =
+            epoch
+                .train(model, number, &mut kept, optimizer)
+                .map_err(|(step, loss)| {
+                    let saved = kept.best_epoch.is_some() || options.best_val_loss.is_finite();
+                    not_finite(loss, number, step, saved)
+                })?;
         if interrupted.load(Ordering::SeqCst) {
             println!("interrupted");
             stop = Stop::Interrupted;
@@ -271,10 +286,11 @@ impl<M: Network> Epoch<'_, M> {
         &self,
         model: M,
         number: usize,
-        ema: &mut Option<Ema<M>>,
+        kept: &mut Kept<M>,
         optimizer: &mut ModuleOptimizer,
     ) -> Result<(M, f64, Tally), (usize, NonFinite)> {
         let options = self.options;
+        let model = model.for_epoch(number - options.stage_first_epoch);
         let seed = epoch_seed(options.seed, number);
         for (index, device) in options.devices.iter().enumerate() {
             device.seed(rng::derive(seed, Stream::Shard, index as u64));
@@ -309,12 +325,15 @@ impl<M: Network> Epoch<'_, M> {
                     break;
                 }
                 lr = options.schedule.lr(first_step + step);
-                let ema = ema.as_mut().map(|ema| (ema, first_step + step));
+                let ema = kept.ema.as_mut().map(|ema| (ema, first_step + step));
                 let tally;
                 (model, tally) = self
                     .stepper
                     .step(model, shards, optimizer, lr, ema)
                     .map_err(|loss| (step, loss))?;
+                if let Some(lookahead) = &mut kept.lookahead {
+                    model = lookahead.after_step(model, first_step + step);
+                }
                 total.loss_sum += tally.loss_sum;
                 total.correct += tally.correct;
                 total.examples += tally.examples;
@@ -369,7 +388,11 @@ impl<M: Network> Kept<M> {
         observer.epoch_done(
             metrics,
             EpochEnd {
-                ema: self.ema.as_ref().map(|ema| &ema.model),
+                ema: self
+                    .ema
+                    .as_ref()
+                    .or(self.lookahead.as_ref().map(|l| &l.average))
+                    .map(|ema| &ema.model),
                 best_epoch: self.best_epoch,
                 stop,
                 ..end

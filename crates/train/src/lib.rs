@@ -20,7 +20,7 @@
 //!   ([`resume`]);
 //! - [`fit`]: the loop — epochs, validation, early stopping — taking [`step`]s with the
 //!   [`optimizer`] at the rate the [`schedule`] gives, on [`examples`] of a [`network`], keeping
-//!   a moving average ([`ema`]);
+//!   a moving average ([`ema`]) or pulling the weights to one ([`lookahead`]);
 //! - [`finish`]: the final evaluation ([`evaluate`]), `summary.json`, the pictures ([`report`])
 //!   and `report.html` ([`html`]).
 //!
@@ -41,6 +41,7 @@ pub mod finish;
 pub mod fit;
 pub mod html;
 pub mod images;
+pub mod lookahead;
 pub mod lr_find;
 pub mod network;
 pub mod optimizer;

@@ -56,8 +56,8 @@ pub fn sweep<M: Network>(
     steps: usize,
 ) -> Sweep {
     let steps = steps.max(2);
-    let stepper = Stepper::new(config.smoothing(), devices);
-    let mut optimizer = crate::optimizer::optimizer(&config.optimizer);
+    let stepper = Stepper::new(config.smoothing(), config.optimizer.shift_scale(), devices);
+    let mut optimizer = crate::optimizer::optimizer(&config.optimizer.per_batch(config.batch_size));
     let batch_size = config.batch_size.min(train.len());
     let batches = train.len().div_ceil(batch_size);
     let mut order: Vec<usize> = (0..train.len()).collect();

@@ -18,6 +18,14 @@ pub trait Network: Module + 'static {
     fn views(input: Self::Input, _augment: TestTimeAugment) -> Vec<(Self::Input, f32)> {
         vec![(input, 1.0)]
     }
+    /// The network as it trains in epoch `epoch` of its stage (from 0); see
+    /// [`ImageClassifier::for_epoch`].
+    fn for_epoch(self, _epoch: usize) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 /// Test-time augmentation: each image is classified from the average of the predicted
@@ -81,6 +89,9 @@ impl Network for Classifier {
     }
     fn views(images: Tensor<4>, augment: TestTimeAugment) -> Vec<(Tensor<4>, f32)> {
         image_views(images, augment)
+    }
+    fn for_epoch(self, epoch: usize) -> Self {
+        ImageClassifier::for_epoch(self, epoch)
     }
 }
 

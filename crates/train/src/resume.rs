@@ -1,6 +1,6 @@
 //! What `train --resume` continues from, saved in `<run>/resume/` after every epoch: the model
-//! as it was training, the optimizer's state, the moving average of the weights (with
-//! `ema_decay`) and `state.json` (stage, epochs, early-stopping state,
+//! as it was training, the optimizer's state, the average of the weights (with
+//! `ema_decay` or `lookahead_steps`) and `state.json` (stage, epochs, early-stopping state,
 //! metrics history). The weight files carry their epoch in their name and `state.json`, written
 //! last, names the epoch to load, so a process killed at any moment leaves a complete state.
 

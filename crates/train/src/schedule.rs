@@ -1,5 +1,5 @@
 //! The learning rate at each step: a linear warm-up from zero, then constant, cosine or linear
-//! decay to a fraction of the base rate. A pure function of the step, so a resumed run continues
+//! decay to a fraction of the base rate; or airbench's triangle. A pure function of the step, so a resumed run continues
 //! the same curve.
 
 use crate::config::{ScheduleConfig, ScheduleName};
@@ -16,6 +16,9 @@ pub struct Schedule {
 impl Schedule {
     /// The learning rate of step `step` (0-based, counted from the stage's start).
     pub fn lr(&self, step: usize) -> f64 {
+        if self.config.name == ScheduleName::Triangle {
+            return self.base_lr * self.triangle(step);
+        }
         let warmup = (self.config.warmup_epochs * self.steps_per_epoch as f64).round() as usize;
         if step < warmup {
             return self.base_lr * (step + 1) as f64 / warmup as f64;
@@ -29,8 +32,24 @@ impl Schedule {
                 last + (1.0 - last) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
             }
             ScheduleName::Linear => 1.0 - (1.0 - last) * progress,
+            ScheduleName::Triangle => unreachable!("handled above"),
         };
         self.base_lr * fraction
+    }
+
+    /// The triangle's fraction of the base rate at `step`: `start_lr_fraction` at step 0, 1 at
+    /// `peak_fraction` of the steps, `final_lr_fraction` at `total_steps` (as airbench
+    /// interpolates, so the last step taken is just above it).
+    fn triangle(&self, step: usize) -> f64 {
+        let total = self.total_steps.max(1) as f64;
+        let peak = (self.config.peak_fraction * total).round();
+        let step = (step as f64).min(total);
+        let (start, last) = (self.config.start_lr_fraction, self.config.final_lr_fraction);
+        if step < peak {
+            start + (1.0 - start) * step / peak
+        } else {
+            1.0 - (1.0 - last) * (step - peak) / (total - peak).max(1.0)
+        }
     }
 }
 
@@ -44,6 +63,7 @@ mod tests {
                 name,
                 warmup_epochs,
                 final_lr_fraction: 0.1,
+                ..ScheduleConfig::default()
             },
             base_lr: 2.0,
             steps_per_epoch: 10,
@@ -67,5 +87,27 @@ mod tests {
         let constant = schedule(ScheduleName::Constant, 0.5);
         assert_eq!(constant.lr(2), 1.2);
         assert_eq!(constant.lr(30), 2.0);
+    }
+
+    #[test]
+    fn the_triangle_rises_from_its_start_to_the_peak_then_falls() {
+        // airbench's: np.interp(step, [0, 0.2 · 50, 50], [0.2, 1, 0.1]) times the base rate.
+        let triangle = Schedule {
+            config: ScheduleConfig {
+                name: ScheduleName::Triangle,
+                warmup_epochs: 3.0,
+                final_lr_fraction: 0.1,
+                start_lr_fraction: 0.2,
+                peak_fraction: 0.2,
+            },
+            ..schedule(ScheduleName::Triangle, 0.0)
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(triangle.lr(0), 0.4));
+        assert!(close(triangle.lr(5), 2.0 * 0.6));
+        assert!(close(triangle.lr(10), 2.0));
+        assert!(close(triangle.lr(30), 2.0 * (1.0 - 0.9 * 0.5)));
+        assert!(close(triangle.lr(49), 2.0 * (1.0 - 0.9 * 39.0 / 40.0)));
+        assert!(close(triangle.lr(50), 0.2));
     }
 }

@@ -196,6 +196,7 @@ pub fn train_stage<M: Network>(
         epochs,
         optimizer: optimizer_config,
     } = stage;
+    let optimizer_config = optimizer_config.per_batch(context.config.batch_size);
     let plan = Plan {
         train,
         valid,
@@ -279,6 +280,8 @@ fn fit_options<M: Network>(
         best_val_loss: progress.best_val_loss(),
         devices: context.placement.devices.clone(),
         ema_decay: config.ema(),
+        shift_scale: plan.optimizer.shift_scale(),
+        lookahead: config.lookahead(),
     }
 }
 
@@ -311,8 +314,8 @@ fn resume_stage<M: Network>(
         .filter(|&epoch| epoch >= state.stage_first_epoch());
     let ema = context
         .config
-        .ema()
-        .map(|_| resume::load_ema(&run.path, &state, model.valid()))
+        .keeps_average()
+        .then(|| resume::load_ema(&run.path, &state, model.valid()))
         .transpose()?;
     let resumed = Resumed {
         best: match state.best_epoch {
@@ -351,7 +354,11 @@ fn fresh_stage<M: Network>(
                 batch_size: config.batch_size,
                 final_passes: config.test_time_augment().passes(),
             };
-            let stepper = Stepper::new(config.smoothing(), &context.placement.devices);
+            let stepper = Stepper::new(
+                config.smoothing(),
+                plan.optimizer.shift_scale(),
+                &context.placement.devices,
+            );
             let epochs = planner::affordable_epochs(
                 &model,
                 optimizer(plan.optimizer),

@@ -32,10 +32,12 @@ pub struct Tally {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NonFinite(pub f64);
 
-/// How steps are taken: the training loss and the devices sharing each batch (the model's first).
+/// How steps are taken: the training loss, the devices sharing each batch (the model's first),
+/// and the multiple of the learning rate that BatchNorm's shifts take.
 pub struct Stepper<'a> {
     pub loss: CrossEntropyLossConfig,
     pub devices: &'a [Device],
+    pub shift_scale: Option<f64>,
 }
 
 /// What a share's step computed, before the optimizer uses it.
@@ -46,11 +48,20 @@ struct ShareResult {
 }
 
 impl<'a> Stepper<'a> {
-    /// Steps with the cross-entropy loss, label-smoothed by `label_smoothing`, over `devices`.
-    pub fn new(label_smoothing: Option<f32>, devices: &'a [Device]) -> Self {
+    /// Steps with the cross-entropy loss, label-smoothed by `label_smoothing`, over `devices`,
+    /// BatchNorm's shifts at `shift_scale` times the rate where it is set.
+    pub fn new(
+        label_smoothing: Option<f32>,
+        shift_scale: Option<f64>,
+        devices: &'a [Device],
+    ) -> Self {
         let mut loss = CrossEntropyLossConfig::new();
         loss.smoothing = label_smoothing;
-        Self { loss, devices }
+        Self {
+            loss,
+            devices,
+            shift_scale,
+        }
     }
 
     /// The training batch at `indices` of epoch `epoch`, drawn from `seed`, cut into one
@@ -94,7 +105,11 @@ impl<'a> Stepper<'a> {
         if !batch_loss.is_finite() {
             return Err(NonFinite(batch_loss));
         }
-        let model = optimizer.step(lr, model, result.grads);
+        let grads = match self.shift_scale {
+            Some(scale) => crate::optimizer::scale_shifts(&model, result.grads, scale),
+            None => result.grads,
+        };
+        let model = optimizer.step(lr, model, grads);
         if let Some((ema, step)) = ema {
             ema.update(&model, step);
         }

@@ -83,6 +83,8 @@ fn train_on(replicas: Vec<Device>) -> Vec<EpochMetrics> {
         best_val_loss: f64::INFINITY,
         devices: std::iter::once(device).chain(replicas).collect(),
         ema_decay: None,
+        shift_scale: None,
+        lookahead: None,
     };
     let outcome = fit::fit(
         head,
