@@ -1,5 +1,6 @@
 """The networks `train` saves, as PyTorch modules whose state-dict keys are the ones
-`train export RUN_DIR --safetensors FILE` writes: convnet, fastnet and efficientnet_lite0/1/2.
+`train export RUN_DIR --safetensors FILE` writes: convnet, fastnet, airnet and
+efficientnet_lite0/1/2.
 
     python scripts/convkit_torch.py RUN_DIR FILE.safetensors
         loads the export, checks every key, prints the classes and the input it expects
@@ -64,13 +65,13 @@ class ConvBn(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, c_in, c_out):
+    def __init__(self, c_in, c_out, eps=1e-5):
         super().__init__()
-        self.first, self.second = ConvBn(c_in, c_out), ConvBn(c_out, c_out)
+        self.first, self.second = ConvBn(c_in, c_out, eps=eps), ConvBn(c_out, c_out, eps=eps)
 
-    def forward(self, x):
-        x = F.relu(self.first.bn(F.max_pool2d(self.first.conv(x), 2)))
-        return F.relu(self.second(x))
+    def forward(self, x, activation=F.relu):
+        x = activation(self.first.bn(F.max_pool2d(self.first.conv(x), 2)))
+        return activation(self.second(x))
 
 
 class FastNet(nn.Module):
@@ -88,6 +89,43 @@ class FastNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.fc(x.amax((2, 3)))
+
+
+class Whitening(nn.Module):
+    """airnet's stem: fixed k x k whitening filters and a bias."""
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2 * 3 * kernel * kernel, kernel, bias=False)
+        self.bias = nn.Parameter(torch.zeros(2 * 3 * kernel * kernel))
+
+    def forward(self, x):
+        return self.conv(x) + self.bias.view(1, -1, 1, 1)
+
+
+class AirNet(nn.Module):
+    """crates/models/src/airnet.rs, airbench94's network: the whitening stem, three blocks as
+    fastnet's with its activation (GELU or ReLU), global max pooling, a bias-free dense layer,
+    the logits scaled."""
+
+    def __init__(self, classes, spec):
+        super().__init__()
+        kernel, widths = spec.get("whiten_kernel", 2), spec.get("widths", [64, 256, 256])
+        eps = spec.get("batch_norm_epsilon", 1e-12)
+        self.activation = F.gelu if spec.get("activation", "gelu") == "gelu" else F.relu
+        self.stem = Whitening(kernel)
+        channels = [2 * 3 * kernel * kernel] + widths
+        self.blocks = nn.ModuleList(
+            [Block(channels[i], channels[i + 1], eps) for i in range(3)]
+        )
+        self.fc = nn.Linear(widths[2], classes, bias=False)
+        self.logit_scale = spec.get("logit_scale", 1 / 9)
+
+    def forward(self, x):
+        x = self.activation(self.stem(x))
+        for block in self.blocks:
+            x = block(x, self.activation)
+        return self.fc(x.amax((2, 3))) * self.logit_scale
 
 
 class MbConv(nn.Module):
@@ -158,6 +196,8 @@ def build(manifest):
         return ConvNet(classes, manifest["image_size"])
     if name == "fastnet":
         return FastNet(classes, architecture.get("widths", [32, 64, 128, 256]))
+    if name == "airnet":
+        return AirNet(classes, architecture)
     if name.startswith("efficientnet_lite"):
         return EfficientNetLite(int(name[-1]), classes, architecture.get("hidden_units", 0))
     raise SystemExit(f"model.json names {name!r}, which this script does not know")

@@ -4,8 +4,10 @@ random images with Adam, in PyTorch or in Keras (TensorFlow backend), on the CPU
     python3 cpu_bench.py torch|keras convnet|keras_cnn|fastnet|airnet|lite0 STEPS TRAIN_BATCH INFER_BATCH
 
 Prints lines like the project's `throughput` example: images/s, and the process's peak memory.
-One untimed step of each comes first. fastnet is the fast recipe's network as it ships (fixed
-whitening stem, widths 32/64/128/256), airnet the same at airbench94's widths (24/64/256/256).
+One untimed step of each comes first. fastnet is the network of the tutorial-era fast recipe
+(fixed 3x3 whitening stem, widths 32/64/128/256, ReLU), airnet airbench94's network as the fast
+recipe ships it (fixed 2x2 whitening stem of 24, blocks of 64/256/256, GELU, BatchNorm without
+scale, a bias-free dense layer).
 """
 
 import os
@@ -26,7 +28,7 @@ def images(batch, side):
 def torch_bench(name, steps, train_batch, infer_batch, side):
     import torch
     import torch.nn.functional as F
-    from convkit_torch import FastNet
+    from convkit_torch import AirNet, FastNet
     from torch_nets import ConvNet, KerasCnn, Lite0
 
     def fastnet(widths):
@@ -34,12 +36,20 @@ def torch_bench(name, steps, train_batch, infer_batch, side):
         net.stem.conv.weight.requires_grad_(False)  # the whitening filters are fixed
         return net
 
+    def airnet():
+        net = AirNet(10, {})
+        net.stem.conv.weight.requires_grad_(False)  # the whitening filters are fixed
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.requires_grad_(False)  # BatchNorm's scale stays 1
+        return net
+
     model = {
         "convnet": ConvNet,
         "keras_cnn": KerasCnn,
         "lite0": Lite0,
         "fastnet": lambda: fastnet([32, 64, 128, 256]),
-        "airnet": lambda: fastnet([24, 64, 256, 256]),
+        "airnet": airnet,
     }[name]()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x, y = (torch.from_numpy(a) for a in images(train_batch, side))
@@ -75,18 +85,27 @@ def keras_model(name, side):
         x = layers.Dense(1024, activation="relu")(x)
         x = layers.Dense(1024, activation="relu")(x)
     elif name in ("fastnet", "airnet"):
-        widths = [32, 64, 128, 256] if name == "fastnet" else [24, 64, 256, 256]
+        air = name == "airnet"
+        widths = [64, 256, 256] if air else [64, 128, 256]
+        activation = layers.Activation("gelu") if air else layers.ReLU()
 
-        def conv_bn(x, filters, trainable=True):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, trainable=trainable)(x)
+        def norm(x):
+            if air:  # airbench's: no scale, PyTorch's momentum 0.4
+                return layers.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False)(x)
             return layers.BatchNormalization()(x)
 
-        x = layers.ReLU()(conv_bn(inputs, widths[0], trainable=False))
-        for width in widths[1:]:
+        if air:
+            x = activation(layers.Conv2D(24, 2, trainable=False)(inputs))
+        else:
+            x = layers.Conv2D(32, 3, padding="same", use_bias=False, trainable=False)(inputs)
+            x = activation(norm(x))
+        for width in widths:
             x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-            x = layers.ReLU()(layers.BatchNormalization()(layers.MaxPooling2D()(x)))
-            x = layers.ReLU()(conv_bn(x, width))
+            x = activation(norm(layers.MaxPooling2D()(x)))
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = activation(norm(x))
         x = layers.GlobalMaxPooling2D()(x)
+        return keras.Model(inputs, layers.Dense(10, use_bias=not air)(x))
     elif name == "keras_cnn":
         x = inputs
         for filters in (32, 64):

@@ -1,4 +1,4 @@
-//! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::convolution`],
+//! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::gelu_exact`], [`Kernels::convolution`],
 //! [`Kernels::max_pool2x2`] and [`Kernels::normalize_batch`], which call the gradients of the
 //! backend underneath, where ours on `Flex` come in: a ReLU node that keeps its output, ReLU6 and
 //! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills,
@@ -19,6 +19,10 @@ use crate::Kernels;
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
         keeping_input::<B, C>(x, B::relu6, B::relu6_backward)
+    }
+
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        keeping_input::<B, C>(x, B::gelu_exact, B::gelu_exact_backward)
     }
 
     fn rectify(x: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::fallback::*;
 use crate::math::convolution::Geometry;
-use crate::math::{batch_norm, convolution, depthwise, dropout, max_pool};
+use crate::math::{batch_norm, convolution, depthwise, dropout, gelu, max_pool};
 use crate::{CHUNK, Kernels};
 
 /// The sizes of an f32 convolution on `Flex`.
@@ -101,6 +101,27 @@ impl Kernels for Flex {
         // Not `contains`: a NaN input passes its gradient, as through Burn's clamp.
         #[allow(clippy::manual_range_contains)]
         gradient_where(x, output_grad, |x| !(x < 0.0 || x > 6.0))
+    }
+
+    fn gelu_exact(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        let mut x = owned(x);
+        let n = x.layout().num_elements();
+        gelu::forward(&mut x.storage_mut::<f32>()[..n]);
+        x
+    }
+
+    fn gelu_exact_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || output_grad.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::gelu_backward(x, output_grad);
+        }
+        let x = x.to_contiguous();
+        let mut grad = owned(output_grad);
+        let n = grad.layout().num_elements();
+        gelu::backward(f32s(&x), &mut grad.storage_mut::<f32>()[..n]);
+        grad
     }
 
     fn rectify(x: FlexTensor) -> FlexTensor {

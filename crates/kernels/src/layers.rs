@@ -17,6 +17,11 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as Kernels>::rectify(x.into_dispatch()))
 }
 
+/// GELU (exact, with the error function), through [`Kernels::gelu_exact`].
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as Kernels>::gelu_exact(x.into_dispatch()))
+}
+
 /// ReLU6 (MobileNet's and EfficientNet-Lite's activation), through [`Kernels::relu6`].
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as Kernels>::relu6(x.into_dispatch()))

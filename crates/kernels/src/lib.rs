@@ -23,7 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
-pub use layers::{batch_norm, conv2d, dropout, max_pool2d, relu, relu6};
+pub use layers::{batch_norm, conv2d, dropout, gelu, max_pool2d, relu, relu6};
 
 use fallback::*;
 
@@ -47,6 +47,21 @@ pub trait Kernels: Backend {
     /// is NaN), zero elsewhere, as Burn's clamp passes it.
     fn relu6_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         burns_relu6_backward::<Self>(x, output_grad)
+    }
+
+    /// GELU, `x·Φ(x)` with the error function (not tanh's approximation): Burn's `gelu`, or
+    /// within 1e-6 of it, differentiated with [`Kernels::gelu_exact_backward`].
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu(x)
+    }
+
+    /// The gradient of [`Kernels::gelu_exact`]'s input from that input: Burn's, or within 1e-6
+    /// of it.
+    fn gelu_exact_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu_backward(x, output_grad)
     }
 
     /// ReLU, `max(x, 0)` with NaN staying NaN: Burn's `relu`, differentiated with

@@ -6,7 +6,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
-use kernels::{batch_norm, conv2d, max_pool2d, relu, relu6};
+use kernels::{batch_norm, conv2d, gelu, max_pool2d, relu, relu6};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -84,6 +84,30 @@ fn same_gradient_bits_as_burns(
 fn relu6_is_burns_clamp_bit_for_bit() {
     same_bits_as_burns(relu6, |x| x.clamp(0.0, 6.0));
     same_gradient_bits_as_burns(relu6, |x| x.clamp(0.0, 6.0));
+}
+
+#[test]
+fn gelu_is_burns_within_a_millionth() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    for shape in [[1, 1, 9], [3, 17, 31], [5, 64, 1031]] {
+        let x =
+            Tensor::<3>::random(shape, Distribution::Uniform(-8.0, 8.0), &device).require_grad();
+        let weights = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let ours = gelu(x.clone());
+        let burns = activation::gelu(x.clone());
+        let forward = relative_difference(ours.clone().detach(), burns.clone().detach());
+        assert!(forward < 1e-6, "{shape:?}: {forward}");
+        let ours = ours.mul(weights.clone()).sum().backward();
+        let burns = burns.mul(weights).sum().backward();
+        let (ours, burns) = (x.grad(&ours).unwrap(), x.grad(&burns).unwrap());
+        let backward = relative_difference(ours, burns);
+        assert!(backward < 1e-6, "{shape:?}: {backward}");
+    }
+    let shared = values([2, 300, 333], &Device::flex());
+    let before = bits(shared.clone());
+    let _ = gelu(shared.clone());
+    assert_eq!(bits(shared), before, "a shared input is left alone");
 }
 
 #[test]

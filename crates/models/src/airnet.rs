@@ -10,7 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use kernels::{batch_norm, conv2d, max_pool2d, relu};
+use kernels::{batch_norm, conv2d, gelu, max_pool2d, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -33,7 +33,7 @@ impl Activation {
     fn apply(self, x: Tensor<4>) -> Tensor<4> {
         match self {
             Activation::Relu => relu(x),
-            Activation::Gelu => burn::tensor::activation::gelu(x),
+            Activation::Gelu => gelu(x),
         }
     }
 }
@@ -70,7 +70,7 @@ impl Default for AirNetSpec {
             whiten_kernel: 2,
             whiten_bias_epochs: 3,
             activation: Activation::Gelu,
-            batch_norm_momentum: 0.6,
+            batch_norm_momentum: 0.4,
             batch_norm_epsilon: 1e-12,
             batch_norm_scale: false,
             dirac_init: true,
@@ -154,17 +154,24 @@ struct Block {
     second: ConvBn,
 }
 
+/// The whitening stem: fixed filters, and a bias that trains for the first epochs.
+#[derive(Module, Debug)]
+struct Whitening {
+    conv: Conv2d,
+    bias: Param<Tensor<1>>,
+}
+
 #[derive(Module, Debug)]
 pub struct AirNet {
-    /// Fixed whitening filters; the bias is [`AirNet::stem_bias`].
-    stem: Conv2d,
-    stem_bias: Param<Tensor<1>>,
+    stem: Whitening,
     blocks: Vec<Block>,
     fc: Linear,
     #[module(skip)]
     activation: Activation,
     logit_scale: f64,
     whiten_bias_epochs: usize,
+    /// Whether BatchNorm's scale trains (for [`ImageClassifier::fixed_layers`]).
+    batch_norm_scale: bool,
     /// Whether the stem's bias trains in the current epoch (see [`ImageClassifier::for_epoch`]).
     stem_bias_trains: bool,
 }
@@ -200,10 +207,12 @@ impl AirNet {
         };
         let widths = [stem_width, spec.widths[0], spec.widths[1], spec.widths[2]];
         Self {
-            stem: Conv2dConfig::new([3, stem_width], [k, k])
-                .with_bias(false)
-                .init(device),
-            stem_bias: Param::from_tensor(Tensor::zeros([stem_width], device)),
+            stem: Whitening {
+                conv: Conv2dConfig::new([3, stem_width], [k, k])
+                    .with_bias(false)
+                    .init(device),
+                bias: Param::from_tensor(Tensor::zeros([stem_width], device)),
+            },
             blocks: (0..3)
                 .map(|i| Block {
                     first: ConvBn {
@@ -223,6 +232,7 @@ impl AirNet {
             activation: spec.activation,
             logit_scale: spec.logit_scale,
             whiten_bias_epochs: spec.whiten_bias_epochs,
+            batch_norm_scale: spec.batch_norm_scale,
             stem_bias_trains: spec.whiten_bias_epochs > 0,
         }
     }
@@ -230,10 +240,11 @@ impl AirNet {
     /// The stem's filters set to whiten the patches of `images` (normalized training images):
     /// every principal direction of a patch, scaled to unit variance, and its negation.
     pub fn with_whitened_stem(mut self, images: Tensor<4>) -> Self {
-        let [channels, inputs, k, _] = self.stem.weight.dims();
-        let filters = whitening_filters(images, k, channels / 2);
+        let weight = &self.stem.conv.weight;
+        let [channels, inputs, k, _] = weight.dims();
         debug_assert_eq!(channels, 2 * inputs * k * k);
-        self.stem.weight = Param::from_tensor(filters.to_device(&self.stem.weight.device()));
+        let filters = whitening_filters(images, k, channels / 2).to_device(&weight.device());
+        self.stem.conv.weight = Param::from_tensor(filters);
         self
     }
 }
@@ -271,9 +282,9 @@ impl ImageClassifier for AirNet {
     /// `s = ⌊(side − whiten_kernel + 1) / 8⌋`.
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
         // No gradient reaches the whitening filters (nor is computed for them).
-        let x = conv2d(&self.stem, x).detach();
-        let channels = self.stem_bias.dims()[0];
-        let bias = self.stem_bias.val().reshape([1, channels, 1, 1]);
+        let x = conv2d(&self.stem.conv, x).detach();
+        let channels = self.stem.bias.dims()[0];
+        let bias = self.stem.bias.val().reshape([1, channels, 1, 1]);
         let bias = if self.stem_bias_trains {
             bias
         } else {
@@ -300,11 +311,20 @@ impl ImageClassifier for AirNet {
 
     /// The whitening filters, `[2 · 3 · k², 3, k, k]`.
     fn first_filters(&self) -> Tensor<4> {
-        self.stem.weight.val()
+        self.stem.conv.weight.val()
     }
 
+    /// The whitening filters, and BatchNorm's scales where they stay 1.
     fn fixed_layers(&self) -> Vec<String> {
-        vec!["stem".into()]
+        let mut fixed = vec!["stem.conv".to_string()];
+        if !self.batch_norm_scale {
+            for i in 0..self.blocks.len() {
+                for part in ["first", "second"] {
+                    fixed.push(format!("blocks.{i}.{part}.bn.gamma"));
+                }
+            }
+        }
+        fixed
     }
 
     fn for_epoch(self, epoch: usize) -> Self {
@@ -376,8 +396,8 @@ mod tests {
             let grads = net.forward(images.clone()).sum().backward();
             let bn = &net.blocks[0].first.bn;
             [
-                net.stem.weight.val().grad(&grads).is_some(),
-                net.stem_bias.val().grad(&grads).is_some(),
+                net.stem.conv.weight.val().grad(&grads).is_some(),
+                net.stem.bias.val().grad(&grads).is_some(),
                 bn.gamma.val().grad(&grads).is_some(),
                 bn.beta.val().grad(&grads).is_some(),
                 net.fc.weight.val().grad(&grads).is_some(),
@@ -387,6 +407,18 @@ mod tests {
         assert_eq!(gradients(&first), [false, true, false, true, true]);
         let later = first.for_epoch(3);
         assert_eq!(gradients(&later), [false, false, false, true, true]);
+        let path = std::env::temp_dir().join(format!("airnet-{}.bpk", std::process::id()));
+        crate::Classifier::Airnet(later).save(&path).unwrap();
+        let fresh = crate::Classifier::Airnet(tiny().init(10, 12, None, &device));
+        let crate::Classifier::Airnet(loaded) = fresh.load(&path).unwrap() else {
+            unreachable!("an airnet loads as one")
+        };
+        assert_eq!(
+            gradients(&loaded.for_epoch(3)),
+            [false, false, false, true, true],
+            "a saved network trains as it did"
+        );
+        std::fs::remove_file(&path).unwrap();
         let scaled = AirNetSpec {
             batch_norm_scale: true,
             ..tiny()

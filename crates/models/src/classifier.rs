@@ -51,8 +51,8 @@ pub trait ImageClassifier: Module {
     /// The rest of the network after [`ImageClassifier::cam_layer`]: its output → logits.
     fn classify_maps(&self, maps: Tensor<4>) -> Tensor<2>;
 
-    /// Layers (by their path in the module tree) that never train, such as a fixed whitening
-    /// stem.
+    /// Layers (by their path in the module tree), or single parameters of a layer (the path
+    /// and the field, `blocks.0.bn.gamma`), that never train, such as a fixed whitening stem.
     fn fixed_layers(&self) -> Vec<String> {
         Vec::new()
     }

@@ -55,7 +55,11 @@ pub fn summarize<M: ImageClassifier>(
 ) -> Summary {
     let fixed = network.fixed_layers();
     let frozen = |name: &str| frozen(name) || fixed.iter().any(|f| f == name);
-    let mut visitor = Layers::default();
+    let mut visitor = Layers {
+        fixed: &fixed,
+        path: Vec::new(),
+        layers: Vec::new(),
+    };
     network.visit(&mut visitor);
     let image = Tensor::<4>::zeros([1, 3, side, side], device);
     let (_, traced) = kernels::trace::traced(|| network.forward(image));
@@ -187,14 +191,15 @@ struct Found {
 }
 
 /// Collects the modules holding parameters, by their path.
-#[derive(Default)]
-struct Layers {
+struct Layers<'a> {
+    /// Parameters that never train, as `<layer path>.<field>`.
+    fixed: &'a [String],
     /// `(field or variant name, the type of the module it belongs to)` down to where we are.
     path: Vec<(String, String)>,
     layers: Vec<Found>,
 }
 
-impl ModuleVisitor for Layers {
+impl ModuleVisitor for Layers<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path
             .push((name.to_string(), container_type.to_string()));
@@ -221,7 +226,12 @@ impl ModuleVisitor for Layers {
             .to_string();
         let shape = param.shape().dims::<D>().to_vec();
         let elements: usize = shape.iter().product();
-        let learned = if field.starts_with("running_") {
+        let fixed = self.fixed.iter().any(|f| {
+            f.strip_suffix(field.as_str())
+                .and_then(|layer| layer.strip_suffix('.'))
+                == Some(name.as_str())
+        });
+        let learned = if field.starts_with("running_") || fixed {
             0
         } else {
             elements
@@ -295,5 +305,22 @@ mod tests {
         assert_eq!(summary.layers[1].trainable_params, 64);
         assert_eq!(summary.macs, 85_821_952);
         assert_eq!(thousands(999), "999");
+
+        // airbench's network: its whitening filters and BatchNorm's scales never train; the
+        // stem's bias does.
+        let airnet =
+            crate::Blueprint::init(&crate::airnet::AirNetSpec::default(), 10, 32, None, &device);
+        let summary = summarize(&airnet, 32, |_| false, &device);
+        let channels = 2 * (64 + 256 + 256);
+        assert_eq!(summary.non_trainable_params, 24 * 12 + 3 * channels);
+        let stem: Vec<_> = summary.layers[..2]
+            .iter()
+            .map(|l| (l.name.as_str(), l.trainable_params, l.output.clone()))
+            .collect();
+        assert_eq!(
+            stem,
+            [("stem.conv", 0, vec![24, 31, 31]), ("stem", 24, vec![])]
+        );
+        assert_eq!(summary.macs, 118_147_360);
     }
 }

@@ -2,8 +2,9 @@
 //! `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
 //! [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the Keras
 //! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
-//! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (fastnet at airbench94's widths
-//! 24,64,256,256) on 32x32 images, or `lite0` (EfficientNet-Lite0, 10 classes) on 224x224. Prints
+//! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (airbench94's network as the fast
+//! recipe ships it; `airnet_relu` with ReLU instead of GELU) on 32x32 images, or `lite0`
+//! (EfficientNet-Lite0, 10 classes) on 224x224. Prints
 //! images per second, the network's multiply-adds per image and the process's peak memory.
 //! `throughput peak [SIZE]` prints the fp32 GFLOP/s of a SIZE³ matrix product (2048) instead: the
 //! machine's practical peak, to which the rows are compared.
@@ -17,6 +18,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use kernels::{conv2d, dropout, max_pool2d, relu};
+use models::Blueprint;
+use models::airnet::{Activation, AirNetSpec};
 use models::convnet::ConvNetConfig;
 use models::efficientnet::EfficientNetConfig;
 use models::fastnet::FastNetConfig;
@@ -197,7 +200,16 @@ fn main() {
     match model {
         "convnet" => ours(Classifier::Convnet(ConvNetConfig::new().init(&device))),
         "fastnet" => ours(fastnet([32, 64, 128, 256])),
-        "airnet" => ours(fastnet([24, 64, 256, 256])),
+        "airnet" => ours(Classifier::Airnet(
+            AirNetSpec::default().init(10, 32, None, &device),
+        )),
+        "airnet_relu" => ours(Classifier::Airnet(
+            AirNetSpec {
+                activation: Activation::Relu,
+                ..AirNetSpec::default()
+            }
+            .init(10, 32, None, &device),
+        )),
         "lite0" => {
             let net = EfficientNetConfig::new().with_num_classes(10).init(&device);
             let macs = macs(&net, side, &device);
@@ -218,7 +230,9 @@ fn main() {
             &device,
         ),
         other => {
-            panic!("unknown model {other}; convnet, keras_cnn, fastnet, airnet, lite0 or peak")
+            panic!(
+                "unknown model {other}; convnet, keras_cnn, fastnet, airnet, airnet_relu, lite0 or peak"
+            )
         }
     }
 }

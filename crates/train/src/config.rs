@@ -34,7 +34,9 @@ pub struct TrainConfig {
     /// Most epochs to train (early stopping may end sooner).
     pub epochs: usize,
     pub batch_size: usize,
-    /// Fraction of the training images held out for validation.
+    /// Fraction of the training images held out for validation; 0 trains on all of them, with
+    /// no validation after each epoch, and reports the test split alone (which the data must
+    /// have).
     pub valid_size: f64,
     /// Epochs without a better val_loss before stopping; 0 never stops early.
     pub early_stopping_patience: usize,
@@ -382,11 +384,14 @@ impl TrainConfig {
         if self.devices == 0 {
             return Err("devices must be at least 1".into());
         }
-        if !(0.0..1.0).contains(&self.valid_size) || self.valid_size == 0.0 {
+        if !(0.0..1.0).contains(&self.valid_size) {
             return Err(format!(
-                "valid_size must be in (0, 1), got {}",
+                "valid_size must be in [0, 1), got {}",
                 self.valid_size
             ));
+        }
+        if self.valid_size == 0.0 && self.early_stopping_patience > 0 {
+            return Err("early stopping watches the validation loss: with valid_size = 0 set early_stopping_patience = 0".into());
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(format!(
@@ -596,6 +601,14 @@ mod tests {
         assert!(err.contains("model.whiten needs an even"), "{err}");
         let err = parse_error("", &["data.nope=1".into()]);
         assert!(err.contains("unknown field `nope`"), "{err}");
+        let err = parse_error("valid_size = 0", &[]);
+        assert!(err.contains("early_stopping_patience = 0"), "{err}");
+        let err = parse_error("ema_decay = 0.9\nlookahead_steps = 5", &[]);
+        assert!(err.contains("set one of them to 0"), "{err}");
+        let err = parse_error("[optimizer]\nper_1024_examples = true", &[]);
+        assert!(err.contains("is SGD's"), "{err}");
+        let err = parse_error("[schedule]\npeak_fraction = 1.5", &[]);
+        assert!(err.contains("peak_fraction in [0, 1]"), "{err}");
     }
 
     #[test]
@@ -633,6 +646,28 @@ mod tests {
         assert_eq!(config.model.name(), "efficientnet_lite1");
         let err = parse_error("[transfer]\ntrain_blocks = 22", &lite1);
         assert!(err.contains("at most 21"), "{err}");
+    }
+
+    #[test]
+    fn rates_per_1024_examples_become_burns_per_batch() {
+        let config = TrainConfig::parse(
+            "[optimizer]\nname = \"sgd\"\nper_1024_examples = true\nlr = 11.5\nweight_decay = 0.0153\nmomentum = 0.85",
+            &[],
+        )
+        .unwrap();
+        // airbench's numbers at batch 1,024: a step of 1.5 times the mean gradient, a decay of
+        // 0.0153 / 7.667 ≈ 0.002 a step.
+        let burns = config.optimizer.per_batch(1024);
+        assert!((burns.lr - 1.5).abs() < 1e-12, "{}", burns.lr);
+        let decay = burns.lr * f64::from(burns.weight_decay);
+        assert!(
+            (decay - 0.0153 / (1.0 + 1.0 / 0.15)).abs() < 1e-8,
+            "{decay}"
+        );
+        // Half the batch, half the step: the same per example.
+        assert!((config.optimizer.per_batch(512).lr - 0.75).abs() < 1e-12);
+        let plain = TrainConfig::default().optimizer;
+        assert_eq!(plain.per_batch(1024), plain);
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub struct Summary {
     pub skipped_images: usize,
     pub seconds: f64,
     pub peak_memory_mib: Option<f64>,
+    /// The network's multiply-adds per image, one forward pass.
+    pub macs_per_image: u64,
+    /// The arithmetic the epochs spent, counted as 6 FLOP per multiply-add per training image
+    /// (forward, and backward twice that), so runs compare apart from the machine; none for the
+    /// transfer recipe, whose frozen part runs once per image, not per epoch.
+    pub training_pflop: Option<f64>,
 }
 
 /// The images of a run: the dataset and its training/validation split.
@@ -83,13 +89,17 @@ pub fn finish<M: Network>(
         evaluated_on,
         loss,
         accuracy: acc,
-        best_val_loss: best_metrics.map(|m| m.val_loss),
-        best_val_acc: best_metrics.map(|m| m.val_acc),
+        best_val_loss: best_metrics.and_then(|m| m.val_loss),
+        best_val_acc: best_metrics.and_then(|m| m.val_acc),
         train_images: splits.train.len(),
         valid_images: splits.valid.len(),
         skipped_images: splits.dataset.skipped.len(),
         seconds: progress.seconds(),
         peak_memory_mib: run_dir::peak_memory_mib(),
+        macs_per_image: context.macs,
+        training_pflop: config.model.pretrained().is_none().then(|| {
+            6.0 * context.macs as f64 * (splits.train.len() * progress.history.len()) as f64 / 1e15
+        }),
     };
     println!("{evaluated_on} loss: {loss:.4}");
     println!("{evaluated_on} accuracy: {acc:.4}");

@@ -64,8 +64,9 @@ pub struct EpochMetrics {
     pub lr: f64,
     pub loss: f64,
     pub acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
+    /// None without a validation split (`valid_size = 0`).
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,13 +246,15 @@ fn measure<M: Network>(
     tally: Tally,
     options: &FitOptions,
 ) -> EpochMetrics {
-    let val = Evaluation::of(&evaluate::outputs(
-        snapshot,
-        split.valid,
-        options.batch_size,
-        &options.devices[0].clone().inner(),
-        TestTimeAugment::default(),
-    ));
+    let val = (split.valid.len() > 0).then(|| {
+        Evaluation::of(&evaluate::outputs(
+            snapshot,
+            split.valid,
+            options.batch_size,
+            &options.devices[0].clone().inner(),
+            TestTimeAugment::default(),
+        ))
+    });
     let seen = tally.examples.max(1) as f64;
     let metrics = EpochMetrics {
         epoch: number,
@@ -259,13 +262,16 @@ fn measure<M: Network>(
         lr,
         loss: tally.loss_sum / seen,
         acc: tally.correct as f64 / seen,
-        val_loss: val.loss,
-        val_acc: val.acc,
+        val_loss: val.map(|v| v.loss),
+        val_acc: val.map(|v| v.acc),
     };
     let steps = split.train.len().div_ceil(options.batch_size);
+    let validation = val.map_or_else(String::new, |v| {
+        format!(" - val_loss: {:.4} - val_acc: {:.4}", v.loss, v.acc)
+    });
     println!(
-        "{steps}/{steps} - {:.0}s - loss: {:.4} - acc: {:.4} - val_loss: {:.4} - val_acc: {:.4}",
-        metrics.seconds, metrics.loss, metrics.acc, metrics.val_loss, metrics.val_acc
+        "{steps}/{steps} - {:.0}s - loss: {:.4} - acc: {:.4}{validation}",
+        metrics.seconds, metrics.loss, metrics.acc
     );
     metrics
 }
@@ -352,8 +358,8 @@ impl<M: Network> Epoch<'_, M> {
 }
 
 impl<M: Network> Kept<M> {
-    /// Keep `snapshot` (the weights validation measured) if it beat the best val_loss, report
-    /// the epoch to `observer`, and say whether the stage ends here (`end.stop` says whether it
+    /// Keep `snapshot` (the weights validation measured) if it beat the best val_loss (or, with
+    /// no validation split, as the last), report the epoch to `observer`, and say whether the stage ends here (`end.stop` says whether it
     /// was its last epoch).
     fn end_epoch(
         &mut self,
@@ -364,15 +370,26 @@ impl<M: Network> Kept<M> {
         observer: &mut dyn Observer<M>,
     ) -> anyhow::Result<Option<Stop>> {
         let epoch = metrics.epoch;
-        if metrics.val_loss < self.best_loss {
+        let Some(val_loss) = metrics.val_loss else {
+            let path = observer.improved(&snapshot)?;
+            println!(
+                "no validation split: saving this epoch's model to {}",
+                path.display()
+            );
+            self.best_epoch = Some(epoch);
+            self.best = snapshot;
+            let stop = end.stop;
+            return self.report(metrics, end, stop, observer);
+        };
+        if val_loss < self.best_loss {
             let path = observer.improved(&snapshot)?;
             println!(
                 "val_loss improved from {:.5} to {:.5}, saving model to {}",
                 self.best_loss,
-                metrics.val_loss,
+                val_loss,
                 path.display()
             );
-            self.best_loss = metrics.val_loss;
+            self.best_loss = val_loss;
             self.best_epoch = Some(epoch);
             self.best = snapshot;
         } else {
@@ -385,6 +402,18 @@ impl<M: Network> Kept<M> {
         } else {
             end.stop
         };
+        self.report(metrics, end, stop, observer)
+    }
+
+    /// Tell `observer` the epoch ended (the stage with it where `stop` says so), with what is
+    /// kept.
+    fn report(
+        &self,
+        metrics: &EpochMetrics,
+        end: EpochEnd<'_, M>,
+        stop: Option<Stop>,
+        observer: &mut dyn Observer<M>,
+    ) -> anyhow::Result<Option<Stop>> {
         observer.epoch_done(
             metrics,
             EpochEnd {

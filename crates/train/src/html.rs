@@ -66,11 +66,18 @@ pub fn render(page: &Page) -> String {
         seconds = s.seconds,
     );
     html += "<h2>Metrics per epoch</h2>\n<table><tr><th>epoch</th><th>seconds</th><th>lr</th><th>loss</th><th>accuracy</th><th>val_loss</th><th>val_accuracy</th></tr>\n";
+    let cell = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     for m in page.history {
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{:.0}</td><td>{:.3e}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
-            m.epoch, m.seconds, m.lr, m.loss, m.acc, m.val_loss, m.val_acc
+            "<tr><td>{}</td><td>{:.0}</td><td>{:.3e}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+            m.epoch,
+            m.seconds,
+            m.lr,
+            m.loss,
+            m.acc,
+            cell(m.val_loss),
+            cell(m.val_acc)
         );
     }
     html += "</table>\n";

@@ -57,7 +57,10 @@ pub fn sweep<M: Network>(
 ) -> Sweep {
     let steps = steps.max(2);
     let stepper = Stepper::new(config.smoothing(), config.optimizer.shift_scale(), devices);
-    let mut optimizer = crate::optimizer::optimizer(&config.optimizer.per_batch(config.batch_size));
+    let per_batch = config.optimizer.per_batch(config.batch_size);
+    let mut optimizer = crate::optimizer::optimizer(&per_batch);
+    // The rates are recorded in the config's units (per 1,024 examples where it counts so).
+    let unit = per_batch.lr / config.optimizer.lr;
     let batch_size = config.batch_size.min(train.len());
     let batches = train.len().div_ceil(batch_size);
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -91,7 +94,11 @@ pub fn sweep<M: Network>(
         let loss = tally.loss_sum / tally.examples as f64;
         average = BETA * average + (1.0 - BETA) * loss;
         let smoothed = average / (1.0 - BETA.powi(step as i32 + 1));
-        points.push(Point { lr, loss, smoothed });
+        points.push(Point {
+            lr: lr / unit,
+            loss,
+            smoothed,
+        });
         let best = points
             .iter()
             .map(|p| p.smoothed)

@@ -25,11 +25,13 @@ pub fn draw(
     outputs: &[Output],
     split: &str,
 ) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
-    let series = |f: fn(&EpochMetrics) -> f64| history.iter().map(f).collect::<Vec<_>>();
+    // Without a validation split the validation series are empty.
+    let series =
+        |f: fn(&EpochMetrics) -> Option<f64>| history.iter().filter_map(f).collect::<Vec<_>>();
     let (loss, val_loss, acc, val_acc) = (
-        series(|m| m.loss),
+        series(|m| Some(m.loss)),
         series(|m| m.val_loss),
-        series(|m| m.acc),
+        series(|m| Some(m.acc)),
         series(|m| m.val_acc),
     );
     let curves = plots::curves(

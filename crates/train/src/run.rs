@@ -44,11 +44,12 @@ pub fn split(dataset: &Dataset, config: &TrainConfig) -> anyhow::Result<(ImageSe
 }
 
 /// The indices of the training and validation images among `n`; an error, naming the counts,
-/// when `valid_size` leaves either split empty.
+/// when `valid_size` leaves either split empty (the validation split is meant to be empty when
+/// `valid_size` is 0).
 fn split_indices(n: usize, config: &TrainConfig) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     let (train, valid) = data::split::train_valid(n, config.valid_size, config.seed);
     anyhow::ensure!(
-        !train.is_empty() && !valid.is_empty(),
+        !train.is_empty() && (!valid.is_empty() || config.valid_size == 0.0),
         "valid_size = {} of {n} training images leaves {} for training and {} for validation; each split needs images: set valid_size between {:.4} and {:.4}",
         config.valid_size,
         train.len(),
@@ -96,6 +97,15 @@ pub fn run(config: &TrainConfig, name: &str, interrupted: &AtomicBool) -> anyhow
     let devices = store::device::devices(config.devices)?;
     let dataset = load_data(config)?;
     split_indices(dataset.train.len(), config)?;
+    anyhow::ensure!(
+        config.valid_size > 0.0 || dataset.test.is_some(),
+        "valid_size = 0 trains on every training image and reports the test split, but the data{} has no test split; set valid_size above 0 (0.1 holds out a tenth)",
+        config
+            .data
+            .dir
+            .as_ref()
+            .map_or_else(String::new, |dir| format!(" at {}", dir.display()))
+    );
     let run = RunDir::create(&config.output_dir, name)?;
     if let Err(error) = run.write("config.toml", config.to_toml().as_bytes()) {
         // Nothing of the run exists yet (a full disk, say): leave no directory that cannot
@@ -157,6 +167,7 @@ fn train_in(
         run,
         placement: &placement,
         interrupted,
+        macs: network.macs,
     };
     match config.model.pretrained() {
         Some(network) => crate::transfer::run(network, dataset, progress, &context),

@@ -122,10 +122,18 @@ impl RunDir {
     /// Rewrite `metrics.csv` with every epoch so far.
     pub fn write_metrics(&self, history: &[EpochMetrics]) -> anyhow::Result<PathBuf> {
         let mut csv = String::from("epoch,seconds,lr,loss,acc,val_loss,val_acc\n");
+        // Empty validation cells without a validation split, as pandas reads missing values.
+        let cell = |value: Option<f64>| value.map_or_else(String::new, |v| format!("{v:.6}"));
         for m in history {
             csv.push_str(&format!(
-                "{},{:.3},{},{:.6},{:.6},{:.6},{:.6}\n",
-                m.epoch, m.seconds, m.lr, m.loss, m.acc, m.val_loss, m.val_acc
+                "{},{:.3},{},{:.6},{:.6},{},{}\n",
+                m.epoch,
+                m.seconds,
+                m.lr,
+                m.loss,
+                m.acc,
+                cell(m.val_loss),
+                cell(m.val_acc)
             ));
         }
         self.write("metrics.csv", csv.as_bytes())

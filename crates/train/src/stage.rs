@@ -45,6 +45,8 @@ pub struct RunContext<'a> {
     pub run: &'a RunDir,
     pub placement: &'a Placement,
     pub interrupted: &'a AtomicBool,
+    /// The network's multiply-adds per image, one forward pass.
+    pub macs: u64,
 }
 
 impl RunContext<'_> {
@@ -113,7 +115,8 @@ impl Progress {
 
     fn best_val_loss(&self) -> f64 {
         self.best_epoch
-            .map_or(f64::INFINITY, |e| self.history[e - 1].val_loss)
+            .and_then(|e| self.history[e - 1].val_loss)
+            .unwrap_or(f64::INFINITY)
     }
 }
 

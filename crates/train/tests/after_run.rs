@@ -244,6 +244,17 @@ fn an_exported_model_gives_pytorch_the_same_logits() {
                 "model.whiten=true",
             ][..],
         ),
+        (
+            "airnet",
+            &[
+                "--set",
+                "model.name=\"airnet\"",
+                "--set",
+                "model.widths=[8, 16, 16]",
+                "--set",
+                "optimizer.name=\"sgd\"",
+            ][..],
+        ),
     ] {
         let mut args = vec!["--config", config.to_str().unwrap(), "--set", "epochs=1"];
         args.extend(extra);

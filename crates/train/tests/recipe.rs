@@ -382,3 +382,71 @@ fn a_moving_average_changes_what_is_validated_not_what_is_trained() {
         "validation measures the average"
     );
 }
+
+/// The shipped fast recipe (airbench94's method) on a small airnet, on every training image:
+/// no validation, the test split reported, the arithmetic counted.
+#[test]
+fn the_airbench_recipe_trains_on_every_image_and_counts_its_arithmetic() {
+    let _turn = turn();
+    let dir = temp_dir("airbench");
+    let data = cifar_copy(&dir, 4);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cifar-fast.toml");
+    let text = std::fs::read_to_string(shipped).unwrap();
+    let overrides = [
+        format!("data.dir={}", data.display()),
+        format!("data.cache_dir={}", dir.join("cache").display()),
+        format!("output_dir={}", dir.join("runs").display()),
+        "model.widths=[8, 16, 16]".into(),
+        "model.whiten_bias_epochs=1".into(),
+        "batch_size=50".into(),
+        "epochs=3".into(),
+        "valid_size=0".into(),
+    ];
+    let config = TrainConfig::parse(&text, &overrides).unwrap();
+    let summary = recipe::run(&config, "air", &AtomicBool::new(false)).unwrap();
+    assert_eq!(summary.evaluated_on, "test");
+    assert_eq!((summary.train_images, summary.valid_images), (200, 0));
+    assert_eq!((summary.epochs_run, summary.best_epoch), (3, Some(3)));
+    assert_eq!(summary.best_val_loss, None);
+    assert!(summary.accuracy > 0.2, "10 easy classes: {summary:?}");
+    let metrics = std::fs::read_to_string(summary.run_dir.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().skip(1).all(|line| line.ends_with(",,")),
+        "no validation cells: {metrics}"
+    );
+    let losses = column(&summary.run_dir, 3);
+    assert!(
+        losses[2] < losses[0],
+        "training loss should fall: {losses:?}"
+    );
+    let network = train::describe::summarize(&config, 10, &burn::prelude::Device::flex());
+    assert_eq!(summary.macs_per_image, network.macs);
+    let pflop = 6.0 * network.macs as f64 * 200.0 * 3.0 / 1e15;
+    assert!((summary.training_pflop.unwrap() - pflop).abs() < 1e-12 * pflop.max(1.0));
+    let (classifier, _) =
+        store::checkpoint::load(&summary.run_dir, &burn::prelude::Device::flex()).unwrap();
+    assert!(matches!(classifier, models::Classifier::Airnet(_)));
+
+    let folder = temp_dir("airbench-folder");
+    let classes: Vec<String> = ["circle", "square"].map(String::from).to_vec();
+    synthetic::write_folder(
+        &synthetic::images(2, 10, 16, 3),
+        &classes,
+        &folder.join("pics"),
+        "train",
+    )
+    .unwrap();
+    let mut no_test = overrides.to_vec();
+    no_test[0] = format!("data.dir={}", folder.join("pics").display());
+    no_test.push("data.image_size=16".into());
+    let config = TrainConfig::parse(&text, &no_test).unwrap();
+    let err = recipe::run(&config, "air", &AtomicBool::new(false))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("has no test split") && err.contains("set valid_size above 0"),
+        "{err}"
+    );
+    assert!(!folder.join("runs").exists(), "no run directory");
+}

@@ -22,10 +22,11 @@ fn ok(output: Output) -> String {
     stdout
 }
 
-/// A config training the convnet for `epochs` on a generated CIFAR-10-like archive, validating a
-/// moving average of the weights (saved with the resume state and loaded again). Three steps an
-/// epoch, so a moving average restarted on resume would not catch up before the next metrics.
-fn config(dir: &Path, epochs: usize) -> PathBuf {
+/// A config training the convnet for `epochs` on a generated CIFAR-10-like archive, with
+/// `averaging` keys that keep an average of the weights (saved with the resume state and loaded
+/// again). Three steps an epoch, so an average restarted on resume would not catch up before the
+/// next metrics.
+fn config(dir: &Path, epochs: usize, averaging: &str) -> PathBuf {
     let data = dir.join("cifar.tar.gz");
     std::fs::write(&data, testkit::synthetic::cifar_archive(24, 3)).unwrap();
     let path = dir.join("tiny.toml");
@@ -33,7 +34,7 @@ fn config(dir: &Path, epochs: usize) -> PathBuf {
         &path,
         format!(
             "seed = 11\nepochs = {epochs}\nbatch_size = 300\noutput_dir = {:?}\n\
-             early_stopping_patience = 0\nema_decay = 0.9\n\
+             early_stopping_patience = 0\n{averaging}\n\
              [data]\ndir = {:?}\ncache_dir = {:?}\n",
             dir.join("runs"),
             data,
@@ -74,9 +75,20 @@ fn summary(run: &Path) -> serde_json::Value {
 
 #[test]
 fn a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
-    let dir = testkit::scratch_dir("train-resume-kill");
+    killed_and_resumed("train-resume-kill", "ema_decay = 0.9");
+}
+
+/// Lookahead moves the weights that train to its average: the average is part of the state.
+#[test]
+fn a_killed_run_with_lookahead_resumes_to_the_same_numbers() {
+    killed_and_resumed("train-resume-lookahead", "lookahead_steps = 2");
+}
+
+/// A run with `averaging` killed in its third epoch and resumed ends as one never stopped.
+fn killed_and_resumed(name: &str, averaging: &str) {
+    let dir = testkit::scratch_dir(name);
     let epochs = 5;
-    let config = config(&dir, epochs);
+    let config = config(&dir, epochs, averaging);
     ok(train().arg("--config").arg(&config).output().unwrap());
     let whole = dir.join("runs/tiny-1");
 
@@ -159,7 +171,7 @@ fn two_processes_cannot_write_one_run_directory() {
 #[test]
 fn a_run_killed_while_drawing_its_pictures_finishes_them_on_resume() {
     let dir = testkit::scratch_dir("train-resume-pictures");
-    let config = config(&dir, 2);
+    let config = config(&dir, 2, "ema_decay = 0.9");
     let mut child = spawn(&config);
     let run = dir.join("runs/tiny-1");
     let started = Instant::now();
@@ -183,7 +195,7 @@ fn a_run_killed_while_drawing_its_pictures_finishes_them_on_resume() {
 #[test]
 fn ctrl_c_saves_the_run_and_exits_with_130() {
     let dir = testkit::scratch_dir("train-ctrl-c");
-    let config = config(&dir, 50);
+    let config = config(&dir, 50, "ema_decay = 0.9");
     let child = spawn(&config);
     let run = dir.join("runs/tiny-1");
     let started = Instant::now();

@@ -17,7 +17,7 @@ pub struct Curve<'a> {
     pub valid: &'a [f64],
 }
 
-/// Loss and accuracy per epoch, training and validation, side by side.
+/// Loss and accuracy per epoch, training and validation (where there is any), side by side.
 pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
     let (w, h) = (480, 340);
     let mut canvas = Canvas::new(2 * w, h);
@@ -35,7 +35,7 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
             y_label: curve.label,
             log_x: false,
             y_range: None,
-            series: vec![
+            series: [
                 Series {
                     name: "training",
                     points: by_epoch(curve.train),
@@ -44,7 +44,10 @@ pub fn curves(loss: Curve, accuracy: Curve) -> Canvas {
                     name: "validation",
                     points: by_epoch(curve.valid),
                 },
-            ],
+            ]
+            .into_iter()
+            .filter(|series| !series.points.is_empty())
+            .collect(),
             mark: None,
         };
         let panel = line_chart(&chart, w, h);

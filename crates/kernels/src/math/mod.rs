@@ -5,4 +5,5 @@ pub mod batch_norm;
 pub mod convolution;
 pub mod depthwise;
 pub mod dropout;
+pub mod gelu;
 pub mod max_pool;

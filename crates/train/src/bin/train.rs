@@ -197,8 +197,11 @@ fn run() -> anyhow::Result<Stop> {
         }
         (None, None) => unreachable!("clap requires --config without --resume"),
     };
+    let arithmetic = summary
+        .training_pflop
+        .map_or_else(String::new, |pflop| format!(" ({pflop:.3} PFLOP)"));
     println!(
-        "{} epochs in {:.0}s; run saved to {}",
+        "{} epochs in {:.0}s{arithmetic}; run saved to {}",
         summary.epochs_run,
         summary.seconds,
         summary.run_dir.display()
