@@ -671,6 +671,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_parse_and_the_documented_one_holds_the_defaults() {
+        let documented = include_str!("../../../configs/cifar.toml");
+        assert_eq!(
+            TrainConfig::parse(documented, &[]).unwrap(),
+            TrainConfig::default()
+        );
+        for text in [
+            include_str!("../../../configs/cifar-fast.toml"),
+            include_str!("../../../configs/cifar-fastnet.toml"),
+            include_str!("../../../configs/cifar-transfer.toml"),
+        ] {
+            TrainConfig::parse(text, &[]).unwrap();
+        }
+    }
+
+    #[test]
     fn resolved_config_round_trips() {
         let config = TrainConfig::parse("seed = 7\n[optimizer]\nname = \"sgd\"", &[]).unwrap();
         assert_eq!(TrainConfig::parse(&config.to_toml(), &[]).unwrap(), config);

@@ -246,7 +246,7 @@ fn measure<M: Network>(
     tally: Tally,
     options: &FitOptions,
 ) -> EpochMetrics {
-    let val = (split.valid.len() > 0).then(|| {
+    let val = (!split.valid.is_empty()).then(|| {
         Evaluation::of(&evaluate::outputs(
             snapshot,
             split.valid,

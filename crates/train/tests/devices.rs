@@ -115,8 +115,8 @@ fn batches_shared_between_devices_train_like_whole_batches_on_one() {
         for (x, y) in [
             (a.loss, b.loss),
             (a.acc, b.acc),
-            (a.val_loss, b.val_loss),
-            (a.val_acc, b.val_acc),
+            (a.val_loss.unwrap(), b.val_loss.unwrap()),
+            (a.val_acc.unwrap(), b.val_acc.unwrap()),
         ] {
             assert!((x - y).abs() < 1e-4, "one device {a:?}\nthree shares {b:?}");
         }
