@@ -7,7 +7,8 @@
 # CONFIG defaults to configs/cifar-fast.toml; DATA to the developer machines' CIFAR-10 JPEG copy.
 # SEEDS="42 43 44"  one run per seed, at the config's budget (default: 42 alone);
 # BUDGETS="10 20 60"  besides, one run per budget in minutes with the first seed;
-# ABLATE=1  besides, one run with the first seed per piece of airbench's method turned off.
+# ABLATE=1  besides, one run with the first seed per piece of airbench's method turned off (for
+#   configs/cifar-airbench.toml).
 # Each run's directory stays under $OUT (default: a new temporary directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."

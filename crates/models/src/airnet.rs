@@ -7,36 +7,19 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use kernels::{batch_norm, conv2d, gelu, max_pool2d, relu};
+use kernels::conv2d;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
+pub use crate::conv_block::Activation;
+use crate::conv_block::{Block, ConvBn};
 use crate::registry::Blueprint;
 use crate::whitening::whitening_filters;
 
 /// The names of the layers whose outputs [`AirNet::forward_maps`] can return, in network order.
 pub const MAP_LAYERS: [&str; 4] = ["stem", "block1", "block2", "block3"];
-
-/// The nonlinearity after each BatchNorm (and after the stem).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    Relu,
-    /// `x·Φ(x)`, airbench's choice.
-    Gelu,
-}
-
-impl Activation {
-    fn apply(self, x: Tensor<4>) -> Tensor<4> {
-        match self {
-            Activation::Relu => relu(x),
-            Activation::Gelu => gelu(x),
-        }
-    }
-}
 
 /// `model.name = "airnet"`: airbench94's network and its choices, as `[model]` keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,19 +124,6 @@ impl Blueprint for AirNetSpec {
     }
 }
 
-#[derive(Module, Debug)]
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm,
-}
-
-#[derive(Module, Debug)]
-struct Block {
-    first: ConvBn,
-    pool: MaxPool2d,
-    second: ConvBn,
-}
-
 /// The whitening stem: fixed filters, and a bias that trains for the first epochs.
 #[derive(Module, Debug)]
 struct Whitening {
@@ -214,16 +184,17 @@ impl AirNet {
                 bias: Param::from_tensor(Tensor::zeros([stem_width], device)),
             },
             blocks: (0..3)
-                .map(|i| Block {
-                    first: ConvBn {
-                        conv: conv(widths[i], widths[i + 1]),
-                        bn: bn(widths[i + 1]),
-                    },
-                    pool: MaxPool2dConfig::new([2, 2]).init(),
-                    second: ConvBn {
-                        conv: conv(widths[i + 1], widths[i + 1]),
-                        bn: bn(widths[i + 1]),
-                    },
+                .map(|i| {
+                    Block::new(
+                        ConvBn {
+                            conv: conv(widths[i], widths[i + 1]),
+                            bn: bn(widths[i + 1]),
+                        },
+                        ConvBn {
+                            conv: conv(widths[i + 1], widths[i + 1]),
+                            bn: bn(widths[i + 1]),
+                        },
+                    )
                 })
                 .collect(),
             fc: LinearConfig::new(spec.widths[2], classes)
@@ -267,14 +238,6 @@ fn with_identity(mut conv: Conv2d) -> Conv2d {
         &device,
     ));
     conv
-}
-
-impl Block {
-    fn forward(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
-        let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
-        let x = activation.apply(batch_norm(&self.first.bn, x));
-        activation.apply(batch_norm(&self.second.bn, conv2d(&self.second.conv, x)))
-    }
 }
 
 impl ImageClassifier for AirNet {
@@ -354,10 +317,8 @@ mod tests {
         let spec = tiny();
         assert_eq!(spec.input().min_side, 9);
         let net = spec.init(10, 32, None, &device);
-        let images = Tensor::<4>::zeros([2, 3, 32, 32], &device);
-        let (logits, maps) = net.forward_maps(images, &MAP_LAYERS);
-        assert_eq!(logits.dims(), [2, 10]);
-        let shapes: Vec<_> = maps.iter().map(|m| m.map.dims()).collect();
+        let (logits, shapes) = crate::classifier::shapes_for_two(&net, 32, &device);
+        assert_eq!(logits, [2, 10]);
         assert_eq!(
             shapes,
             [

@@ -135,3 +135,18 @@ impl<'a> MapCollector<'a> {
         }
     }
 }
+
+/// The logits' shape and the shapes of every named map of `net` for two zero images of `side`
+/// pixels, in network order.
+#[cfg(test)]
+pub(crate) fn shapes_for_two<M: ImageClassifier>(
+    net: &M,
+    side: usize,
+    device: &Device,
+) -> ([usize; 2], Vec<[usize; 4]>) {
+    let images = Tensor::<4>::zeros([2, 3, side, side], device);
+    let layers = net.map_layers();
+    let names: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let (logits, maps) = net.forward_maps(images, &names);
+    (logits.dims(), maps.iter().map(|m| m.map.dims()).collect())
+}

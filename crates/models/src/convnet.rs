@@ -172,10 +172,8 @@ mod tests {
     fn shapes_follow_the_tutorial() {
         let device = Device::flex();
         let net = ConvNetConfig::new().init(&device);
-        let images = Tensor::<4>::zeros([2, 3, 32, 32], &device);
-        let (logits, maps) = net.forward_maps(images, &MAP_LAYERS);
-        assert_eq!(logits.dims(), [2, 10]);
-        let shapes: Vec<_> = maps.iter().map(|m| m.map.dims()).collect();
+        let (logits, shapes) = crate::classifier::shapes_for_two(&net, 32, &device);
+        assert_eq!(logits, [2, 10]);
         assert_eq!(
             shapes,
             [

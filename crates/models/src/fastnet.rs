@@ -4,15 +4,15 @@
 //! and one dense layer. Optionally the stem is airbench's fixed patch-whitening layer.
 
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use kernels::{batch_norm, conv2d, max_pool2d, relu};
+use kernels::{batch_norm, conv2d, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
+use crate::conv_block::{Activation, Block, ConvBn};
 use crate::registry::Blueprint;
 use crate::whitening::whitening_filters;
 
@@ -108,12 +108,6 @@ pub struct FastNetConfig {
     pub whiten: bool,
 }
 
-#[derive(Module, Debug)]
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm,
-}
-
 fn conv_bn(c_in: usize, c_out: usize, device: &Device) -> ConvBn {
     ConvBn {
         conv: Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -121,21 +115,6 @@ fn conv_bn(c_in: usize, c_out: usize, device: &Device) -> ConvBn {
             .with_bias(false)
             .init(device),
         bn: BatchNormConfig::new(c_out).init(device),
-    }
-}
-
-#[derive(Module, Debug)]
-struct Block {
-    first: ConvBn,
-    pool: MaxPool2d,
-    second: ConvBn,
-}
-
-impl Block {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
-        let x = relu(batch_norm(&self.first.bn, x));
-        relu(batch_norm(&self.second.bn, conv2d(&self.second.conv, x)))
     }
 }
 
@@ -153,10 +132,11 @@ impl FastNetConfig {
         FastNet {
             stem: conv_bn(3, w[0], device),
             blocks: (0..3)
-                .map(|i| Block {
-                    first: conv_bn(w[i], w[i + 1], device),
-                    pool: MaxPool2dConfig::new([2, 2]).init(),
-                    second: conv_bn(w[i + 1], w[i + 1], device),
+                .map(|i| {
+                    Block::new(
+                        conv_bn(w[i], w[i + 1], device),
+                        conv_bn(w[i + 1], w[i + 1], device),
+                    )
                 })
                 .collect(),
             fc: LinearConfig::new(w[3], self.num_classes).init(device),
@@ -199,7 +179,7 @@ impl ImageClassifier for FastNet {
         let mut x = relu(batch_norm(&self.stem.bn, x));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
-            x = block.forward(x);
+            x = block.forward(x, Activation::Relu);
             seen(name, &x);
         }
         x
@@ -239,10 +219,8 @@ mod tests {
         let net = FastNetConfig::new()
             .with_widths([8, 16, 24, 32])
             .init(&device);
-        let images = Tensor::<4>::zeros([2, 3, 32, 32], &device);
-        let (logits, maps) = net.forward_maps(images, &MAP_LAYERS);
-        assert_eq!(logits.dims(), [2, 10]);
-        let shapes: Vec<_> = maps.iter().map(|m| m.map.dims()).collect();
+        let (logits, shapes) = crate::classifier::shapes_for_two(&net, 32, &device);
+        assert_eq!(logits, [2, 10]);
         assert_eq!(
             shapes,
             [

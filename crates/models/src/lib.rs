@@ -1,6 +1,6 @@
 //! Network definitions, each in its own file beside its settings: the tutorial's small convnet
 //! ([`convnet`]), a BatchNorm convnet for fast CPU training ([`fastnet`]) and airbench94's
-//! ([`airnet`]), the EfficientNet-Lite
+//! ([`airnet`]), both built of [`conv_block`]s, the EfficientNet-Lite
 //! family split into a backbone and a head ([`efficientnet`]), and the transfer classifier's
 //! trained part ([`transfer`]); airbench's patch-whitening filters for a fixed first layer
 //! ([`whitening`]). Every network is an [`ImageClassifier`] ([`classifier`]), and one table
@@ -15,6 +15,7 @@ pub mod airnet;
 #[cfg(feature = "burn-train")]
 pub mod burn_train;
 pub mod classifier;
+pub mod conv_block;
 pub mod convnet;
 pub mod efficientnet;
 pub mod fastnet;

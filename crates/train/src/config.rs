@@ -678,8 +678,8 @@ mod tests {
             TrainConfig::default()
         );
         for text in [
+            include_str!("../../../configs/cifar-airbench.toml"),
             include_str!("../../../configs/cifar-fast.toml"),
-            include_str!("../../../configs/cifar-fastnet.toml"),
             include_str!("../../../configs/cifar-transfer.toml"),
         ] {
             TrainConfig::parse(text, &[]).unwrap();

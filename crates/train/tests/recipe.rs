@@ -383,14 +383,14 @@ fn a_moving_average_changes_what_is_validated_not_what_is_trained() {
     );
 }
 
-/// The shipped fast recipe (airbench94's method) on a small airnet, on every training image:
+/// The shipped airbench recipe (airbench94's method) on a small airnet, on every training image:
 /// no validation, the test split reported, the arithmetic counted.
 #[test]
 fn the_airbench_recipe_trains_on_every_image_and_counts_its_arithmetic() {
     let _turn = turn();
     let dir = temp_dir("airbench");
     let data = cifar_copy(&dir, 4);
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cifar-fast.toml");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cifar-airbench.toml");
     let text = std::fs::read_to_string(shipped).unwrap();
     let overrides = [
         format!("data.dir={}", data.display()),
