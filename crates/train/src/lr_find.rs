@@ -167,9 +167,10 @@ pub fn report(sweep: &Sweep, dir: &Path, name: &str) -> anyhow::Result<Vec<PathB
     };
     let png_path = dir.join(format!("{name}-lr-find.png"));
     data::fetch::write_atomic(&png_path, &line_chart(&chart, 720, 440).png())?;
+    let first = sweep.points.first().map_or(START, |p| p.lr);
     let last = sweep.points.last().map_or(START, |p| p.lr);
     println!(
-        "swept {} steps from lr {START:.0e} to {last:.1e}{}",
+        "swept {} steps from lr {first:.1e} to {last:.1e}{}",
         sweep.points.len(),
         if sweep.points.len() < sweep.steps {
             " (stopped where the loss diverged)"

@@ -187,8 +187,10 @@ fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_
     );
     assert!(line("multiply-adds").starts_with("multiply-adds per 32x32 image: 20,220,288"));
 
-    for (name, extra) in [
-        ("tiny", &[][..]),
+    // Rates per 1,024 examples at batch 8 and momentum 0.9: a step of 1e-7 is 1e-7 · 11,264 / 8.
+    let per_1024 = 1e-7 * 1024.0 * (1.0 + 1.0 / (1.0 - 0.9)) / 8.0;
+    for (name, extra, first_rate) in [
+        ("tiny", &[][..], 1e-7),
         (
             "tiny",
             &[
@@ -197,6 +199,17 @@ fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_
                 "--set",
                 "optimizer.name=\"sgd\"",
             ][..],
+            1e-7,
+        ),
+        (
+            "tiny",
+            &[
+                "--set",
+                "optimizer.name=\"sgd\"",
+                "--set",
+                "optimizer.per_1024_examples=true",
+            ][..],
+            per_1024,
         ),
     ] {
         let mut args = vec!["--config", config, "--lr-find", "--lr-find-steps", "40"];
@@ -213,6 +226,11 @@ fn the_summary_lists_the_layers_and_the_finder_suggests_a_rate_without_making_a_
             .collect();
         assert!(rates.len() > 20, "{csv}");
         assert!(rates.windows(2).all(|w| w[1] > w[0]), "{csv}");
+        assert!(
+            (rates[0] / first_rate - 1.0).abs() < 1e-9,
+            "the rates in the config's units: {} vs {first_rate}",
+            rates[0]
+        );
         let png = std::fs::read(dir.join(format!("runs/{name}-lr-find.png"))).unwrap();
         assert!(image::load_from_memory(&png).is_ok());
     }
