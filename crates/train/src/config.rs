@@ -680,6 +680,7 @@ mod tests {
         for text in [
             include_str!("../../../configs/cifar-airbench.toml"),
             include_str!("../../../configs/cifar-fast.toml"),
+            include_str!("../../../configs/cifar-frozen.toml"),
             include_str!("../../../configs/cifar-transfer.toml"),
         ] {
             TrainConfig::parse(text, &[]).unwrap();

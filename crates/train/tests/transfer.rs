@@ -407,6 +407,47 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
     );
 }
 
+#[test]
+fn the_saved_classifier_on_raw_images_gives_the_accuracy_the_run_reported() {
+    let Some((weights, dir, _turn)) = pretrained_run("transfer-assess") else {
+        return;
+    };
+    // 48: the images are resized on the way in, as at 224 in the shipped config.
+    let config = small_transfer(
+        &dir,
+        &weights,
+        5,
+        &[
+            "epochs=2",
+            "transfer.resolution=48",
+            "transfer.train_blocks=1",
+            "test_time_flip=true",
+        ],
+    );
+    let summary = train::run::run(&config, "assessed", &AtomicBool::new(false)).unwrap();
+    assert_eq!(summary.evaluated_on, "test");
+    // The run evaluated cached maps; `train evaluate` runs the whole saved classifier on the
+    // images, mirror images included.
+    let assessment = train::assess::assess(
+        &summary.run_dir,
+        train::assess::Target::OwnSplit,
+        true,
+        &dir.join("evaluation"),
+    )
+    .unwrap();
+    assert_eq!(assessment.test_time_views, 2);
+    assert!(
+        (assessment.accuracy - summary.accuracy).abs() < 1e-3,
+        "{assessment:?} against {summary:?}"
+    );
+    assert!(
+        (assessment.loss - summary.loss).abs() < 1e-4 * summary.loss.max(1.0),
+        "{} against {}",
+        assessment.loss,
+        summary.loss
+    );
+}
+
 /// Interrupt a run once its resume state reaches `epoch`, then resume it to the end.
 fn interrupted_then_resumed(
     config: &train::config::TrainConfig,
