@@ -47,13 +47,13 @@ fn flex_geometry(
     .filter(|_| ours)
 }
 
-/// Our kernel for one of a convolution's gradients: `dense` or `depthwise` by the geometry's
-/// kind, none for other convolutions.
-fn grad_kernel(
+/// Our kernel for a convolution or one of its gradients: `dense` or `depthwise` by the
+/// geometry's kind, none for other convolutions.
+fn kernel_for(
     geometry: Option<Geometry>,
-    dense: GradKernel,
-    depthwise: GradKernel,
-) -> Option<(Geometry, GradKernel)> {
+    dense: ConvKernel,
+    depthwise: ConvKernel,
+) -> Option<(Geometry, ConvKernel)> {
     let g = geometry?;
     if g.is_dense() {
         Some((g, dense))
@@ -64,8 +64,9 @@ fn grad_kernel(
     }
 }
 
-/// A gradient of a convolution: (the weight or the input, the output gradient, the sizes).
-type GradKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+/// A convolution or one of its gradients: (the input or the weight, the weight or the output
+/// gradient, the sizes).
+type ConvKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
 
 /// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
 /// that already, a copy otherwise, so that a kernel can overwrite it.
@@ -140,14 +141,15 @@ impl Kernels for Flex {
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         // Flex multiplies a pointwise convolution's input as it lies, with no columns to build,
-        // and runs grouped (depthwise) ones with its SIMD kernels.
-        let Some(geometry) =
-            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() && !g.is_pointwise())
+        // and runs other grouped ones with its own kernels.
+        let geometry = flex_geometry(&x, &weight, &options).filter(|g| !g.is_pointwise());
+        let Some((geometry, kernel)) =
+            kernel_for(geometry, convolution::forward, depthwise::forward)
         else {
             return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
         };
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let output = convolution::forward(f32s(&x), f32s(&weight), &geometry);
+        let output = kernel(f32s(&x), f32s(&weight), &geometry);
         let [oh, ow] = geometry.output;
         let shape = [geometry.batch, geometry.channels_out, oh, ow];
         FlexTensor::from_data(TensorData::new(output, shape))
@@ -162,7 +164,7 @@ impl Kernels for Flex {
         let geometry =
             flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
         let Some((geometry, kernel)) =
-            grad_kernel(geometry, convolution::input_grad, depthwise::input_grad)
+            kernel_for(geometry, convolution::input_grad, depthwise::input_grad)
         else {
             return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
         };
@@ -180,7 +182,7 @@ impl Kernels for Flex {
         let geometry =
             flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
         let Some((geometry, kernel)) =
-            grad_kernel(geometry, convolution::weight_grad, depthwise::weight_grad)
+            kernel_for(geometry, convolution::weight_grad, depthwise::weight_grad)
         else {
             return <Self as ModuleOps<Self>>::conv2d_weight_backward(
                 x,

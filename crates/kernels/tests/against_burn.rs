@@ -257,6 +257,52 @@ fn convolution_matches_burns_values_and_gradients() {
     }
 }
 
+#[test]
+fn depthwise_convolution_is_burns_bit_for_bit() {
+    let device = Device::flex();
+    device.seed(11);
+    let depthwise = |channels: usize, kernel: usize, stride: usize| {
+        Conv2dConfig::new([channels, channels], [kernel, kernel])
+            .with_groups(channels)
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Same)
+    };
+    let cases = [
+        // EfficientNet-Lite0's shapes, batch 2: the large stride-2 planes at its start, planes
+        // over Burn's 8,192-element switch of loop order, and the 7x7 ones at its end.
+        ([2, 8], [112, 112], depthwise(8, 3, 2)),
+        ([2, 6], [97, 95], depthwise(6, 3, 1)),
+        ([2, 5], [28, 28], depthwise(5, 5, 2)),
+        ([3, 40], [7, 7], depthwise(40, 5, 1)),
+        ([2, 4], [13, 29], depthwise(4, 3, 1).with_bias(false)),
+        // Odd sides, rows shorter than sixteen outputs, dilation, explicit uneven padding.
+        ([1, 3], [5, 3], depthwise(3, 3, 2)),
+        (
+            [2, 5],
+            [11, 19],
+            Conv2dConfig::new([5, 5], [3, 2])
+                .with_groups(5)
+                .with_stride([2, 3])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3)),
+        ),
+    ];
+    for ([batch, channels], [h, w], config) in cases {
+        let conv = config.init(&device);
+        let x = Tensor::<4>::random(
+            [batch, channels, h, w],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let case = format!("{config:?} on {h}x{w}");
+        assert_eq!(
+            bits(conv2d(&conv, x.clone())),
+            bits(conv.forward(x)),
+            "{case}"
+        );
+    }
+}
+
 impl Case {
     fn with(self, change: impl FnOnce(Conv2dConfig) -> Conv2dConfig) -> Self {
         Self {

@@ -268,6 +268,9 @@ pub struct TransferConfig {
     /// Train the backbone's last this many MBConv blocks (and its head convolution) with the new
     /// head, on the cached maps that enter them; 0 freezes the whole backbone.
     pub train_blocks: usize,
+    /// The frozen part also runs on the mirrored training images, and each training example is
+    /// its image's maps or its mirror image's, at random: the random flip, on cached maps.
+    pub mirrored_training: bool,
     /// Keep what the frozen part computes (pooled features, or the maps entering the trained
     /// blocks) on disk and reuse it in later runs.
     pub cache_features: bool,
@@ -286,6 +289,7 @@ impl Default for TransferConfig {
             resolution: 224,
             weights: None,
             train_blocks: 0,
+            mirrored_training: false,
             cache_features: true,
             extract_batch_size: 64,
             finetune_blocks: 0,

@@ -9,6 +9,7 @@ use data::ImageSet;
 use data::normalize::Normalization;
 use data::progress::{Progress, Unit};
 use models::efficientnet::Backbone;
+use rng::Rng;
 use sha2::{Digest, Sha256};
 
 use crate::examples::Examples;
@@ -61,6 +62,53 @@ impl Examples<Maps> for MapViews<'_> {
     }
 }
 
+/// Training examples that are each image's maps or its mirror image's, drawn per example and
+/// batch; outside training batches, the images' own.
+pub struct RandomlyMirrored<'a> {
+    pub plain: &'a FeatureSet,
+    pub mirrored: &'a FeatureSet,
+}
+
+impl Examples<Maps> for RandomlyMirrored<'_> {
+    fn len(&self) -> usize {
+        self.plain.labels.len()
+    }
+
+    fn batch(&self, indices: &[usize], device: &Device) -> (Maps, Tensor<1, Int>) {
+        self.plain.batch(indices, device)
+    }
+
+    fn training_batch(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        _epoch: usize,
+        device: &Device,
+    ) -> (Maps, Tensor<1, Int>) {
+        let chosen: Vec<(&FeatureSet, usize)> = indices
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let mut rng = Rng::new(rng::derive(seed, rng::Stream::Image, k as u64));
+                let set = if rng.below(2) == 1 {
+                    self.mirrored
+                } else {
+                    self.plain
+                };
+                (set, i)
+            })
+            .collect();
+        let (plain, labels) = self.plain.gather(&chosen, device);
+        (
+            Maps {
+                plain,
+                mirrored: None,
+            },
+            labels,
+        )
+    }
+}
+
 impl FeatureSet {
     /// Values per image.
     pub fn dim(&self) -> usize {
@@ -69,19 +117,32 @@ impl FeatureSet {
 
     /// The maps and labels at `indices`.
     fn maps(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let chosen: Vec<(&FeatureSet, usize)> = indices.iter().map(|&i| (self, i)).collect();
+        self.gather(&chosen, device)
+    }
+
+    /// The maps and labels of the examples at `(set, index)`, from sets of this set's shape.
+    fn gather(
+        &self,
+        chosen: &[(&FeatureSet, usize)],
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
         let dim = self.dim();
-        let mut values = Vec::with_capacity(indices.len() * dim);
-        for &i in indices {
-            values.extend_from_slice(&self.values[i * dim..(i + 1) * dim]);
+        let mut values = Vec::with_capacity(chosen.len() * dim);
+        for &(set, i) in chosen {
+            values.extend_from_slice(&set.values[i * dim..(i + 1) * dim]);
         }
-        let labels: Vec<i64> = indices.iter().map(|&i| i64::from(self.labels[i])).collect();
+        let labels: Vec<i64> = chosen
+            .iter()
+            .map(|&(set, i)| i64::from(set.labels[i]))
+            .collect();
         let [channels, height, width] = self.shape;
         (
             Tensor::from_data(
-                TensorData::new(values, [indices.len(), channels, height, width]),
+                TensorData::new(values, [chosen.len(), channels, height, width]),
                 device,
             ),
-            Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+            Tensor::from_data(TensorData::new(labels, [chosen.len()]), device),
         )
     }
 }
@@ -267,5 +328,52 @@ mod tests {
         assert_eq!(decode(&bytes), Some(features));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode(b"garbage"), None);
+    }
+
+    #[test]
+    fn randomly_mirrored_examples_draw_either_map_per_example_and_batch() {
+        let labels: Vec<u16> = (0..8).collect();
+        let set = |sign: f32| FeatureSet {
+            shape: [1, 1, 2],
+            values: (0..16).map(|v| sign * (v as f32 + 1.0)).collect(),
+            labels: labels.clone(),
+        };
+        let (plain, mirrored) = (set(1.0), set(-1.0));
+        let both = RandomlyMirrored {
+            plain: &plain,
+            mirrored: &mirrored,
+        };
+        let device = Device::flex();
+        let indices = [5, 0, 7, 2, 3, 6];
+        let signs = |seed| {
+            let (maps, labels) = both.training_batch(&indices, seed, 1, &device);
+            assert!(maps.mirrored.is_none());
+            let labels: Vec<i64> = labels
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap();
+            assert_eq!(labels, [5, 0, 7, 2, 3, 6]);
+            let values = models::values(maps.plain);
+            indices
+                .iter()
+                .zip(values.chunks(2))
+                .map(|(&i, pair)| {
+                    let expected = [2 * i + 1, 2 * i + 2].map(|v| v as f32);
+                    match pair {
+                        p if p == expected => 1.0,
+                        p if p == expected.map(|v| -v) => -1.0,
+                        other => panic!("example {i}: {other:?}"),
+                    }
+                })
+                .collect::<Vec<f32>>()
+        };
+        let drawn: Vec<Vec<f32>> = (0..6).map(signs).collect();
+        assert_eq!(drawn[3], signs(3), "the batch's seed decides");
+        let mirrored_count = drawn.concat().iter().filter(|&&s| s < 0.0).count();
+        assert!((8..28).contains(&mirrored_count), "{drawn:?}");
+        assert!(drawn.windows(2).any(|w| w[0] != w[1]), "{drawn:?}");
+        let (maps, _) = both.batch(&indices, &device);
+        assert!(models::values(maps.plain).iter().all(|&v| v > 0.0));
     }
 }

@@ -15,7 +15,7 @@ use store::checkpoint::Manifest;
 
 use crate::config::{OptimizerConfig, TrainConfig};
 use crate::examples::{Examples, ResizedImages};
-use crate::features::{self, Extraction, FeatureSet, MapViews};
+use crate::features::{self, Extraction, FeatureSet, MapViews, RandomlyMirrored};
 use crate::finish::{self, Evaluated, Splits, Summary};
 use crate::fit::Stop;
 use crate::lr_find;
@@ -69,6 +69,12 @@ impl FrozenPart<'_> {
     fn all(&self, splits: &Splits) -> anyhow::Result<Frozen> {
         Ok(Frozen {
             train: self.features(splits.train, "training", false)?,
+            mirrored_train: self
+                .config
+                .transfer
+                .mirrored_training
+                .then(|| self.features(splits.train, "mirrored training", true))
+                .transpose()?,
             valid: self.views(splits.valid, "validation")?,
             test: match &splits.dataset.test {
                 Some(test) => Some(self.views(test, "test")?),
@@ -96,6 +102,8 @@ impl FrozenPart<'_> {
 /// final evaluation averages over them.
 struct Frozen {
     train: FeatureSet,
+    /// The mirror images' maps, for training on both at random.
+    mirrored_train: Option<FeatureSet>,
     valid: (FeatureSet, Option<FeatureSet>),
     test: Option<(FeatureSet, Option<FeatureSet>)>,
 }
@@ -204,12 +212,23 @@ pub fn run(
         println!("training the last {tail_blocks} blocks with the head, on the maps entering them");
     }
     let top = TransferTop::new(&pretrained.backbone, head, tail_blocks);
+    let randomly_mirrored = features
+        .mirrored_train
+        .as_ref()
+        .map(|mirrored| RandomlyMirrored {
+            plain: &features.train,
+            mirrored,
+        });
+    let train_examples: &dyn Examples<Maps> = match &randomly_mirrored {
+        Some(both) => both,
+        None => &features.train,
+    };
     let inner = device.clone().inner();
     let saved = |path: &Path| network.init(&inner).try_load_file(path);
     let best_top = stage::train_stage(
         Stage {
             model: top,
-            train: &features.train,
+            train: train_examples,
             valid: &features.valid.0,
             saving: Saving {
                 save: &|top: &TransferTop, path| top.clone().on(frozen.clone()).save_file(path),

@@ -371,7 +371,12 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
         &dir,
         &weights,
         4,
-        &["epochs=3", "transfer.train_blocks=1", "test_time_flip=true"],
+        &[
+            "epochs=3",
+            "transfer.train_blocks=1",
+            "test_time_flip=true",
+            "transfer.mirrored_training=true",
+        ],
     );
     let summary = train::run::run(&config, "tail", &AtomicBool::new(false)).unwrap();
     assert!(summary.accuracy > 0.3, "{summary:?}");
@@ -379,8 +384,8 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
         .unwrap()
         .count();
     assert_eq!(
-        cached, 5,
-        "training, validation and test maps, and the mirrored validation and test maps"
+        cached, 6,
+        "training, validation and test maps, and the mirror images' of each"
     );
     let device = Device::flex();
     let (classifier, _) = store::checkpoint::load(&summary.run_dir, &device).unwrap();
