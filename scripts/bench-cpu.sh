@@ -11,11 +11,21 @@
 # Burn's share of the machine's practical fp32 peak (the best of five 2048³ matrix products,
 # measured in the same run); then each system's peak memory per network (its whole process).
 #   scripts/bench-cpu.sh [ROUNDS]
+# MODELS="lite0 fastnet" runs only those networks' rows (default: all five).
 # PyTorch, TensorFlow (Keras 3), numpy and pillow are installed from PyPI into target/bench-venv
 # (about 4 GB) unless PYTHON names an interpreter that has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
+all=("convnet 10 128 256" "keras_cnn 10 128 256" "fastnet 10 128 256" "airnet 3 1024 1024" "lite0 3 16 32")
+benches=()
+for bench in "${all[@]}"; do
+    if [ -z "${MODELS:-}" ] || [[ " $MODELS " == *" ${bench%% *} "* ]]; then benches+=("$bench"); fi
+done
+if [ ${#benches[@]} -eq 0 ]; then
+    echo "bench-cpu: MODELS=\"$MODELS\" names none of convnet, keras_cnn, fastnet, airnet, lite0" >&2
+    exit 1
+fi
 if [ -z "${PYTHON:-}" ]; then
     if [ ! -x target/bench-venv/bin/python ] || ! target/bench-venv/bin/python -c 'import torch, tensorflow' 2>/dev/null; then
         python3 -m venv target/bench-venv
@@ -33,7 +43,6 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # model steps train_batch infer_batch
-benches=("convnet 10 128 256" "keras_cnn 10 128 256" "fastnet 10 128 256" "airnet 3 1024 1024" "lite0 3 16 32")
 for round in $(seq 1 "$rounds"); do
     "$throughput" peak >"$out/peak-$round"
     for bench in "${benches[@]}"; do
@@ -54,7 +63,8 @@ speed() { cat "$out/$1-$2-"* | sed -n "s/.*$3 \([0-9.]*\) images\/s.*/\1/p" | me
 memory() { cat "$out/$1-$2-"* | sed -n 's/^peak memory \([0-9.]*\) MiB/\1/p' | sort -g | tail -1; }
 peak=$(cat "$out"/peak-* | sed -n 's/.*: \([0-9.]*\) GFLOP\/s/\1/p' | median)
 lscpu | sed -n 's/^Model name: *//p'
-for system in burn torch keras; do head -1 "$out/$system-convnet-1" | sed 's/^convnet on /  /'; done
+first=${benches[0]%% *}
+for system in burn torch keras; do head -1 "$out/$system-$first-1" | sed "s/^$first on /  /"; done
 printf 'practical fp32 peak (2048^3 matrix product, 2 threads): %.1f GFLOP/s\n' "$peak"
 printf '%-10s %-10s %9s %9s %9s %7s %7s %22s %8s\n' model phase burn pytorch keras b/pt b/keras "GFLOP/s burn/pt/keras" "of peak"
 for bench in "${benches[@]}"; do

@@ -206,6 +206,13 @@ fn convolution_matches_burns_values_and_gradients() {
                 .with_padding(PaddingConfig2d::Same)
                 .with_bias(false)
         }),
+        // Stride 2 over rows of more than sixteen outputs; an input column no output reads.
+        case([2, 4, 4], [40, 37], [3, 3]).with(|c| {
+            c.with_groups(4)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+        }),
+        case([1, 3, 3], [33, 33], [2, 2]).with(|c| c.with_groups(3).with_stride([2, 2])),
         // Rows longer than the sixteen running sums.
         case([2, 24, 24], [21, 37], [5, 5])
             .with(|c| c.with_groups(24).with_padding(PaddingConfig2d::Same)),
@@ -275,8 +282,16 @@ fn depthwise_convolution_is_burns_bit_for_bit() {
         ([2, 5], [28, 28], depthwise(5, 5, 2)),
         ([3, 40], [7, 7], depthwise(40, 5, 1)),
         ([2, 4], [13, 29], depthwise(4, 3, 1).with_bias(false)),
-        // Odd sides, rows shorter than sixteen outputs, dilation, explicit uneven padding.
+        // Odd sides, rows shorter than sixteen outputs, dilation, explicit uneven padding, and
+        // an input column that no output reads.
         ([1, 3], [5, 3], depthwise(3, 3, 2)),
+        (
+            [1, 2],
+            [33, 33],
+            Conv2dConfig::new([2, 2], [2, 2])
+                .with_groups(2)
+                .with_stride([2, 2]),
+        ),
         (
             [2, 5],
             [11, 19],

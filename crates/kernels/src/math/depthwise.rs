@@ -1,17 +1,16 @@
 //! A depthwise convolution (every channel convolved with its own kernel, as in EfficientNet and
 //! MobileNet) and its gradients on contiguous f32 data, one channel plane at a time.
 //!
-//! The forward pass: Burn's CPU backend adds each kernel tap's product into the output row in
-//! memory, a load and a store per multiply, and walks stride-2 rows one element at a time. Here
-//! the plane is first copied into a zero-padded scratch whose columns are split by their
-//! remainder modulo the stride (so a strided tap reads contiguous values), and sixteen outputs at a
-//! time gather every tap in registers before one store; taps are added in Burn's order, unfused,
-//! so the values are Burn's bit for bit. The gradients: Burn computes the weight gradient group by
-//! group, each group a convolution over the whole batch followed by a copy of the whole gradient
-//! tensor, and the input gradient as a grouped transposed convolution; here both are short loops
-//! over rows that the compiler vectorizes.
-
-use std::ops::Range;
+//! Burn's CPU backend adds each kernel tap's product into the output row in memory (a load and a
+//! store per multiply) and walks stride-2 rows one element at a time; it computes the weight
+//! gradient group by group, each a convolution over the whole batch followed by a copy of the
+//! whole gradient tensor, and the input gradient as a grouped transposed convolution. Here each
+//! plane is first copied into a zero-padded scratch whose columns are split by their remainder
+//! modulo the stride, so that every tap reads (or, for the input gradient, writes) contiguous
+//! values whatever the stride. The forward pass sums sixteen outputs' taps in registers before one
+//! store, in Burn's order and unfused, so its values are Burn's bit for bit. Every plane's loops
+//! are compiled for the vector instructions the CPU has (AVX2 with FMA, AVX-512), chosen at run
+//! time through `pulp`: built for the baseline x86-64 otherwise, they would use SSE2 only.
 
 use rayon::prelude::*;
 
@@ -53,9 +52,8 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     output
 }
 
-/// One plane's convolution, compiled for each instruction set [`pulp`] chooses among at run time
-/// (AVX2 with FMA, AVX-512): the compiler builds our loops for the baseline x86-64 (SSE2)
-/// otherwise. What it calls is inlined into it for that.
+/// One plane's convolution, compiled for each instruction set [`pulp`] chooses among; what it
+/// calls is inlined into it for that.
 struct Plane<'a> {
     scratch: &'a Scratch<'a>,
     x: &'a [f32],
@@ -81,8 +79,21 @@ impl pulp::WithSimd for Plane<'_> {
 struct Scratch<'a> {
     g: &'a Geometry,
     rows: usize,
+    /// The input columns the output reads (the padding after them aside).
+    used_columns: usize,
     phase_width: usize,
     taps: Vec<usize>,
+}
+
+/// Where a row's input columns go among the phases for stride 2: pairs of columns `(2i, 2i + 1)`
+/// to `(first[first_start + i], second[second_start + i])`, and a last odd one to
+/// `first[first_start + pairs]`; `first` is phase 0 when the padding before is even.
+struct Stride2 {
+    first_start: usize,
+    second_start: usize,
+    pairs: usize,
+    odd: bool,
+    swapped: bool,
 }
 
 impl<'a> Scratch<'a> {
@@ -91,6 +102,7 @@ impl<'a> Scratch<'a> {
         let [kh, kw] = g.kernel;
         let stride = g.stride[1];
         let rows = (oh - 1) * g.stride[0] + (kh - 1) * g.dilation[0] + 1;
+        let columns = (ow - 1) * stride + (kw - 1) * g.dilation[1] + 1;
         let phase_width = ow.div_ceil(LANES) * LANES + (kw - 1) * g.dilation[1] / stride;
         let row_len = stride * phase_width;
         let taps = (0..kh)
@@ -103,47 +115,62 @@ impl<'a> Scratch<'a> {
         Self {
             g,
             rows,
+            used_columns: g.input[1].min(columns.saturating_sub(g.padding[1])),
             phase_width,
             taps,
+        }
+    }
+
+    fn row_len(&self) -> usize {
+        self.g.stride[1] * self.phase_width
+    }
+
+    /// The padded rows that hold input rows, with the input row each holds.
+    fn input_rows(&self) -> impl Iterator<Item = (usize, usize)> {
+        let top = self.g.padding[0];
+        (top..self.rows.min(top + self.g.input[0])).map(move |r| (r, r - top))
+    }
+
+    fn stride2(&self) -> Stride2 {
+        let left = self.g.padding[1];
+        Stride2 {
+            first_start: left / 2,
+            second_start: left / 2 + left % 2,
+            pairs: self.used_columns / 2,
+            odd: self.used_columns % 2 == 1,
+            swapped: left % 2 == 1,
         }
     }
 
     /// The plane `x`, zero-padded and split into phases, into `padded`.
     #[inline(always)]
     fn fill(&self, x: &[f32], padded: &mut Vec<f32>) {
-        let [h, w] = self.g.input;
-        let [top, left] = self.g.padding;
-        let (stride, width) = (self.g.stride[1], self.phase_width);
+        let w = self.g.input[1];
+        let left = self.g.padding[1];
+        let (stride, width, used) = (self.g.stride[1], self.phase_width, self.used_columns);
+        let row_len = self.row_len();
         padded.clear();
-        padded.resize(self.rows * stride * width, 0.0);
-        for (r, row) in padded.chunks_exact_mut(stride * width).enumerate() {
-            let Some(y) = r.checked_sub(top).filter(|&y| y < h) else {
-                continue;
-            };
-            let source = &x[y * w..][..w];
+        padded.resize(self.rows * row_len, 0.0);
+        for (r, y) in self.input_rows() {
+            let row = &mut padded[r * row_len..][..row_len];
+            let source = &x[y * w..][..used];
             match stride {
-                1 => row[left..left + w].copy_from_slice(source),
-                // Padded column `left + c` is column `(left + c) / 2` of phase `(left + c) % 2`.
+                1 => row[left..left + used].copy_from_slice(source),
                 2 => {
+                    let at = self.stride2();
                     let (even, odd) = row.split_at_mut(width);
-                    let pairs = source.chunks_exact(2);
-                    let last = pairs.remainder().first();
-                    let (first, second, start) = if left % 2 == 0 {
-                        (even, odd, left / 2)
-                    } else {
-                        (odd, even, left / 2)
-                    };
-                    let second_start = start + left % 2;
-                    let n = pairs.len();
-                    for ((pair, a), b) in pairs
-                        .zip(&mut first[start..start + n])
-                        .zip(&mut second[second_start..second_start + n])
+                    let (first, second) = if at.swapped { (odd, even) } else { (even, odd) };
+                    let n = at.pairs;
+                    for ((pair, a), b) in source
+                        .chunks_exact(2)
+                        .zip(&mut first[at.first_start..][..n])
+                        .zip(&mut second[at.second_start..][..n])
                     {
                         *a = pair[0];
                         *b = pair[1];
                     }
-                    if let Some(&value) = last {
-                        first[start + n] = value;
+                    if at.odd {
+                        first[at.first_start + n] = source[2 * n];
                     }
                 }
                 _ => {
@@ -156,13 +183,78 @@ impl<'a> Scratch<'a> {
         }
     }
 
+    /// The inverse of [`Scratch::fill`]: the input plane's values from the padded scratch, the
+    /// padding dropped; columns and rows the output does not read are zero.
+    #[inline(always)]
+    fn unfill(&self, padded: &[f32], x: &mut [f32]) {
+        let w = self.g.input[1];
+        let left = self.g.padding[1];
+        let (stride, width, used) = (self.g.stride[1], self.phase_width, self.used_columns);
+        let row_len = self.row_len();
+        for (r, y) in self.input_rows() {
+            let row = &padded[r * row_len..][..row_len];
+            let target = &mut x[y * w..][..used];
+            match stride {
+                1 => target.copy_from_slice(&row[left..left + used]),
+                2 => {
+                    let at = self.stride2();
+                    let (even, odd) = row.split_at(width);
+                    let (first, second) = if at.swapped { (odd, even) } else { (even, odd) };
+                    let n = at.pairs;
+                    for ((pair, a), b) in target
+                        .chunks_exact_mut(2)
+                        .zip(&first[at.first_start..][..n])
+                        .zip(&second[at.second_start..][..n])
+                    {
+                        pair[0] = *a;
+                        pair[1] = *b;
+                    }
+                    if at.odd {
+                        target[2 * n] = first[at.first_start + n];
+                    }
+                }
+                _ => {
+                    for (c, value) in target.iter_mut().enumerate() {
+                        let column = left + c;
+                        *value = row[column % stride * width + column / stride];
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gradient of the padded scratch from the output's, into `padded`: each output
+    /// gradient times each tap added where the tap read, kernel rows outermost, so that every
+    /// value sums its terms in the order of the row of the kernel, then its column.
+    #[inline(always)]
+    fn spread(&self, output_grad: &[f32], kernel: &[f32], padded: &mut Vec<f32>) {
+        let g = self.g;
+        let ow = g.output[1];
+        let [kh, kw] = g.kernel;
+        let row_len = self.row_len();
+        padded.clear();
+        padded.resize(self.rows * row_len, 0.0);
+        for ky in 0..kh {
+            for (oy, from) in output_grad.chunks_exact(ow).enumerate() {
+                let rows = &mut padded[oy * g.stride[0] * row_len..];
+                for kx in 0..kw {
+                    let tap = kernel[ky * kw + kx];
+                    let to = &mut rows[self.taps[ky * kw + kx]..][..ow];
+                    for (to, from) in to.iter_mut().zip(from) {
+                        *to += tap * from;
+                    }
+                }
+            }
+        }
+    }
+
     /// The output plane from the padded scratch: every tap of [`LANES`] outputs summed in
     /// registers, in Burn's order (row of the kernel, then column).
     #[inline(always)]
     fn convolve(&self, padded: &[f32], kernel: &[f32], out: &mut [f32]) {
         let g = self.g;
         let ow = g.output[1];
-        let row_len = g.stride[1] * self.phase_width;
+        let row_len = self.row_len();
         let last_tap = *self.taps.iter().max().expect("a kernel tap");
         for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
             let rows = &padded[oy * g.stride[0] * row_len..];
@@ -182,105 +274,115 @@ impl<'a> Scratch<'a> {
 }
 
 /// The input gradient, `[batch, channels, h, w]`, from the weight (`[channels, 1, kh, kw]`) and
-/// the output gradient (`[batch, channels, oh, ow]`).
+/// the output gradient (`[batch, channels, oh, ow]`): spread into the padded scratch, where every
+/// tap writes contiguous values whatever the stride, then the padding dropped.
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
-    let ow = g.output[1];
+    let [oh, ow] = g.output;
     let mut grad = vec![0.0; g.batch * g.channels_in * h * w];
-    if grad.is_empty() || ow == 0 {
+    if grad.is_empty() || oh * ow == 0 {
         return grad;
     }
+    let scratch = Scratch::new(g);
     grad.par_chunks_mut(h * w)
-        .zip(output_grad.par_chunks(g.output[0] * ow))
+        .zip(output_grad.par_chunks(oh * ow))
         .enumerate()
-        .for_each(|(plane, (grad, output_grad))| {
+        .for_each_init(Vec::new, |padded, (plane, (grad, output_grad))| {
             let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
-            for ky in 0..kh {
-                let (rows, first_row) = inside(g, 0, ky);
-                for (oy, iy) in rows.zip((first_row..).step_by(g.stride[0])) {
-                    let from = &output_grad[oy * ow..][..ow];
-                    let to = &mut grad[iy * w..][..w];
-                    for kx in 0..kw {
-                        let tap = kernel[ky * kw + kx];
-                        let (columns, first) = inside(g, 1, kx);
-                        let to = to[first..].iter_mut().step_by(g.stride[1]);
-                        for (to, from) in to.zip(&from[columns]) {
-                            *to += tap * from;
-                        }
-                    }
-                }
-            }
+            pulp::Arch::new().dispatch(PlaneGrad {
+                scratch: &scratch,
+                output_grad,
+                kernel,
+                padded,
+                grad,
+            });
         });
     grad
 }
 
+/// One plane's input gradient, compiled as [`Plane`] is.
+struct PlaneGrad<'a> {
+    scratch: &'a Scratch<'a>,
+    output_grad: &'a [f32],
+    kernel: &'a [f32],
+    padded: &'a mut Vec<f32>,
+    grad: &'a mut [f32],
+}
+
+impl pulp::WithSimd for PlaneGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.scratch
+            .spread(self.output_grad, self.kernel, self.padded);
+        self.scratch.unfill(self.padded, self.grad);
+    }
+}
+
 /// The weight gradient, `[channels, 1, kh, kw]`, from the input (`[batch, channels, h, w]`) and
-/// the output gradient (`[batch, channels, oh, ow]`).
+/// the output gradient (`[batch, channels, oh, ow]`): for each tap, the dot products of the
+/// output gradient's rows with the padded scratch's values the tap read.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
     let mut grad = vec![0.0; g.channels_out * kh * kw];
     if grad.is_empty() || oh * ow == 0 {
         return grad;
     }
+    let scratch = Scratch::new(g);
     grad.par_chunks_mut(kh * kw)
         .enumerate()
-        .for_each(|(channel, grad)| {
-            for sample in 0..g.batch {
-                let plane = sample * g.channels_in + channel;
-                let x = &x[plane * h * w..][..h * w];
-                let output_grad = &output_grad[plane * oh * ow..][..oh * ow];
-                for ky in 0..kh {
-                    let (rows, first_row) = inside(g, 0, ky);
-                    for (oy, iy) in rows.zip((first_row..).step_by(g.stride[0])) {
-                        let from = &output_grad[oy * ow..][..ow];
-                        let row = &x[iy * w..][..w];
-                        for kx in 0..kw {
-                            let (columns, first) = inside(g, 1, kx);
-                            grad[ky * kw + kx] +=
-                                strided_dot(&from[columns.clone()], &row[first..], g.stride[1]);
-                        }
-                    }
-                }
-            }
+        .for_each_init(Vec::new, |padded, (channel, grad)| {
+            pulp::Arch::new().dispatch(ChannelWeightGrad {
+                scratch: &scratch,
+                x,
+                output_grad,
+                channel,
+                padded,
+                grad,
+            });
         });
     grad
 }
 
-/// The output positions along `axis` whose kernel tap `tap` reads inside the input (not the
-/// padding), and the input position the first of them reads.
-fn inside(g: &Geometry, axis: usize, tap: usize) -> (Range<usize>, usize) {
-    let stride = g.stride[axis] as isize;
-    let offset = (tap * g.dilation[axis]) as isize - g.padding[axis] as isize;
-    let first = if offset < 0 {
-        (-offset + stride - 1) / stride
-    } else {
-        0
-    };
-    let last = g.input[axis] as isize - 1 - offset;
-    let end = if last < 0 { 0 } else { last / stride + 1 };
-    let end = end.min(g.output[axis] as isize);
-    if first >= end {
-        return (0..0, 0);
-    }
-    (
-        first as usize..end as usize,
-        (first * stride + offset) as usize,
-    )
+/// One channel's weight gradient over the batch, compiled as [`Plane`] is.
+struct ChannelWeightGrad<'a> {
+    scratch: &'a Scratch<'a>,
+    x: &'a [f32],
+    output_grad: &'a [f32],
+    channel: usize,
+    padded: &'a mut Vec<f32>,
+    grad: &'a mut [f32],
 }
 
-/// `Σ a[i]·b[i·stride]`, in sixteen running sums when `stride` is 1 so that it vectorizes.
-fn strided_dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
-    if stride != 1 {
-        return a
-            .iter()
-            .zip(b.iter().step_by(stride))
-            .map(|(a, b)| a * b)
-            .sum();
+impl pulp::WithSimd for ChannelWeightGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let g = self.scratch.g;
+        let ([h, w], [oh, ow]) = (g.input, g.output);
+        let row_len = self.scratch.row_len();
+        for sample in 0..g.batch {
+            let plane = sample * g.channels_in + self.channel;
+            self.scratch
+                .fill(&self.x[plane * h * w..][..h * w], self.padded);
+            let output_grad = &self.output_grad[plane * oh * ow..][..oh * ow];
+            for (oy, from) in output_grad.chunks_exact(ow).enumerate() {
+                let rows = &self.padded[oy * g.stride[0] * row_len..];
+                for (grad, &at) in self.grad.iter_mut().zip(&self.scratch.taps) {
+                    *grad += dot(from, &rows[at..][..ow]);
+                }
+            }
+        }
     }
-    const LANES: usize = 16;
+}
+
+/// `Σ a[i]·b[i]`, in sixteen running sums so that it vectorizes.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let b = &b[..a.len()];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks
