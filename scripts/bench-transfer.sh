@@ -2,14 +2,15 @@
 # The transfer recipe at several input resolutions: validation accuracy (the best epoch's, and
 # the final evaluation's with the config's test-time views) and the whole recipe's wall time with
 # an empty feature cache (extraction included), one run each. Extra `--set` overrides for every
-# run can be given in SETS, e.g. SETS="--set transfer.train_blocks=0".
+# run can be given in SETS, e.g. SETS="--set transfer.train_blocks=1 --set
+# transfer.mirrored_training=false".
 #   scripts/bench-transfer.sh [DATA] [RESOLUTION...]
-# DATA defaults to the developer machines' CIFAR-10 JPEG copy; resolutions default to 96 128 160.
+# DATA defaults to the developer machines' CIFAR-10 JPEG copy; the resolution to the shipped 160.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/cifar10-train-jpeg.tar.gz}
 shift || true
-resolutions=("${@:-96 128 160}")
+resolutions=("${@:-160}")
 cargo build --release -q -p train -p infer
 weights=../shared/weights/efficientnet-lite0-57934424.pth
 if [ ! -f "$weights" ]; then
