@@ -30,6 +30,7 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
         return output;
     }
     let scratch = Scratch::new(g);
+    let arch = pulp::Arch::new();
     // Small planes (7x7 at the end of EfficientNet) go several to a task.
     let planes_per_task = (4096 / (oh * ow)).max(1);
     output
@@ -40,7 +41,7 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                 let plane = task * planes_per_task + k;
                 let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
                 let x = &x[plane * h * w..][..h * w];
-                pulp::Arch::new().dispatch(Plane {
+                arch.dispatch(Plane {
                     scratch: &scratch,
                     x,
                     kernel,
@@ -83,6 +84,8 @@ struct Scratch<'a> {
     used_columns: usize,
     phase_width: usize,
     taps: Vec<usize>,
+    /// The furthest tap, plus [`LANES`]: what a group of outputs reads past its first value.
+    reach: usize,
 }
 
 /// Where a row's input columns go among the phases for stride 2: pairs of columns `(2i, 2i + 1)`
@@ -111,13 +114,15 @@ impl<'a> Scratch<'a> {
                 let column = kx * g.dilation[1];
                 ky * g.dilation[0] * row_len + column % stride * phase_width + column / stride
             })
-            .collect();
+            .collect::<Vec<usize>>();
+        let reach = taps.iter().max().expect("a kernel tap") + LANES;
         Self {
             g,
             rows,
             used_columns: g.input[1].min(columns.saturating_sub(g.padding[1])),
             phase_width,
             taps,
+            reach,
         }
     }
 
@@ -255,11 +260,10 @@ impl<'a> Scratch<'a> {
         let g = self.g;
         let ow = g.output[1];
         let row_len = self.row_len();
-        let last_tap = *self.taps.iter().max().expect("a kernel tap");
         for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
             let rows = &padded[oy * g.stride[0] * row_len..];
             for (group, out) in out_row.chunks_mut(LANES).enumerate() {
-                let from = &rows[group * LANES..][..last_tap + LANES];
+                let from = &rows[group * LANES..][..self.reach];
                 let mut sums = [0.0f32; LANES];
                 for (&at, &tap) in self.taps.iter().zip(kernel) {
                     let values: &[f32; LANES] = from[at..at + LANES].try_into().expect("lanes");
@@ -285,12 +289,13 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         return grad;
     }
     let scratch = Scratch::new(g);
+    let arch = pulp::Arch::new();
     grad.par_chunks_mut(h * w)
         .zip(output_grad.par_chunks(oh * ow))
         .enumerate()
         .for_each_init(Vec::new, |padded, (plane, (grad, output_grad))| {
             let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
-            pulp::Arch::new().dispatch(PlaneGrad {
+            arch.dispatch(PlaneGrad {
                 scratch: &scratch,
                 output_grad,
                 kernel,
@@ -332,10 +337,11 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
         return grad;
     }
     let scratch = Scratch::new(g);
+    let arch = pulp::Arch::new();
     grad.par_chunks_mut(kh * kw)
         .enumerate()
         .for_each_init(Vec::new, |padded, (channel, grad)| {
-            pulp::Arch::new().dispatch(ChannelWeightGrad {
+            arch.dispatch(ChannelWeightGrad {
                 scratch: &scratch,
                 x,
                 output_grad,

@@ -69,17 +69,19 @@ pub fn gelu_derivative(x: f32) -> f32 {
 
 /// `values ← gelu(values)`, on every core.
 pub fn forward(values: &mut [f32]) {
+    let arch = pulp::Arch::new();
     values.par_chunks_mut(CHUNK).for_each(|values| {
-        pulp::Arch::new().dispatch(Forward { values });
+        arch.dispatch(Forward { values });
     });
 }
 
 /// `grad ← grad · gelu′(x)`, on every core.
 pub fn backward(x: &[f32], grad: &mut [f32]) {
+    let arch = pulp::Arch::new();
     grad.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(grad, x)| {
-            pulp::Arch::new().dispatch(Backward { x, grad });
+            arch.dispatch(Backward { x, grad });
         });
 }
 
