@@ -2,8 +2,7 @@
 # The transfer recipe at several input resolutions: validation accuracy (the best epoch's, and
 # the final evaluation's with the config's test-time views) and the whole recipe's wall time with
 # an empty feature cache (extraction included), one run each. Extra `--set` overrides for every
-# run can be given in SETS, e.g. SETS="--set transfer.train_blocks=1 --set
-# transfer.mirrored_training=false".
+# run can be given in SETS, e.g. SETS="--set transfer.train_blocks=1 --set augment.flip=false".
 #   scripts/bench-transfer.sh [DATA] [RESOLUTION...]
 # DATA defaults to the developer machines' CIFAR-10 JPEG copy; the resolution to the shipped 160.
 set -euo pipefail

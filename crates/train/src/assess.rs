@@ -133,6 +133,7 @@ fn examples<'a>(set: &'a ImageSet, manifest: &'a Manifest) -> Box<dyn Examples<T
             set,
             side: manifest.image_size,
             norm: &manifest.normalization,
+            augment: Augment::default(),
         })
     }
 }

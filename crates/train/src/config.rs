@@ -268,9 +268,6 @@ pub struct TransferConfig {
     /// Train the backbone's last this many MBConv blocks (and its head convolution) with the new
     /// head, on the cached maps that enter them; 0 freezes the whole backbone.
     pub train_blocks: usize,
-    /// The frozen part also runs on the mirrored training images, and each training example is
-    /// its image's maps or its mirror image's, at random: the random flip, on cached maps.
-    pub mirrored_training: bool,
     /// Keep what the frozen part computes (pooled features, or the maps entering the trained
     /// blocks) on disk and reuse it in later runs.
     pub cache_features: bool,
@@ -289,7 +286,6 @@ impl Default for TransferConfig {
             resolution: 224,
             weights: None,
             train_blocks: 0,
-            mirrored_training: false,
             cache_features: true,
             extract_batch_size: 64,
             finetune_blocks: 0,
@@ -503,6 +499,10 @@ impl TrainConfig {
         if self.test_time_translate > 0 {
             return Err("test_time_translate shifts images, which the transfer recipe's cached features are not; use test_time_flip".into());
         }
+        let augment = &self.augment;
+        if augment.translate > 0 || augment.cutout > 0 || augment.alternate_flip {
+            return Err("the transfer recipe trains on what its frozen part computed once from each image (and from its mirror image, with augment.flip): set augment.translate and augment.cutout to 0 and augment.alternate_flip to false".into());
+        }
         Ok(())
     }
 
@@ -596,6 +596,19 @@ mod tests {
         assert!(err.contains("use test_time_flip"), "{err}");
         let err = parse_error("[transfer]\ntrain_blocks = 17", &transfer);
         assert!(err.contains("at most 16"), "{err}");
+        for augment in [
+            "translate = 2",
+            "cutout = 8",
+            "flip = true\nalternate_flip = true",
+        ] {
+            let err = parse_error(&format!("[augment]\n{augment}"), &transfer);
+            assert!(
+                err.contains("set augment.translate and augment.cutout to 0"),
+                "{err}"
+            );
+        }
+        let flips = TrainConfig::parse("[augment]\nflip = true", &transfer);
+        assert!(flips.is_ok(), "a transfer run takes flips: {flips:?}");
         let err = parse_error("[augment]\nalternate_flip = true", &[]);
         assert!(err.contains("augment.alternate_flip needs"), "{err}");
         let err = parse_error(

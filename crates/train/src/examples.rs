@@ -5,6 +5,7 @@
 use burn::prelude::*;
 use data::ImageSet;
 use data::augment::Augment;
+use data::batch::Draw;
 use data::normalize::Normalization;
 
 /// Labelled examples, addressed by index.
@@ -54,29 +55,45 @@ impl Examples<Tensor<4>> for Images<'_> {
         epoch: usize,
         device: &Device,
     ) -> (Tensor<4>, Tensor<1, Int>) {
-        if self.augment.is_identity() {
-            return self.batch(indices, device);
-        }
-        (
-            data::batch::augmented_images(
-                self.set,
-                indices,
-                &self.augment,
-                seed,
-                epoch,
-                self.norm,
-                device,
-            ),
-            data::batch::labels(self.set, indices, device),
+        augmented(
+            self.set,
+            indices,
+            &self.augment,
+            Draw { seed, epoch },
+            self.set.side,
+            self.norm,
+            device,
         )
+        .unwrap_or_else(|| self.batch(indices, device))
     }
 }
 
-/// Images resized to a network's input side and scaled as it was trained.
+/// A training batch of `set` augmented as `augment` says at `side`, or `None` where it changes
+/// nothing.
+fn augmented(
+    set: &ImageSet,
+    indices: &[usize],
+    augment: &Augment,
+    draw: Draw,
+    side: usize,
+    norm: &Normalization,
+    device: &Device,
+) -> Option<(Tensor<4>, Tensor<1, Int>)> {
+    (!augment.is_identity()).then(|| {
+        (
+            data::batch::augmented_images(set, indices, augment, draw, side, norm, device),
+            data::batch::labels(set, indices, device),
+        )
+    })
+}
+
+/// Images resized to a network's input side and scaled as it was trained, augmented (before the
+/// resize) in training batches.
 pub struct ResizedImages<'a> {
     pub set: &'a ImageSet,
     pub side: usize,
     pub norm: &'a Normalization,
+    pub augment: Augment,
 }
 
 impl Examples<Tensor<4>> for ResizedImages<'_> {
@@ -89,5 +106,24 @@ impl Examples<Tensor<4>> for ResizedImages<'_> {
             data::batch::resized_images(self.set, indices, self.side, self.norm, device),
             data::batch::labels(self.set, indices, device),
         )
+    }
+
+    fn training_batch(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        epoch: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
+        augmented(
+            self.set,
+            indices,
+            &self.augment,
+            Draw { seed, epoch },
+            self.side,
+            self.norm,
+            device,
+        )
+        .unwrap_or_else(|| self.batch(indices, device))
     }
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
+use data::augment::Augment;
 use data::normalize::Normalization;
 use data::{Dataset, ImageSet};
 use models::efficientnet::{Backbone, EfficientNet, EfficientNetConfig, Lite};
@@ -71,8 +72,8 @@ impl FrozenPart<'_> {
             train: self.features(splits.train, "training", false)?,
             mirrored_train: self
                 .config
-                .transfer
-                .mirrored_training
+                .augment
+                .flip
                 .then(|| self.features(splits.train, "mirrored training", true))
                 .transpose()?,
             valid: self.views(splits.valid, "validation")?,
@@ -279,12 +280,14 @@ fn fine_tune(
         backbone: net.backbone.freeze().unfreeze_last_blocks(blocks),
         head: net.head,
     };
-    let resized = |set| ResizedImages {
+    let resized = |set, augment| ResizedImages {
         set,
         side: resolution,
         norm: &Normalization::EFFICIENTNET_LITE,
+        augment,
     };
-    let (train_images, valid_images) = (resized(splits.train), resized(splits.valid));
+    let train_images = resized(splits.train, config.augment);
+    let valid_images = resized(splits.valid, Augment::default());
     let best = stage::train_stage(
         Stage {
             model,
@@ -303,7 +306,11 @@ fn fine_tune(
         &mut progress,
         context,
     )?;
-    let test_images = splits.dataset.test.as_ref().map(resized);
+    let test_images = splits
+        .dataset
+        .test
+        .as_ref()
+        .map(|set| resized(set, Augment::default()));
     finish::finish(
         &best,
         Evaluated {

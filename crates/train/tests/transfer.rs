@@ -375,7 +375,7 @@ fn a_run_that_trains_the_last_block_saves_it_inside_the_whole_classifier() {
             "epochs=3",
             "transfer.train_blocks=1",
             "test_time_flip=true",
-            "transfer.mirrored_training=true",
+            "augment.flip=true",
         ],
     );
     let summary = train::run::run(&config, "tail", &AtomicBool::new(false)).unwrap();
@@ -495,6 +495,7 @@ fn a_two_stage_run_resumes_in_either_stage_to_the_same_end() {
             "transfer.finetune_blocks=1",
             "transfer.finetune_epochs=2",
             "early_stopping_patience=0",
+            "augment.flip=true",
         ],
     );
     let whole = train::run::run(&config, "whole", &AtomicBool::new(false)).unwrap();
