@@ -367,6 +367,7 @@ impl TrainConfig {
             set_dotted(&mut table, key.trim(), parse_value(value.trim()))
                 .map_err(|m| invalid(format!("--set {entry}: {m}")))?;
         }
+        moved_keys(&mut table);
         let config: TrainConfig = table
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
@@ -512,6 +513,23 @@ impl TrainConfig {
     }
 }
 
+/// Keys that moved, taken to their new place, so that run directories written before still
+/// resume: `transfer.mirrored_training` is `augment.flip` (which transfer runs used to ignore).
+fn moved_keys(table: &mut toml::Table) {
+    let mirrored = table
+        .get_mut("transfer")
+        .and_then(toml::Value::as_table_mut)
+        .and_then(|transfer| transfer.remove("mirrored_training"));
+    if let Some(flip) = mirrored
+        && let Some(augment) = table
+            .entry("augment")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+    {
+        augment.insert("flip".into(), flip);
+    }
+}
+
 /// A TOML syntax error's message with where it is, as one line.
 fn located(text: &str, error: &toml::de::Error) -> String {
     match error.span() {
@@ -609,6 +627,12 @@ mod tests {
         }
         let flips = TrainConfig::parse("[augment]\nflip = true", &transfer);
         assert!(flips.is_ok(), "a transfer run takes flips: {flips:?}");
+        let before = "[augment]\nflip = false\n[transfer]\nmirrored_training = true";
+        let moved = TrainConfig::parse(before, &transfer).unwrap();
+        assert!(
+            moved.augment.flip,
+            "an older run's mirrored_training is its flip"
+        );
         let err = parse_error("[augment]\nalternate_flip = true", &[]);
         assert!(err.contains("augment.alternate_flip needs"), "{err}");
         let err = parse_error(
