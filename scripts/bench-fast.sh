@@ -9,6 +9,9 @@
 # BUDGETS="10 20 60"  besides, one run per budget in minutes with the first seed;
 # ABLATE=1  besides, one run with the first seed per piece of airbench's method turned off (for
 #   configs/cifar-airbench.toml).
+# REFERENCE=1  besides, per seed, airbench94's own training in PyTorch on the same images and split
+#   sizes (scripts/airbench_torch.py, 9.9 epochs, no time budget; PYTHON names an interpreter with
+#   torch, numpy and pillow, default python3).
 # Each run's directory stays under $OUT (default: a new temporary directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +63,12 @@ printf '%-22s %6s %6s %8s %7s %7s %7s %9s %9s\n' run epochs secs PFLOP "t90 s" "
 for seed in "${seeds[@]}"; do
     run "seed-$seed" --set seed="$seed"
 done
+if [ "${REFERENCE:-0}" = 1 ]; then
+    for seed in "${seeds[@]}"; do
+        "${PYTHON:-python3}" scripts/airbench_torch.py "$data" --seed "$seed" >"$out/airbench-torch-$seed.log"
+        tail -1 "$out/airbench-torch-$seed.log" | tee -a "$out/rows.txt"
+    done
+fi
 awk 'NR > 1 && /^seed-/ { n++; final += $9; if ($8 != "-") last += $8 }
      END { if (n) printf "mean of %d seeds: final %.4f, last epoch %.4f\n", n, final / n, last / n }' \
     "$out/rows.txt"
