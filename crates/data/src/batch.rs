@@ -8,15 +8,21 @@ use crate::augment::{Augment, Pass};
 use crate::normalize::Normalization;
 use rng::Rng;
 
-/// The images at `indices`, normalized: `[indices.len(), 3, side, side]`.
+/// The images at `indices` resized to `side` x `side` (bilinear, as `infer` resizes files, where
+/// `side` is not the set's) and normalized: `[indices.len(), 3, side, side]`.
 pub fn images(
     set: &ImageSet,
     indices: &[usize],
+    side: usize,
     norm: &Normalization,
     device: &Device,
 ) -> Tensor<4> {
-    normalized(set, indices, set.side, device, |_, image, out| {
-        norm.apply(image, out)
+    normalized(set, indices, side, device, |_, image, out| {
+        if side == set.side {
+            norm.apply(image, out)
+        } else {
+            norm.apply(&crate::images::resize_planar(image, set.side, side), out)
+        }
     })
 }
 
@@ -76,20 +82,6 @@ pub fn augmented_images(
     })
 }
 
-/// The images at `indices` resized to `side` x `side` (bilinear, as `infer` resizes files) and
-/// normalized: `[indices.len(), 3, side, side]`.
-pub fn resized_images(
-    set: &ImageSet,
-    indices: &[usize],
-    side: usize,
-    norm: &Normalization,
-    device: &Device,
-) -> Tensor<4> {
-    normalized(set, indices, side, device, |_, image, out| {
-        norm.apply(&crate::images::resize_planar(image, set.side, side), out)
-    })
-}
-
 /// The labels at `indices`: `[indices.len()]`.
 pub fn labels(set: &ImageSet, indices: &[usize], device: &Device) -> Tensor<1, Int> {
     let values: Vec<i64> = indices.iter().map(|&i| i64::from(set.labels[i])).collect();
@@ -123,7 +115,7 @@ mod tests {
             offset: 127.0,
             scale: 128.0,
         };
-        let resized = |set| resized_images(set, &indices, 10, &norm, &device).into_data();
+        let resized = |set| images(set, &indices, 10, &norm, &device).into_data();
         let (plain, mirrored) = (resized(&set), resized(&mirrors));
         let flip = Augment {
             flip: true,

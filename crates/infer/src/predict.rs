@@ -107,7 +107,7 @@ impl<M: ImageClassifier> Predictor<M> {
             set.push(image, 0);
         }
         let indices: Vec<usize> = (0..set.len()).collect();
-        data::batch::images(&set, &indices, &self.normalization, device)
+        data::batch::images(&set, &indices, set.side, &self.normalization, device)
     }
 
     /// The `top` most probable classes for each of `paths` that can be read, as one batch; and

@@ -4,15 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
-use data::ImageSet;
 use data::augment::Augment;
 use serde::Serialize;
-use store::checkpoint::{self, Manifest};
+use store::checkpoint;
 
 use crate::config::TrainConfig;
 use crate::evaluate::{self, ByClass, Evaluation};
-use crate::examples::{Examples, Images, ResizedImages};
+use crate::examples::Images;
 use crate::network::TestTimeAugment;
 
 /// How many confused pairs are printed (`metrics.json` has them all).
@@ -75,16 +73,13 @@ pub fn assess(
     } else {
         TestTimeAugment::default()
     };
-    let outputs = {
-        let examples = examples(&set, &manifest);
-        evaluate::outputs(
-            &model,
-            examples.as_ref(),
-            config.batch_size,
-            &device,
-            augment,
-        )
+    let examples = Images {
+        set: &set,
+        side: manifest.image_size,
+        norm: &manifest.normalization,
+        augment: Augment::default(),
     };
+    let outputs = evaluate::outputs(&model, &examples, config.batch_size, &device, augment);
     let Evaluation { loss, acc } = Evaluation::of(&outputs);
     let by_class = ByClass::of(&outputs, &manifest.classes);
     println!("{evaluated_on}: {} images", outputs.len());
@@ -118,22 +113,4 @@ pub fn assess(
     data::fetch::write_atomic(&path, serde_json::to_string_pretty(&assessment)?.as_bytes())?;
     println!("saved {}", path.display());
     Ok(assessment)
-}
-
-/// `set` as the network takes it: at its input side, scaled as in training.
-fn examples<'a>(set: &'a ImageSet, manifest: &'a Manifest) -> Box<dyn Examples<Tensor<4>> + 'a> {
-    if set.side == manifest.image_size {
-        Box::new(Images {
-            set,
-            norm: &manifest.normalization,
-            augment: Augment::default(),
-        })
-    } else {
-        Box::new(ResizedImages {
-            set,
-            side: manifest.image_size,
-            norm: &manifest.normalization,
-            augment: Augment::default(),
-        })
-    }
 }

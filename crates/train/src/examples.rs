@@ -29,9 +29,11 @@ pub trait Examples<I>: Sync {
     }
 }
 
-/// Images, normalized on the way into the network and augmented in training batches.
+/// Images at the network's input side (resized where it is not theirs) and scaled as it was
+/// trained, augmented (before any resize) in training batches.
 pub struct Images<'a> {
     pub set: &'a ImageSet,
+    pub side: usize,
     pub norm: &'a Normalization,
     pub augment: Augment,
 }
@@ -43,7 +45,7 @@ impl Examples<Tensor<4>> for Images<'_> {
 
     fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         (
-            data::batch::images(self.set, indices, self.norm, device),
+            data::batch::images(self.set, indices, self.side, self.norm, device),
             data::batch::labels(self.set, indices, device),
         )
     }
@@ -55,75 +57,21 @@ impl Examples<Tensor<4>> for Images<'_> {
         epoch: usize,
         device: &Device,
     ) -> (Tensor<4>, Tensor<1, Int>) {
-        augmented(
-            self.set,
-            indices,
-            &self.augment,
-            Draw { seed, epoch },
-            self.set.side,
-            self.norm,
-            device,
-        )
-        .unwrap_or_else(|| self.batch(indices, device))
-    }
-}
-
-/// A training batch of `set` augmented as `augment` says at `side`, or `None` where it changes
-/// nothing.
-fn augmented(
-    set: &ImageSet,
-    indices: &[usize],
-    augment: &Augment,
-    draw: Draw,
-    side: usize,
-    norm: &Normalization,
-    device: &Device,
-) -> Option<(Tensor<4>, Tensor<1, Int>)> {
-    (!augment.is_identity()).then(|| {
+        if self.augment.is_identity() {
+            return self.batch(indices, device);
+        }
+        let draw = Draw { seed, epoch };
         (
-            data::batch::augmented_images(set, indices, augment, draw, side, norm, device),
-            data::batch::labels(set, indices, device),
-        )
-    })
-}
-
-/// Images resized to a network's input side and scaled as it was trained, augmented (before the
-/// resize) in training batches.
-pub struct ResizedImages<'a> {
-    pub set: &'a ImageSet,
-    pub side: usize,
-    pub norm: &'a Normalization,
-    pub augment: Augment,
-}
-
-impl Examples<Tensor<4>> for ResizedImages<'_> {
-    fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        (
-            data::batch::resized_images(self.set, indices, self.side, self.norm, device),
+            data::batch::augmented_images(
+                self.set,
+                indices,
+                &self.augment,
+                draw,
+                self.side,
+                self.norm,
+                device,
+            ),
             data::batch::labels(self.set, indices, device),
         )
-    }
-
-    fn training_batch(
-        &self,
-        indices: &[usize],
-        seed: u64,
-        epoch: usize,
-        device: &Device,
-    ) -> (Tensor<4>, Tensor<1, Int>) {
-        augmented(
-            self.set,
-            indices,
-            &self.augment,
-            Draw { seed, epoch },
-            self.side,
-            self.norm,
-            device,
-        )
-        .unwrap_or_else(|| self.batch(indices, device))
     }
 }

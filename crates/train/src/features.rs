@@ -206,7 +206,7 @@ pub fn extract(
     let mut shape = [models::efficientnet::FEATURES, 1, 1];
     let mut values = Vec::new();
     for chunk in indices.chunks(batch_size) {
-        let mut images = data::batch::resized_images(set, chunk, resolution, &norm, device);
+        let mut images = data::batch::images(set, chunk, resolution, &norm, device);
         if mirrored {
             images = images.flip([3]);
         }

@@ -48,6 +48,7 @@ pub fn run(
     )?;
     let images = |set| Images {
         set,
+        side,
         norm: &norm,
         augment: Augment::default(),
     };
@@ -104,6 +105,7 @@ pub fn lr_find(
     let model = new_network(&config.model, &train, &norm, classes, &devices[0]);
     let examples = Images {
         set: &train,
+        side: train.side,
         norm: &norm,
         augment: config.augment,
     };
@@ -123,7 +125,7 @@ fn new_network(
         0 => None,
         size => {
             let first: Vec<usize> = (0..train.len().min(size)).collect();
-            Some(data::batch::images(train, &first, norm, device))
+            Some(data::batch::images(train, &first, train.side, norm, device))
         }
     };
     architecture.init(classes, train.side, sample, device)

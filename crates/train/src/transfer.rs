@@ -15,7 +15,7 @@ use models::transfer::{TransferHeadConfig, TransferTop};
 use store::checkpoint::Manifest;
 
 use crate::config::{OptimizerConfig, TrainConfig};
-use crate::examples::{Examples, ResizedImages};
+use crate::examples::{Examples, Images};
 use crate::features::{self, Extraction, FeatureSet, MapViews, RandomlyMirrored};
 use crate::finish::{self, Evaluated, Splits, Summary};
 use crate::fit::Stop;
@@ -280,7 +280,7 @@ fn fine_tune(
         backbone: net.backbone.freeze().unfreeze_last_blocks(blocks),
         head: net.head,
     };
-    let resized = |set, augment| ResizedImages {
+    let resized = |set, augment| Images {
         set,
         side: resolution,
         norm: &Normalization::EFFICIENTNET_LITE,
