@@ -37,7 +37,7 @@ struct Images {
 impl Batcher<usize, ImageBatch> for Images {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> ImageBatch {
         ImageBatch {
-            images: data::batch::images(&self.set, &indices, &self.norm, device),
+            images: data::batch::images(&self.set, &indices, self.set.side, &self.norm, device),
             labels: data::batch::labels(&self.set, &indices, device),
         }
     }
