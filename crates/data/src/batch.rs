@@ -73,11 +73,11 @@ pub fn augmented_images(
             image: indices[k],
             epoch: draw.epoch,
         };
-        let augmented = augment.apply(image, set.side, pass, &mut rng);
-        norm.apply(
-            &crate::images::resize_planar(&augmented, set.side, side),
-            out,
-        );
+        let mut augmented = augment.apply(image, set.side, pass, &mut rng);
+        if side != set.side {
+            augmented = crate::images::resize_planar(&augmented, set.side, side);
+        }
+        norm.apply(&augmented, out);
         augment.erase(out, side, &mut rng);
     })
 }
