@@ -18,11 +18,7 @@ pub fn images(
     device: &Device,
 ) -> Tensor<4> {
     normalized(set, indices, side, device, |_, image, out| {
-        if side == set.side {
-            norm.apply(image, out)
-        } else {
-            norm.apply(&crate::images::resize_planar(image, set.side, side), out)
-        }
+        norm.apply(&crate::images::resize_planar(image, set.side, side), out)
     })
 }
 
@@ -73,11 +69,11 @@ pub fn augmented_images(
             image: indices[k],
             epoch: draw.epoch,
         };
-        let mut augmented = augment.apply(image, set.side, pass, &mut rng);
-        if side != set.side {
-            augmented = crate::images::resize_planar(&augmented, set.side, side);
-        }
-        norm.apply(&augmented, out);
+        let augmented = augment.apply(image, set.side, pass, &mut rng);
+        norm.apply(
+            &crate::images::resize_planar(&augmented, set.side, side),
+            out,
+        );
         augment.erase(out, side, &mut rng);
     })
 }

@@ -1,5 +1,7 @@
 //! Decoded images held in memory as bytes.
 
+use std::borrow::Cow;
+
 /// Largest width or height decoded, and most memory one decode may take: a file claiming
 /// more is refused rather than exhausting memory.
 const MAX_SIDE: u32 = 32_768;
@@ -115,10 +117,11 @@ pub fn planar_to_interleaved(planar: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Resize planar RGB bytes from `from` x `from` to `to` x `to` (bilinear).
-pub fn resize_planar(planar: &[u8], from: usize, to: usize) -> Vec<u8> {
+/// Resize planar RGB bytes from `from` x `from` to `to` x `to` (bilinear); the bytes themselves
+/// where the sides are equal.
+pub fn resize_planar(planar: &[u8], from: usize, to: usize) -> Cow<'_, [u8]> {
     if from == to {
-        return planar.to_vec();
+        return Cow::Borrowed(planar);
     }
     let rgb = planar_to_interleaved(planar);
     let image = image::RgbImage::from_raw(from as u32, from as u32, rgb).expect("sized buffer");
@@ -128,5 +131,5 @@ pub fn resize_planar(planar: &[u8], from: usize, to: usize) -> Vec<u8> {
         to as u32,
         image::imageops::FilterType::Triangle,
     );
-    interleaved_to_planar(resized.as_raw(), to * to)
+    Cow::Owned(interleaved_to_planar(resized.as_raw(), to * to))
 }
