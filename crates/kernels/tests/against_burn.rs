@@ -216,6 +216,22 @@ fn convolution_matches_burns_values_and_gradients() {
         // Rows longer than the sixteen running sums.
         case([2, 24, 24], [21, 37], [5, 5])
             .with(|c| c.with_groups(24).with_padding(PaddingConfig2d::Same)),
+        // Planes narrower than sixteen outputs with many channels: the channels-last layout, its
+        // channels not a whole number of groups, stride 2, dilation and uneven padding.
+        case([3, 48, 48], [10, 10], [5, 5])
+            .with(|c| c.with_groups(48).with_padding(PaddingConfig2d::Same)),
+        case([2, 70, 70], [10, 9], [5, 5]).with(|c| {
+            c.with_groups(70)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+        }),
+        case([2, 33, 33], [11, 19], [3, 2]).with(|c| {
+            c.with_groups(33)
+                .with_stride([2, 3])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))
+        }),
         case([2, 5, 5], [6, 7], [3, 3]).with(|c| {
             c.with_groups(5)
                 .with_dilation([1, 2])
@@ -285,6 +301,19 @@ fn depthwise_convolution_is_burns_bit_for_bit() {
         // Odd sides, rows shorter than sixteen outputs, dilation, explicit uneven padding, and
         // an input column that no output reads.
         ([1, 3], [5, 3], depthwise(3, 3, 2)),
+        // Planes narrower than sixteen outputs with many channels, which go channels-last.
+        ([3, 100], [10, 10], depthwise(100, 5, 1)),
+        ([2, 100], [10, 10], depthwise(100, 5, 2)),
+        ([2, 130], [5, 5], depthwise(130, 3, 1)),
+        (
+            [2, 33],
+            [11, 19],
+            Conv2dConfig::new([33, 33], [3, 2])
+                .with_groups(33)
+                .with_stride([2, 3])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3)),
+        ),
         (
             [1, 2],
             [33, 33],

@@ -11,6 +11,9 @@
 //! store, in Burn's order and unfused, so its values are Burn's bit for bit. Every plane's loops
 //! are compiled for the vector instructions the CPU has (AVX2 with FMA, AVX-512), chosen at run
 //! time through `pulp`: built for the baseline x86-64 otherwise, they would use SSE2 only.
+//! Planes narrower than those sixteen outputs go channels-last instead ([`channels`]).
+
+mod channels;
 
 use rayon::prelude::*;
 
@@ -22,6 +25,9 @@ const LANES: usize = 16;
 /// The output, `[batch, channels, oh, ow]`, from the input (`[batch, channels, h, w]`) and the
 /// weight (`[channels, 1, kh, kw]`); no bias.
 pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    if channels::suits(g) {
+        return channels::forward(x, weight, g);
+    }
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
@@ -281,6 +287,9 @@ impl<'a> Scratch<'a> {
 /// the output gradient (`[batch, channels, oh, ow]`): spread into the padded scratch, where every
 /// tap writes contiguous values whatever the stride, then the padding dropped.
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    if channels::suits(g) {
+        return channels::input_grad(weight, output_grad, g);
+    }
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
@@ -330,6 +339,9 @@ impl pulp::WithSimd for PlaneGrad<'_> {
 /// the output gradient (`[batch, channels, oh, ow]`): for each tap, the dot products of the
 /// output gradient's rows with the padded scratch's values the tap read.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    if channels::suits(g) {
+        return channels::weight_grad(x, output_grad, g);
+    }
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
     let mut grad = vec![0.0; g.channels_out * kh * kw];

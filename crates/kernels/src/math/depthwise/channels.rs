@@ -1,0 +1,330 @@
+//! The depthwise convolution and its gradients with each sample's planes turned channels-last, so
+//! that every kernel tap multiplies [`LANES`] channels at once. For planes narrower than
+//! [`LANES`] (EfficientNet's last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the plane
+//! layout of [`super`] leaves most lanes of each row idle and spends its time on loop overhead;
+//! channels are many there (hundreds), so a group of them fills every lane.
+//!
+//! Each output sums its taps in registers in Burn's order (row of the kernel, then column), a
+//! multiply then an add, as the plane layout does: the forward values are Burn's bit for bit.
+
+use rayon::prelude::*;
+
+use super::LANES;
+
+/// Channels summed together: several vectors' worth, so that their running sums are independent
+/// chains of additions whose latencies overlap.
+const GROUP: usize = 4 * LANES;
+use crate::math::convolution::Geometry;
+
+/// Parallel tasks of the weight gradient, each summing its share of the batch: a fixed split, so
+/// that the sums are the same bit for bit on any number of threads.
+const TASKS: usize = 8;
+
+/// Which taps meet which positions along each axis, and how wide a channels-last row is.
+struct Layout<'a> {
+    g: &'a Geometry,
+    /// The channels rounded up to whole groups of [`GROUP`] (the extra ones zero).
+    padded: usize,
+    /// For each output row (column), the kernel rows (columns) inside the input with the input
+    /// row (column) each reads, in kernel order.
+    reads: [Vec<Vec<(usize, usize)>>; 2],
+}
+
+impl<'a> Layout<'a> {
+    fn new(g: &'a Geometry) -> Self {
+        let reads = std::array::from_fn(|axis| {
+            (0..g.output[axis])
+                .map(|o| {
+                    (0..g.kernel[axis])
+                        .filter_map(|tap| {
+                            let at = (o * g.stride[axis] + tap * g.dilation[axis])
+                                .checked_sub(g.padding[axis])?;
+                            (at < g.input[axis]).then_some((tap, at))
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        Self {
+            g,
+            padded: g.channels_in.div_ceil(GROUP) * GROUP,
+            reads,
+        }
+    }
+
+    /// For each input row (column), the kernel rows (columns) that read it with the output row
+    /// (column) each serves: [`Layout::reads`] turned around.
+    fn written(&self, axis: usize) -> Vec<Vec<(usize, usize)>> {
+        let mut written = vec![Vec::new(); self.g.input[axis]];
+        for (o, reads) in self.reads[axis].iter().enumerate() {
+            for &(tap, at) in reads {
+                written[at].push((tap, o));
+            }
+        }
+        written
+    }
+
+    /// For each kernel row (column), the output rows (columns) it serves with the input row
+    /// (column) each reads.
+    fn by_tap(&self, axis: usize) -> Vec<Vec<(usize, usize)>> {
+        let mut by_tap = vec![Vec::new(); self.g.kernel[axis]];
+        for (o, reads) in self.reads[axis].iter().enumerate() {
+            for &(tap, at) in reads {
+                by_tap[tap].push((o, at));
+            }
+        }
+        by_tap
+    }
+
+    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`: [`LANES`] channels at a
+    /// time, so that the writes run along a row of `last` rather than down a column of it.
+    fn to_channels_last(&self, planes: &[f32], plane: usize, last: &mut Vec<f32>) {
+        last.clear();
+        last.resize(plane * self.padded, 0.0);
+        for (group, planes) in planes.chunks(plane * LANES).enumerate() {
+            for (p, last) in last.chunks_exact_mut(self.padded).enumerate() {
+                let last = &mut last[group * LANES..];
+                for (v, values) in last.iter_mut().zip(planes.chunks_exact(plane)) {
+                    *v = values[p];
+                }
+            }
+        }
+    }
+
+    /// The inverse of [`Layout::to_channels_last`], the extra channels dropped.
+    fn to_planes(&self, last: &[f32], planes: &mut [f32]) {
+        let plane = planes.len() / self.g.channels_in;
+        for (group, planes) in planes.chunks_mut(plane * LANES).enumerate() {
+            for (p, last) in last.chunks_exact(self.padded).enumerate() {
+                let last = &last[group * LANES..];
+                for (&v, values) in last.iter().zip(planes.chunks_exact_mut(plane)) {
+                    values[p] = v;
+                }
+            }
+        }
+    }
+
+    /// The weight (`[channels, kh·kw]`) as `[kh·kw, padded]`.
+    fn taps(&self, weight: &[f32]) -> Vec<f32> {
+        let mut taps = Vec::new();
+        self.to_channels_last(weight, self.g.kernel[0] * self.g.kernel[1], &mut taps);
+        taps
+    }
+}
+
+/// Whether the channels-last layout suits `g`: its output rows are narrower than [`LANES`] (the
+/// plane layout then leaves lanes idle) and its channels fill more of their groups than those rows
+/// fill the lanes. Wider planes stay with the plane layout, whose copies cost less than the
+/// transposes here.
+pub fn suits(g: &Geometry) -> bool {
+    let filled = |n: usize, group: usize| n as f64 / (n.div_ceil(group) * group) as f64;
+    let ow = g.output[1];
+    ow > 0 && ow < LANES && filled(g.channels_in, GROUP) > filled(ow, LANES)
+}
+
+/// Per sample: `[channels, from plane]` → `[channels, to plane]`, each target the sum over the
+/// taps that `pairs` lists of the tap's weight times the source it names, run on every core.
+fn per_sample(
+    layout: &Layout,
+    from: (&[f32], [usize; 2]),
+    weight: &[f32],
+    to: [usize; 2],
+    pairs: [&[Vec<(usize, usize)>]; 2],
+) -> Vec<f32> {
+    let g = layout.g;
+    let (from, from_sides) = from;
+    let (from_plane, to_plane) = (from_sides[0] * from_sides[1], to[0] * to[1]);
+    let mut output = vec![0.0; g.batch * g.channels_in * to_plane];
+    if output.is_empty() {
+        return output;
+    }
+    let taps = layout.taps(weight);
+    let arch = pulp::Arch::new();
+    output
+        .par_chunks_mut(g.channels_in * to_plane)
+        .zip(from.par_chunks(g.channels_in * from_plane))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(source, target), (output, from)| {
+                layout.to_channels_last(from, from_plane, source);
+                target.clear();
+                target.resize(to_plane * layout.padded, 0.0);
+                arch.dispatch(Gather {
+                    padded: layout.padded,
+                    kernel_width: g.kernel[1],
+                    source,
+                    source_width: from_sides[1],
+                    taps: &taps,
+                    pairs,
+                    target,
+                });
+                layout.to_planes(target, output);
+            },
+        );
+    output
+}
+
+/// One sample's targets, channels-last: for each, [`LANES`] channels at a time, the sum over its
+/// (kernel row, source row) and (kernel column, source column) pairs of the tap times the source.
+struct Gather<'a> {
+    padded: usize,
+    kernel_width: usize,
+    source: &'a [f32],
+    source_width: usize,
+    taps: &'a [f32],
+    pairs: [&'a [Vec<(usize, usize)>]; 2],
+    target: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Gather<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let [rows, columns] = self.pairs;
+        let p = self.padded;
+        let mut targets = self.target.chunks_exact_mut(p);
+        for row in rows {
+            for column in columns {
+                let target = targets.next().expect("a target per row and column");
+                for (group, target) in target.chunks_exact_mut(GROUP).enumerate() {
+                    let mut sums = [0.0f32; GROUP];
+                    for &(ky, y) in row {
+                        for &(kx, x) in column {
+                            let at = (y * self.source_width + x) * p + group * GROUP;
+                            let tap = (ky * self.kernel_width + kx) * p + group * GROUP;
+                            let values: &[f32; GROUP] =
+                                self.source[at..at + GROUP].try_into().expect("lanes");
+                            let weights: &[f32; GROUP] =
+                                self.taps[tap..tap + GROUP].try_into().expect("lanes");
+                            for lane in 0..GROUP {
+                                sums[lane] += values[lane] * weights[lane];
+                            }
+                        }
+                    }
+                    target.copy_from_slice(&sums);
+                }
+            }
+        }
+    }
+}
+
+/// The output, `[batch, channels, oh, ow]`, from the input and the weight: see [`super::forward`].
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let layout = Layout::new(g);
+    let [rows, columns] = &layout.reads;
+    per_sample(&layout, (x, g.input), weight, g.output, [rows, columns])
+}
+
+/// The input gradient from the weight and the output gradient: see [`super::input_grad`].
+pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let layout = Layout::new(g);
+    let (rows, columns) = (layout.written(0), layout.written(1));
+    per_sample(
+        &layout,
+        (output_grad, g.output),
+        weight,
+        g.input,
+        [&rows, &columns],
+    )
+}
+
+/// The weight gradient from the input and the output gradient: see [`super::weight_grad`].
+pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let layout = Layout::new(g);
+    let by_tap = [layout.by_tap(0), layout.by_tap(1)];
+    let ([h, w], [oh, ow]) = (g.input, g.output);
+    let taps = g.kernel[0] * g.kernel[1];
+    let size = taps * layout.padded;
+    let samples: Vec<usize> = (0..g.batch).collect();
+    let arch = pulp::Arch::new();
+    let partials: Vec<Vec<f32>> = samples
+        .par_chunks(g.batch.div_ceil(TASKS).max(1))
+        .map(|samples| {
+            let (mut sum, mut x_last, mut grad_last) = (vec![0.0; size], Vec::new(), Vec::new());
+            for &sample in samples {
+                let (x, output_grad) = (
+                    sample_of(x, sample, g.channels_in * h * w),
+                    sample_of(output_grad, sample, g.channels_in * oh * ow),
+                );
+                layout.to_channels_last(x, h * w, &mut x_last);
+                layout.to_channels_last(output_grad, oh * ow, &mut grad_last);
+                arch.dispatch(Correlate {
+                    padded: layout.padded,
+                    by_tap: [&by_tap[0], &by_tap[1]],
+                    widths: [w, ow],
+                    x: &x_last,
+                    output_grad: &grad_last,
+                    sum: &mut sum,
+                });
+            }
+            sum
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().unwrap_or_else(|| vec![0.0; size]);
+    for partial in partials {
+        sum.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
+    let mut grad = vec![0.0; g.channels_in * taps];
+    for (tap, channels) in sum.chunks_exact(layout.padded).enumerate() {
+        for (c, &v) in channels[..g.channels_in].iter().enumerate() {
+            grad[c * taps + tap] = v;
+        }
+    }
+    grad
+}
+
+/// Sample `sample`'s `len` values.
+fn sample_of(values: &[f32], sample: usize, len: usize) -> &[f32] {
+    &values[sample * len..][..len]
+}
+
+/// One sample's share of the weight gradient, channels-last, added to `sum` (`[kh·kw, padded]`):
+/// for each tap, the products of the output gradients with the inputs the tap read.
+struct Correlate<'a> {
+    padded: usize,
+    /// Per kernel row (column): the (output, input) rows (columns) it joins.
+    by_tap: [&'a [Vec<(usize, usize)>]; 2],
+    /// The input's and the output's widths.
+    widths: [usize; 2],
+    x: &'a [f32],
+    output_grad: &'a [f32],
+    sum: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Correlate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let [rows, columns] = self.by_tap;
+        let [w, ow] = self.widths;
+        let p = self.padded;
+        let mut sums = self.sum.chunks_exact_mut(p);
+        for row in rows {
+            for column in columns {
+                let tap = sums.next().expect("a sum per tap");
+                for (group, tap) in tap.chunks_exact_mut(GROUP).enumerate() {
+                    let mut products = [0.0f32; GROUP];
+                    for &(oy, y) in row {
+                        for &(ox, x) in column {
+                            let at = (y * w + x) * p + group * GROUP;
+                            let o = (oy * ow + ox) * p + group * GROUP;
+                            let values: &[f32; GROUP] =
+                                self.x[at..at + GROUP].try_into().expect("lanes");
+                            let grads: &[f32; GROUP] =
+                                self.output_grad[o..o + GROUP].try_into().expect("lanes");
+                            for lane in 0..GROUP {
+                                products[lane] += values[lane] * grads[lane];
+                            }
+                        }
+                    }
+                    for (sum, product) in tap.iter_mut().zip(products) {
+                        *sum += product;
+                    }
+                }
+            }
+        }
+    }
+}
