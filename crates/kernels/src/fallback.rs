@@ -6,6 +6,25 @@ use burn::backend::TensorMetadata;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, get_or_init_device_settings};
 use burn::tensor::Distribution;
+use burn::tensor::ops::ConvOptions;
+
+use crate::Activation;
+
+/// Burn's `conv2d` with its bias, then the activation through [`Kernels`](crate::Kernels).
+pub(crate) fn burns_convolution_activated<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<2>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    let output = B::conv2d(x, weight, Some(bias), options);
+    match activation {
+        Activation::Identity => output,
+        Activation::Relu => B::rectify(output),
+        Activation::Relu6 => B::relu6(output),
+    }
+}
 
 /// Burn's dropout mask (its Bernoulli draw) times Burn's scale.
 pub(crate) fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) -> FloatTensor<B> {

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::fallback::*;
 use crate::math::convolution::Geometry;
+use crate::math::epilogue::{Activation, Epilogue, passes_relu};
 use crate::math::{batch_norm, convolution, depthwise, dropout, gelu, max_pool};
 use crate::{CHUNK, Kernels};
 
@@ -47,8 +48,8 @@ fn flex_geometry(
     .filter(|_| ours)
 }
 
-/// Our kernel for a convolution or one of its gradients: `dense` or `depthwise` by the
-/// geometry's kind, none for other convolutions.
+/// Our kernel for one of a convolution's gradients: `dense` or `depthwise` by the geometry's
+/// kind, none for other convolutions.
 fn kernel_for(
     geometry: Option<Geometry>,
     dense: ConvKernel,
@@ -64,9 +65,22 @@ fn kernel_for(
     }
 }
 
-/// A convolution or one of its gradients: (the input or the weight, the weight or the output
-/// gradient, the sizes).
+/// One of a convolution's gradients: (the input or the weight, the output gradient, the sizes).
 type ConvKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+
+/// The output of a dense (pointwise or not) or else depthwise convolution `g` through
+/// `epilogue`.
+fn forward(x: FlexTensor, weight: FlexTensor, g: &Geometry, epilogue: &Epilogue) -> FlexTensor {
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let kernel = match (g.is_dense(), g.is_pointwise()) {
+        (true, true) => convolution::pointwise,
+        (true, false) => convolution::forward,
+        (false, _) => depthwise::forward,
+    };
+    let output = kernel(f32s(&x), f32s(&weight), g, epilogue);
+    let [oh, ow] = g.output;
+    FlexTensor::from_data(TensorData::new(output, [g.batch, g.channels_out, oh, ow]))
+}
 
 /// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
 /// that already, a copy otherwise, so that a kernel can overwrite it.
@@ -92,7 +106,7 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return burns_relu6::<Self>(x);
         }
-        map_in_place(x, |v| v.clamp(0.0, 6.0))
+        map_in_place(x, |v| Activation::Relu6.apply(v))
     }
 
     fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -129,7 +143,7 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::relu(x);
         }
-        map_in_place(x, |v| if passes_relu(v) { v } else { 0.0 })
+        map_in_place(x, |v| Activation::Relu.apply(v))
     }
 
     fn rectify_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -142,17 +156,32 @@ impl Kernels for Flex {
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         // Flex multiplies a pointwise convolution's input as it lies, with no columns to build,
         // and runs other grouped ones with its own kernels.
-        let geometry = flex_geometry(&x, &weight, &options).filter(|g| !g.is_pointwise());
-        let Some((geometry, kernel)) =
-            kernel_for(geometry, convolution::forward, depthwise::forward)
-        else {
-            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+        let geometry = flex_geometry(&x, &weight, &options)
+            .filter(|g| !g.is_pointwise() && (g.is_dense() || g.is_depthwise()));
+        match geometry {
+            Some(g) => forward(x, weight, &g, &Epilogue::NONE),
+            None => <Self as ModuleOps<Self>>::conv2d(x, weight, None, options),
+        }
+    }
+
+    fn convolution_activated(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+        activation: Activation,
+    ) -> FlexTensor {
+        let geometry = flex_geometry(&x, &weight, &options)
+            .filter(|g| bias.dtype() == DType::F32 && (g.is_dense() || g.is_depthwise()));
+        let Some(g) = geometry else {
+            return burns_convolution_activated::<Self>(x, weight, bias, options, activation);
         };
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let output = kernel(f32s(&x), f32s(&weight), &geometry);
-        let [oh, ow] = geometry.output;
-        let shape = [geometry.batch, geometry.channels_out, oh, ow];
-        FlexTensor::from_data(TensorData::new(output, shape))
+        let bias = bias.to_contiguous();
+        let epilogue = Epilogue {
+            bias: Some(f32s(&bias)),
+            activation,
+        };
+        forward(x, weight, &g, &epilogue)
     }
 
     fn convolution_input_grad(
@@ -277,6 +306,29 @@ impl Kernels for Flex {
         (grad, per_channel(gamma_grad), per_channel(beta_grad))
     }
 
+    fn normalize_running(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let Some(planes) = planes(&[&x, &gamma, &beta, &mean, &variance]) else {
+            return <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon);
+        };
+        let statistics = [gamma, beta, mean, variance].map(|t| t.to_contiguous());
+        let mut x = owned(x);
+        let n = x.layout().num_elements();
+        batch_norm::running(
+            &mut x.storage_mut::<f32>()[..n],
+            [0, 1, 2, 3].map(|i| f32s(&statistics[i])),
+            epsilon,
+            planes,
+        );
+        x
+    }
+
     fn dropout_scales(like: FlexTensor, prob: f64) -> FlexTensor {
         if like.dtype() != DType::F32 {
             return burns_dropout_scales::<Self>(like, prob);
@@ -293,11 +345,6 @@ impl Kernels for Flex {
         let scales = dropout::scales(shape.num_elements(), 1.0 - prob, seed);
         FlexTensor::from_data(TensorData::new(scales, shape))
     }
-}
-
-/// Where ReLU passes its input and its gradient, as Burn's does: above zero, and NaN.
-fn passes_relu(x: f32) -> bool {
-    x.is_nan() || x > 0.0
 }
 
 /// `f` of every element of an f32 tensor, on every core.

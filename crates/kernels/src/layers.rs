@@ -9,8 +9,8 @@ use burn::nn::{BatchNorm, Dropout, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
-use crate::Kernels;
 use crate::fallback::POOL2X2;
+use crate::{Activation, Kernels};
 
 /// ReLU, through [`Kernels::rectify`].
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -27,20 +27,22 @@ pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as Kernels>::relu6(x.into_dispatch()))
 }
 
+/// `activation` of `x`, through its kernel.
+pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    match activation {
+        Activation::Identity => x,
+        Activation::Relu => relu(x),
+        Activation::Relu6 => relu6(x),
+    }
+}
+
 /// `conv.forward(input)` through [`Kernels::convolution`], the bias added afterwards as Burn's
 /// own differentiable addition.
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    let weight = conv.weight.val();
-    let [_, _, height, width] = input.dims();
-    let options = ConvOptions::new_with_padding(
-        conv.stride,
-        padding(conv, [height, width]),
-        conv.dilation,
-        conv.groups,
-    );
+    let options = options(conv, &input);
     let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
         input.into_dispatch(),
-        weight.into_dispatch(),
+        conv.weight.val().into_dispatch(),
         options,
     ));
     crate::trace::record(conv.weight.id, &output.dims());
@@ -53,12 +55,60 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `bn.forward(input)`, training through [`Kernels::normalize_batch`]: on an autodiff device with
-/// the layer training, normalized with the batch's statistics, which move the running ones by the
-/// layer's momentum, as Burn's layer does.
+/// `activation(conv.forward(input))`: on an autodiff device [`conv2d`] then the activation's
+/// own kernel, so that it trains; elsewhere (inference) through
+/// [`Kernels::convolution_activated`], the bias and activation applied as the output is written.
+pub fn conv2d_activated(conv: &Conv2d, input: Tensor<4>, activation: Activation) -> Tensor<4> {
+    if input.device().is_autodiff() {
+        return activate(conv2d(conv, input), activation);
+    }
+    let options = options(conv, &input);
+    let weight = conv.weight.val();
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([weight.dims()[0]], &weight.device()),
+    };
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution_activated(
+        input.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options,
+        activation,
+    ));
+    crate::trace::record(conv.weight.id, &output.dims());
+    output
+}
+
+/// `conv`'s stride, padding for `input`'s sides, dilation and groups.
+fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
+    let [_, _, height, width] = input.dims();
+    ConvOptions::new_with_padding(
+        conv.stride,
+        padding(conv, [height, width]),
+        conv.dilation,
+        conv.groups,
+    )
+}
+
+/// `bn.forward(input)`: training (on an autodiff device with the layer training) through
+/// [`Kernels::normalize_batch`], normalized with the batch's statistics, which move the running
+/// ones by the layer's momentum, as Burn's layer does; in inference (no autodiff) through
+/// [`Kernels::normalize_running`] with the running statistics; else Burn's layer.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
     crate::trace::record(bn.gamma.id, &input.dims());
-    if !(input.device().is_autodiff() && bn.training.is_enabled()) {
+    if !input.device().is_autodiff() {
+        let device = input.device();
+        let running = |state: &RunningState<Tensor<1>>| state.value().to_device(&device);
+        return Tensor::from_dispatch(<Dispatch as Kernels>::normalize_running(
+            input.into_dispatch(),
+            bn.gamma.val().into_dispatch(),
+            bn.beta.val().into_dispatch(),
+            running(&bn.running_mean).into_dispatch(),
+            running(&bn.running_var).into_dispatch(),
+            bn.epsilon,
+        ));
+    }
+    if !bn.training.is_enabled() {
         return bn.forward(input);
     }
     let (output, mean, variance) = <Dispatch as Kernels>::normalize_batch(

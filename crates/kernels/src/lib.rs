@@ -23,7 +23,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
-pub use layers::{batch_norm, conv2d, dropout, gelu, max_pool2d, relu, relu6};
+pub use layers::{
+    activate, batch_norm, conv2d, conv2d_activated, dropout, gelu, max_pool2d, relu, relu6,
+};
+pub use math::epilogue::Activation;
 
 use fallback::*;
 
@@ -89,6 +92,20 @@ pub trait Kernels: Backend {
         <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
     }
 
+    /// Inference only: `activation(conv2d(x, weight) + bias)` (`bias` one value per output
+    /// channel, zeros for a layer without one), which `Flex` computes as it writes each output
+    /// plane (Burn: the convolution, a broadcast addition, the activation). Not differentiated
+    /// through our kernels: training calls [`Kernels::convolution`].
+    fn convolution_activated(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        burns_convolution_activated::<Self>(x, weight, bias, options, activation)
+    }
+
     /// The gradient of [`Kernels::convolution`] with respect to its input.
     fn convolution_input_grad(
         x: FloatTensor<Self>,
@@ -147,6 +164,21 @@ pub trait Kernels: Backend {
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         burns_batch_norm_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
+    }
+
+    /// BatchNorm with given statistics (the running ones, in inference): Burn's `batch_norm`,
+    /// `(x − mean) / √(variance + ε) · gamma + beta` per channel, which `Flex` computes in one
+    /// pass with the same roundings. Not differentiated through our kernels: training calls
+    /// [`Kernels::normalize_batch`], or Burn's layer where the statistics are fixed.
+    fn normalize_running(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon)
     }
 
     /// Dropout's factors for a tensor shaped like `like`: 0 with probability `prob`, else

@@ -1,12 +1,14 @@
 //! Our kernels against Burn's own operations: the same values, forward and backward.
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
-use kernels::{batch_norm, conv2d, gelu, max_pool2d, relu, relu6};
+use kernels::{
+    Activation, activate, batch_norm, conv2d, conv2d_activated, gelu, max_pool2d, relu, relu6,
+};
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
 fn values(shape: [usize; 3], device: &Device) -> Tensor<3> {
@@ -344,6 +346,76 @@ fn depthwise_convolution_is_burns_bit_for_bit() {
             bits(conv.forward(x)),
             "{case}"
         );
+    }
+}
+
+#[test]
+fn batch_norm_in_inference_is_burns_bit_for_bit() {
+    let device = Device::flex();
+    device.seed(13);
+    for shape in [[3, 5, 7, 9], [1, 4, 40, 40], [8, 6, 1, 1]] {
+        let channels = shape[1];
+        let mut bn = BatchNormConfig::new(channels).init(&device);
+        let random =
+            |low, high| Tensor::<1>::random([channels], Distribution::Uniform(low, high), &device);
+        bn.gamma = Param::from_tensor(random(-2.0, 2.0));
+        bn.beta = Param::from_tensor(random(-1.0, 1.0));
+        bn.running_mean = RunningState::new(random(-1.0, 1.0));
+        bn.running_var = RunningState::new(random(0.0, 3.0));
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+        assert_eq!(
+            bits(batch_norm(&bn, x.clone())),
+            bits(bn.forward(x)),
+            "{shape:?}"
+        );
+    }
+}
+
+#[test]
+fn activated_convolution_is_the_convolution_then_bias_and_activation() {
+    let device = Device::flex();
+    device.seed(12);
+    let cases = [
+        // Dense: samples grouped into one product, and one sample per product.
+        case([5, 3, 8], [9, 11], [3, 3]).with(|c| c.with_padding(PaddingConfig2d::Same)),
+        case([2, 16, 12], [32, 32], [3, 3]),
+        // Pointwise: fewer samples than threads (each product split among them), and more.
+        case([1, 24, 40], [14, 14], [1, 1]),
+        case([9, 24, 40], [7, 7], [1, 1]).with(|c| c.with_bias(false)),
+        // Depthwise: planes, and channels-last.
+        case([2, 8, 8], [20, 20], [3, 3])
+            .with(|c| c.with_groups(8).with_padding(PaddingConfig2d::Same)),
+        case([3, 96, 96], [10, 10], [5, 5]).with(|c| {
+            c.with_groups(96)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+        }),
+    ];
+    for Case {
+        sizes: [batch, channels_in, _],
+        input: [h, w],
+        config,
+    } in cases
+    {
+        let conv = config.init(&device);
+        // Wide enough that ReLU6 clips at both ends.
+        let x = Tensor::<4>::random(
+            [batch, channels_in, h, w],
+            Distribution::Normal(0.0, 4.0),
+            &device,
+        );
+        let pointwise = config.kernel_size == [1, 1];
+        for activation in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+            let fused = conv2d_activated(&conv, x.clone(), activation);
+            let apart = activate(conv2d(&conv, x.clone()), activation);
+            let case = format!("{config:?}, {activation:?}");
+            if pointwise {
+                // Apart, Burn's own pointwise convolution, with another split of the product.
+                close("output", relative_difference(fused, apart), &case);
+            } else {
+                assert_eq!(bits(fused), bits(apart), "{case}");
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use kernels::{conv2d, max_pool2d, relu};
+use kernels::{Activation, conv2d_activated, max_pool2d, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -133,15 +133,15 @@ impl ConvNet {
 impl ImageClassifier for ConvNet {
     /// The convolutional part: `[b, 3, 32, 32]` → `conv2d_4`'s `[b, 64, 6, 6]`.
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
-        let x = relu(conv2d(&self.conv2d_1, x)); // [b, 32, 30, 30]
+        let x = conv2d_activated(&self.conv2d_1, x, Activation::Relu); // [b, 32, 30, 30]
         seen("conv2d_1", &x);
-        let x = relu(conv2d(&self.conv2d_2, x)); // [b, 32, 28, 28]
+        let x = conv2d_activated(&self.conv2d_2, x, Activation::Relu); // [b, 32, 28, 28]
         seen("conv2d_2", &x);
         let x = max_pool2d(&self.maxpool_2, x); // [b, 32, 14, 14]
         seen("maxpool_2", &x);
-        let x = relu(conv2d(&self.conv2d_3, x)); // [b, 64, 10, 10]
+        let x = conv2d_activated(&self.conv2d_3, x, Activation::Relu); // [b, 64, 10, 10]
         seen("conv2d_3", &x);
-        let x = relu(conv2d(&self.conv2d_4, x)); // [b, 64, 6, 6]
+        let x = conv2d_activated(&self.conv2d_4, x, Activation::Relu); // [b, 64, 6, 6]
         seen("conv2d_4", &x);
         x
     }

@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use burn_store::{ModuleSnapshot, PytorchStore};
-use kernels::{batch_norm, conv2d, dropout, relu, relu6};
+use kernels::{Activation, activate, batch_norm, conv2d, conv2d_activated, dropout, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -292,10 +292,15 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = conv2d(&self.conv, x);
+        self.forward_activated(x, Activation::Identity)
+    }
+
+    /// `activation(self.forward(x))`; folded (no BatchNorm left), one convolution that applies
+    /// its bias and activation as it writes.
+    fn forward_activated(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
         match &self.bn {
-            Some(bn) => batch_norm(bn, x),
-            None => x,
+            Some(bn) => activate(batch_norm(bn, conv2d(&self.conv, x)), activation),
+            None => conv2d_activated(&self.conv, x, activation),
         }
     }
 
@@ -351,10 +356,10 @@ impl MbConv {
 
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let x = match &self.expand {
-            Some(expand) => relu6(expand.forward(input.clone())), // [b, c*e, h, w]
+            Some(expand) => expand.forward_activated(input.clone(), Activation::Relu6), // [b, c*e, h, w]
             None => input.clone(),
         };
-        let x = relu6(self.depthwise.forward(x)); // [b, c*e, h/s, w/s]
+        let x = self.depthwise.forward_activated(x, Activation::Relu6); // [b, c*e, h/s, w/s]
         let x = self.project.forward(x); // [b, c_out, h/s, w/s]
         if self.residual { x + input } else { x }
     }
@@ -416,7 +421,7 @@ impl Backbone {
     /// Images → the head convolution's maps `[batch, 1280, h, w]`, showing `seen` each map named
     /// in [`Backbone::map_layers`] on the way.
     pub fn maps(&self, images: Tensor<4>, seen: Seen) -> Tensor<4> {
-        let mut x = relu6(self.stem.forward(images)); // [b, 32, 112, 112] at 224
+        let mut x = self.stem.forward_activated(images, Activation::Relu6); // [b, 32, 112, 112] at 224
         seen("stem", &x);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -430,7 +435,7 @@ impl Backbone {
             }
         }
         // stage7: [b, 320, 7, 7] at 224
-        let x = relu6(self.head.forward(x)); // [b, 1280, 7, 7]
+        let x = self.head.forward_activated(x, Activation::Relu6); // [b, 1280, 7, 7]
         seen("head", &x);
         x
     }
@@ -479,7 +484,7 @@ impl Backbone {
     /// The map entering block `first` ([`Backbone::blocks`] gives the last block's output): the stem
     /// and the blocks before it.
     pub fn forward_until(&self, images: Tensor<4>, first: usize) -> Tensor<4> {
-        let x = relu6(self.stem.forward(images));
+        let x = self.stem.forward_activated(images, Activation::Relu6);
         self.blocks[..first]
             .iter()
             .fold(x, |x, block| block.forward(x))
@@ -525,7 +530,7 @@ pub struct BackboneTail {
 impl BackboneTail {
     pub fn forward(&self, map: Tensor<4>) -> Tensor<2> {
         let x = self.blocks.iter().fold(map, |x, block| block.forward(x));
-        pool(relu6(self.head.forward(x)))
+        pool(self.head.forward_activated(x, Activation::Relu6))
     }
 }
 

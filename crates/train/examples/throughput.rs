@@ -17,7 +17,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use kernels::{conv2d, dropout, max_pool2d, relu};
+use kernels::{conv2d_activated, dropout, max_pool2d, relu};
 use models::Blueprint;
 use models::airnet::{Activation, AirNetSpec};
 use models::convnet::ConvNetConfig;
@@ -71,8 +71,8 @@ impl Network for KerasCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for pair in self.convs.chunks(2) {
-            x = relu(conv2d(&pair[0], x));
-            x = relu(conv2d(&pair[1], x));
+            x = conv2d_activated(&pair[0], x, kernels::Activation::Relu);
+            x = conv2d_activated(&pair[1], x, kernels::Activation::Relu);
             x = dropout(&self.dropout, max_pool2d(&self.pool, x));
         }
         let x = relu(self.dense.forward(x.flatten(1, 3)));

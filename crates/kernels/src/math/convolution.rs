@@ -6,7 +6,10 @@
 //! columns wide for a 3x3 kernel; its forward pass builds its columns 512 positions of one sample
 //! at a time.
 
+use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::epilogue::Epilogue;
 
 /// Output positions per matrix product, when planes are small enough to group samples: few
 /// enough that a group's columns stay in cache (fastnet trained 15% faster with 256 than with
@@ -71,20 +74,22 @@ impl Geometry {
 }
 
 /// The output, `[batch, channels_out, oh, ow]`, of `x` (`[batch, channels_in, h, w]`) and the
-/// weight (`[channels_out, channels_in, kh, kw]`).
-pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+/// weight (`[channels_out, channels_in, kh, kw]`), each group's planes through `epilogue` as they
+/// are written.
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
     let sample = g.channels_out * g.output_plane();
     let mut output = vec![0.0; g.batch * sample];
     if output.is_empty() {
         return output;
     }
     let per_group = g.samples_per_group();
+    let plane = g.output_plane();
     output
         .par_chunks_mut(per_group * sample)
         .enumerate()
         .for_each_init(Scratch::default, |scratch, (i, output)| {
             let samples = i * per_group..i * per_group + output.len() / sample;
-            let n = samples.len() * g.output_plane();
+            let n = samples.len() * plane;
             scratch.columns.resize(g.patch() * n, 0.0);
             unfold(x, g, samples.clone(), n, &mut scratch.columns);
             // One sample's `[co, n]` planes are its output as it lies.
@@ -101,17 +106,60 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                 false,
                 (weight, Layout::Rows),
                 (&scratch.columns, Layout::Rows),
+                Parallelism::None,
             );
             if single {
+                for (c, to) in output.chunks_exact_mut(plane).enumerate() {
+                    epilogue.apply(c, to);
+                }
                 return;
             }
-            let plane = g.output_plane();
             for (j, output) in output.chunks_exact_mut(sample).enumerate() {
                 for (c, to) in output.chunks_exact_mut(plane).enumerate() {
                     to.copy_from_slice(&scratch.planes[c * n + j * plane..][..plane]);
+                    epilogue.apply(c, to);
                 }
             }
         });
+    output
+}
+
+/// The output of a pointwise convolution ([`Geometry::is_pointwise`]): per sample, the weight
+/// `[channels_out, channels_in]` times the input's planes `[channels_in, h·w]` as they lie, with
+/// no columns to build, each sample's planes through `epilogue`. Samples run on every core where
+/// they are as many as the threads; fewer (one photo) split each product among them instead.
+pub fn pointwise(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
+    let plane = g.output_plane();
+    let sample = g.channels_out * plane;
+    let mut output = vec![0.0; g.batch * sample];
+    if output.is_empty() {
+        return output;
+    }
+    let one = |(output, x): (&mut [f32], &[f32]), parallelism| {
+        multiply(
+            [g.channels_out, plane, g.channels_in],
+            (output, Layout::Rows),
+            false,
+            (weight, Layout::Rows),
+            (x, Layout::Rows),
+            parallelism,
+        );
+        for (c, to) in output.chunks_exact_mut(plane).enumerate() {
+            epilogue.apply(c, to);
+        }
+    };
+    let inputs = x.chunks_exact(g.channels_in * plane);
+    if g.batch >= rayon::current_num_threads() {
+        output
+            .par_chunks_mut(sample)
+            .zip(x.par_chunks_exact(g.channels_in * plane))
+            .for_each(|pair| one(pair, Parallelism::None));
+    } else {
+        output
+            .chunks_mut(sample)
+            .zip(inputs)
+            .for_each(|pair| one(pair, Parallelism::Rayon(0)));
+    }
     output
 }
 
@@ -137,6 +185,7 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
                 false,
                 (weight, Layout::Transposed),
                 (planes, Layout::Rows),
+                Parallelism::None,
             );
             fold(&scratch.columns, g, n, grad);
         });
@@ -171,6 +220,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
                     true,
                     (planes, Layout::Rows),
                     (&scratch.columns, Layout::Transposed),
+                    Parallelism::None,
                 );
             }
             sum
@@ -202,14 +252,15 @@ enum Layout {
     Transposed,
 }
 
-/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, or `+=` when `accumulate`, on the calling thread;
-/// each buffer exactly its matrix.
+/// `dst [m, n] = lhs [m, k] × rhs [k, n]`, or `+=` when `accumulate`, on the calling thread
+/// unless `parallelism` says otherwise; each buffer exactly its matrix.
 fn multiply(
     [m, n, k]: [usize; 3],
     (dst, dst_layout): (&mut [f32], Layout),
     accumulate: bool,
     (lhs, lhs_layout): (&[f32], Layout),
     (rhs, rhs_layout): (&[f32], Layout),
+    parallelism: Parallelism,
 ) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
     // (column stride, row stride) of a `rows x columns` matrix.
@@ -242,7 +293,7 @@ fn multiply(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -18,15 +18,16 @@ mod channels;
 use rayon::prelude::*;
 
 use super::convolution::Geometry;
+use super::epilogue::Epilogue;
 
 /// Outputs computed together in registers: two AVX2 vectors, one AVX-512 vector.
 const LANES: usize = 16;
 
 /// The output, `[batch, channels, oh, ow]`, from the input (`[batch, channels, h, w]`) and the
-/// weight (`[channels, 1, kh, kw]`); no bias.
-pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+/// weight (`[channels, 1, kh, kw]`), each plane through `epilogue` as it is written.
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
     if channels::suits(g) {
-        return channels::forward(x, weight, g);
+        return channels::forward(x, weight, g, epilogue);
     }
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
@@ -45,7 +46,8 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
         .for_each_init(Vec::new, |padded, (task, out)| {
             for (k, out) in out.chunks_mut(oh * ow).enumerate() {
                 let plane = task * planes_per_task + k;
-                let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
+                let channel = plane % g.channels_in;
+                let kernel = &weight[channel * kh * kw..][..kh * kw];
                 let x = &x[plane * h * w..][..h * w];
                 arch.dispatch(Plane {
                     scratch: &scratch,
@@ -53,6 +55,7 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
                     kernel,
                     padded,
                     out,
+                    epilogue: (epilogue, channel),
                 });
             }
         });
@@ -67,6 +70,8 @@ struct Plane<'a> {
     kernel: &'a [f32],
     padded: &'a mut Vec<f32>,
     out: &'a mut [f32],
+    /// What the plane goes through, and its channel.
+    epilogue: (&'a Epilogue<'a>, usize),
 }
 
 impl pulp::WithSimd for Plane<'_> {
@@ -76,6 +81,8 @@ impl pulp::WithSimd for Plane<'_> {
     fn with_simd<S: pulp::Simd>(self, _: S) {
         self.scratch.fill(self.x, self.padded);
         self.scratch.convolve(self.padded, self.kernel, self.out);
+        let (epilogue, channel) = self.epilogue;
+        epilogue.apply(channel, self.out);
     }
 }
 

@@ -5,5 +5,7 @@ pub mod batch_norm;
 pub mod convolution;
 pub mod depthwise;
 pub mod dropout;
+pub mod epilogue;
 pub mod gelu;
 pub mod max_pool;
+pub mod transpose;

@@ -15,6 +15,8 @@ use super::LANES;
 /// chains of additions whose latencies overlap.
 const GROUP: usize = 4 * LANES;
 use crate::math::convolution::Geometry;
+use crate::math::epilogue::Epilogue;
+use crate::math::transpose::transpose;
 
 /// Parallel tasks of the weight gradient, each summing its share of the batch: a fixed split, so
 /// that the sums are the same bit for bit on any number of threads.
@@ -76,32 +78,22 @@ impl<'a> Layout<'a> {
         by_tap
     }
 
-    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`: [`LANES`] channels at a
-    /// time, so that the writes run along a row of `last` rather than down a column of it.
+    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`.
     fn to_channels_last(&self, planes: &[f32], plane: usize, last: &mut Vec<f32>) {
         last.clear();
         last.resize(plane * self.padded, 0.0);
-        for (group, planes) in planes.chunks(plane * LANES).enumerate() {
-            for (p, last) in last.chunks_exact_mut(self.padded).enumerate() {
-                let last = &mut last[group * LANES..];
-                for (v, values) in last.iter_mut().zip(planes.chunks_exact(plane)) {
-                    *v = values[p];
-                }
-            }
-        }
+        let channels = planes.len() / plane;
+        transpose((planes, plane), (last, self.padded), [channels, plane]);
     }
 
     /// The inverse of [`Layout::to_channels_last`], the extra channels dropped.
     fn to_planes(&self, last: &[f32], planes: &mut [f32]) {
         let plane = planes.len() / self.g.channels_in;
-        for (group, planes) in planes.chunks_mut(plane * LANES).enumerate() {
-            for (p, last) in last.chunks_exact(self.padded).enumerate() {
-                let last = &last[group * LANES..];
-                for (&v, values) in last.iter().zip(planes.chunks_exact_mut(plane)) {
-                    values[p] = v;
-                }
-            }
-        }
+        transpose(
+            (last, self.padded),
+            (planes, plane),
+            [plane, self.g.channels_in],
+        );
     }
 
     /// The weight (`[channels, kh·kw]`) as `[kh·kw, padded]`.
@@ -123,13 +115,15 @@ pub fn suits(g: &Geometry) -> bool {
 }
 
 /// Per sample: `[channels, from plane]` → `[channels, to plane]`, each target the sum over the
-/// taps that `pairs` lists of the tap's weight times the source it names, run on every core.
+/// taps that `pairs` lists of the tap's weight times the source it names, each target plane then
+/// through `epilogue`; run on every core.
 fn per_sample(
     layout: &Layout,
     from: (&[f32], [usize; 2]),
     weight: &[f32],
     to: [usize; 2],
     pairs: [&[Vec<(usize, usize)>]; 2],
+    epilogue: &Epilogue,
 ) -> Vec<f32> {
     let g = layout.g;
     let (from, from_sides) = from;
@@ -159,6 +153,9 @@ fn per_sample(
                     target,
                 });
                 layout.to_planes(target, output);
+                for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
+                    epilogue.apply(c, plane);
+                }
             },
         );
     output
@@ -210,10 +207,17 @@ impl pulp::WithSimd for Gather<'_> {
 }
 
 /// The output, `[batch, channels, oh, ow]`, from the input and the weight: see [`super::forward`].
-pub fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
     let layout = Layout::new(g);
     let [rows, columns] = &layout.reads;
-    per_sample(&layout, (x, g.input), weight, g.output, [rows, columns])
+    per_sample(
+        &layout,
+        (x, g.input),
+        weight,
+        g.output,
+        [rows, columns],
+        epilogue,
+    )
 }
 
 /// The input gradient from the weight and the output gradient: see [`super::input_grad`].
@@ -226,6 +230,7 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         weight,
         g.input,
         [&rows, &columns],
+        &Epilogue::NONE,
     )
 }
 
