@@ -148,16 +148,16 @@ pub fn pointwise(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -
             epilogue.apply(c, to);
         }
     };
-    let inputs = x.chunks_exact(g.channels_in * plane);
+    let input = g.channels_in * plane;
     if g.batch >= rayon::current_num_threads() {
         output
             .par_chunks_mut(sample)
-            .zip(x.par_chunks_exact(g.channels_in * plane))
+            .zip(x.par_chunks_exact(input))
             .for_each(|pair| one(pair, Parallelism::None));
     } else {
         output
             .chunks_mut(sample)
-            .zip(inputs)
+            .zip(x.chunks_exact(input))
             .for_each(|pair| one(pair, Parallelism::Rayon(0)));
     }
     output

@@ -1,5 +1,5 @@
 //! The depthwise convolution and its gradients with each sample's planes turned channels-last, so
-//! that every kernel tap multiplies [`LANES`] channels at once. For planes narrower than
+//! that every kernel tap multiplies [`GROUP`] channels at once. For planes narrower than
 //! [`LANES`] (EfficientNet's last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the plane
 //! layout of [`super`] leaves most lanes of each row idle and spends its time on loop overhead;
 //! channels are many there (hundreds), so a group of them fills every lane.
@@ -10,13 +10,12 @@
 use rayon::prelude::*;
 
 use super::LANES;
-
-/// Channels summed together: several vectors' worth, so that their running sums are independent
-/// chains of additions whose latencies overlap.
-const GROUP: usize = 4 * LANES;
 use crate::math::convolution::Geometry;
 use crate::math::epilogue::Epilogue;
 use crate::math::transpose::transpose;
+
+/// Channels summed together, four vectors' worth: four independent chains of additions.
+const GROUP: usize = 4 * LANES;
 
 /// Parallel tasks of the weight gradient, each summing its share of the batch: a fixed split, so
 /// that the sums are the same bit for bit on any number of threads.
@@ -161,7 +160,7 @@ fn per_sample(
     output
 }
 
-/// One sample's targets, channels-last: for each, [`LANES`] channels at a time, the sum over its
+/// One sample's targets, channels-last: for each, [`GROUP`] channels at a time, the sum over its
 /// (kernel row, source row) and (kernel column, source column) pairs of the tap times the source.
 struct Gather<'a> {
     padded: usize,
