@@ -10,15 +10,16 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
+use super::transpose::transpose;
 
 /// Output positions per matrix product, when planes are small enough to group samples: few
 /// enough that a group's columns stay in cache (fastnet trained 15% faster with 256 than with
 /// 1024, 64 no faster again).
 const COLUMNS: usize = 256;
 
-/// Parallel tasks of the weight gradient, each summing its share of the batch: enough to keep a
+/// Parallel tasks of a weight gradient, each summing its share of the batch: enough to keep a
 /// workstation's cores busy.
-const TASKS: usize = 8;
+pub(super) const TASKS: usize = 8;
 
 /// The sizes of a two-dimensional convolution, in elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,20 +227,24 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
             sum
         })
         .collect();
+    summed_per_channel(partials, [g.patch(), g.channels_out], g.channels_out)
+}
+
+/// A weight gradient from the partial sums of the parallel tasks, each `[taps, row]` with the
+/// channels first in each row of `row` values: the partials added in task order (the same bits on
+/// any number of threads), then turned to `[channels, taps]`.
+pub(super) fn summed_per_channel(
+    partials: Vec<Vec<f32>>,
+    [taps, channels]: [usize; 2],
+    row: usize,
+) -> Vec<f32> {
     let mut partials = partials.into_iter();
-    let mut transposed = partials.next().unwrap_or_else(|| vec![0.0; size]);
+    let mut sum = partials.next().unwrap_or_else(|| vec![0.0; taps * row]);
     for partial in partials {
-        transposed
-            .iter_mut()
-            .zip(&partial)
-            .for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
     }
-    let mut grad = vec![0.0; size];
-    for (tap, column) in transposed.chunks_exact(g.channels_out).enumerate() {
-        for (c, &v) in column.iter().enumerate() {
-            grad[c * g.patch() + tap] = v;
-        }
-    }
+    let mut grad = vec![0.0; channels * taps];
+    transpose((&sum, row), (&mut grad, taps), [taps, channels]);
     grad
 }
 

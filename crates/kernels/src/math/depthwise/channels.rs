@@ -10,16 +10,12 @@
 use rayon::prelude::*;
 
 use super::LANES;
-use crate::math::convolution::Geometry;
+use crate::math::convolution::{Geometry, TASKS, summed_per_channel};
 use crate::math::epilogue::Epilogue;
 use crate::math::transpose::transpose;
 
 /// Channels summed together, four vectors' worth: four independent chains of additions.
 const GROUP: usize = 4 * LANES;
-
-/// Parallel tasks of the weight gradient, each summing its share of the batch: a fixed split, so
-/// that the sums are the same bit for bit on any number of threads.
-const TASKS: usize = 8;
 
 /// Which taps meet which positions along each axis, and how wide a channels-last row is.
 struct Layout<'a> {
@@ -77,10 +73,14 @@ impl<'a> Layout<'a> {
         by_tap
     }
 
-    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`.
+    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`. A buffer already of that
+    /// size held the same plane's channels before (one layout, one plane per buffer): its extra
+    /// channels are still zero, so it is not zeroed again.
     fn to_channels_last(&self, planes: &[f32], plane: usize, last: &mut Vec<f32>) {
-        last.clear();
-        last.resize(plane * self.padded, 0.0);
+        if last.len() != plane * self.padded {
+            last.clear();
+            last.resize(plane * self.padded, 0.0);
+        }
         let channels = planes.len() / plane;
         transpose((planes, plane), (last, self.padded), [channels, plane]);
     }
@@ -140,7 +140,7 @@ fn per_sample(
             || (Vec::new(), Vec::new()),
             |(source, target), (output, from)| {
                 layout.to_channels_last(from, from_plane, source);
-                target.clear();
+                // Every value is written by `Gather`: sized once, not zeroed per sample.
                 target.resize(to_plane * layout.padded, 0.0);
                 arch.dispatch(Gather {
                     padded: layout.padded,
@@ -265,18 +265,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
             sum
         })
         .collect();
-    let mut partials = partials.into_iter();
-    let mut sum = partials.next().unwrap_or_else(|| vec![0.0; size]);
-    for partial in partials {
-        sum.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
-    }
-    let mut grad = vec![0.0; g.channels_in * taps];
-    for (tap, channels) in sum.chunks_exact(layout.padded).enumerate() {
-        for (c, &v) in channels[..g.channels_in].iter().enumerate() {
-            grad[c * taps + tap] = v;
-        }
-    }
-    grad
+    summed_per_channel(partials, [taps, g.channels_in], layout.padded)
 }
 
 /// Sample `sample`'s `len` values.
