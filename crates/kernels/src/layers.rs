@@ -39,17 +39,37 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
 /// `conv.forward(input)` through [`Kernels::convolution`], the bias added afterwards as Burn's
 /// own differentiable addition.
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let bias = conv.bias.as_ref().map(|bias| bias.val());
+    convolved(conv, input, conv.weight.val(), bias)
+}
+
+/// `conv.forward(input)` with the layer held fixed: no gradient is computed for its weights or
+/// its input, and no autodiff node is recorded. Detaching [`conv2d`]'s output instead leaves a
+/// node holding the input that no backward pass reaches, and Burn 0.22's autodiff frees a graph
+/// only in a backward pass (tracel-ai/burn#4970): a batch of inputs kept per training step.
+pub fn conv2d_fixed(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let bias = conv.bias.as_ref().map(|bias| bias.val().detach());
+    convolved(conv, input.detach(), conv.weight.val().detach(), bias)
+}
+
+/// `input` convolved with `weight` as `conv` says, plus `bias`.
+fn convolved(
+    conv: &Conv2d,
+    input: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<4> {
     let options = options(conv, &input);
     let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
         input.into_dispatch(),
-        conv.weight.val().into_dispatch(),
+        weight.into_dispatch(),
         options,
     ));
     crate::trace::record(conv.weight.id, &output.dims());
-    match &conv.bias {
+    match bias {
         Some(bias) => {
             let channels = bias.dims()[0];
-            output + bias.val().reshape([1, channels, 1, 1])
+            output + bias.reshape([1, channels, 1, 1])
         }
         None => output,
     }

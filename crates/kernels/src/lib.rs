@@ -24,7 +24,8 @@ use burn::backend::{Backend, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 pub use layers::{
-    activate, batch_norm, conv2d, conv2d_activated, dropout, gelu, max_pool2d, relu, relu6,
+    activate, batch_norm, conv2d, conv2d_activated, conv2d_fixed, dropout, gelu, max_pool2d, relu,
+    relu6,
 };
 pub use math::epilogue::Activation;
 

@@ -9,7 +9,7 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use kernels::conv2d;
+use kernels::conv2d_fixed;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -245,7 +245,7 @@ impl ImageClassifier for AirNet {
     /// `s = ⌊(side − whiten_kernel + 1) / 8⌋`.
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
         // No gradient reaches the whitening filters (nor is computed for them).
-        let x = conv2d(&self.stem.conv, x).detach();
+        let x = conv2d_fixed(&self.stem.conv, x);
         let channels = self.stem.bias.dims()[0];
         let bias = self.stem.bias.val().reshape([1, channels, 1, 1]);
         let bias = if self.stem_bias_trains {

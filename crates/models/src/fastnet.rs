@@ -8,7 +8,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use kernels::{batch_norm, conv2d, relu};
+use kernels::{batch_norm, conv2d, conv2d_fixed, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -170,12 +170,12 @@ impl ImageClassifier for FastNet {
     /// The stem and the three blocks: `[b, 3, side, side]` → `block3`'s `[b, widths[3], side/8,
     /// side/8]`.
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
-        let mut x = conv2d(&self.stem.conv, x);
-        if self.fixed_stem {
-            // No gradient reaches the filters (nor is computed for them), whatever a loaded
-            // record says about the parameter.
-            x = x.detach();
-        }
+        // A fixed stem's filters get no gradient, whatever a loaded record says about them.
+        let x = if self.fixed_stem {
+            conv2d_fixed(&self.stem.conv, x)
+        } else {
+            conv2d(&self.stem.conv, x)
+        };
         let mut x = relu(batch_norm(&self.stem.bn, x));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
