@@ -191,6 +191,10 @@ fn convolution_matches_burns_values_and_gradients() {
             .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
         // Large planes: one sample per matrix product, spread over the threads.
         case([5, 16, 12], [32, 32], [3, 3]),
+        // Pointwise (EfficientNet's expansions and projections): one sample per product on
+        // large planes, samples grouped on small ones.
+        case([3, 6, 5], [17, 16], [1, 1]),
+        case([7, 6, 5], [5, 6], [1, 1]).with(|c| c.with_bias(false)),
         // Groups: Burn's convolution and gradients.
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
         // Depthwise, as in EfficientNet: Burn's convolution behind our node, our gradients.
