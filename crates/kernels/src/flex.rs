@@ -154,10 +154,9 @@ impl Kernels for Flex {
     }
 
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        // Flex multiplies a pointwise convolution's input as it lies, with no columns to build,
-        // and runs other grouped ones with its own kernels.
-        let geometry = flex_geometry(&x, &weight, &options)
-            .filter(|g| !g.is_pointwise() && (g.is_dense() || g.is_depthwise()));
+        // Other grouped convolutions run on Flex's own kernels.
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() || g.is_depthwise());
         match geometry {
             Some(g) => forward(x, weight, &g, &Epilogue::NONE),
             None => <Self as ModuleOps<Self>>::conv2d(x, weight, None, options),

@@ -4,7 +4,8 @@
 //! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
 //! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (airbench94's network as the fast
 //! recipe ships it; `airnet_relu` with ReLU instead of GELU) on 32x32 images, or `lite0`
-//! (EfficientNet-Lite0, 10 classes) on 224x224. Prints
+//! (EfficientNet-Lite0, 10 classes) on 224x224, or `lite0_tail` (what the transfer recipe trains:
+//! Lite0's last 8 blocks and a new head, on the 10x10x80 maps it caches at 160x160). Prints
 //! images per second, the network's multiply-adds per image and the process's peak memory.
 //! `throughput peak [SIZE]` prints the fp32 GFLOP/s of a SIZE³ matrix product (2048) instead: the
 //! machine's practical peak, to which the rows are compared.
@@ -21,8 +22,9 @@ use kernels::{conv2d_activated, dropout, max_pool2d, relu};
 use models::Blueprint;
 use models::airnet::{Activation, AirNetSpec};
 use models::convnet::ConvNetConfig;
-use models::efficientnet::EfficientNetConfig;
+use models::efficientnet::{Backbone, EfficientNetConfig, Lite};
 use models::fastnet::FastNetConfig;
+use models::transfer::{TransferHeadConfig, TransferTop};
 use models::{Classifier, ImageClassifier};
 use train::network::Network;
 
@@ -80,16 +82,31 @@ impl Network for KerasCnn {
     }
 }
 
+/// The transfer recipe's trained part alone, on maps as its cache holds them.
+#[derive(Module, Debug)]
+struct Lite0Tail {
+    top: TransferTop,
+}
+
+impl Network for Lite0Tail {
+    type Input = Tensor<4>;
+    fn logits(&self, maps: Tensor<4>) -> Tensor<2> {
+        self.top.forward(maps)
+    }
+}
+
 struct Sizes {
     steps: usize,
     train_batch: usize,
     infer_batch: usize,
+    channels: usize,
     side: usize,
 }
 
-fn random_batch(batch: usize, side: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+fn random_batch(batch: usize, sizes: &Sizes, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let side = sizes.side;
     let images = Tensor::<4>::random(
-        [batch, 3, side, side],
+        [batch, sizes.channels, side, side],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         device,
     );
@@ -108,7 +125,7 @@ fn time<M: Network<Input = Tensor<4>>>(
     sizes: &Sizes,
     device: &Device,
 ) {
-    let (images, labels) = random_batch(sizes.train_batch, sizes.side, device);
+    let (images, labels) = random_batch(sizes.train_batch, sizes, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut optimizer = AdamConfig::new().init();
     let mut model = model;
@@ -124,9 +141,7 @@ fn time<M: Network<Input = Tensor<4>>>(
     }
     let train = (sizes.steps * sizes.train_batch) as f64 / started.elapsed().as_secs_f64();
     let valid = inference_form(model.valid());
-    let inputs = random_batch(sizes.infer_batch, sizes.side, device)
-        .0
-        .inner();
+    let inputs = random_batch(sizes.infer_batch, sizes, device).0.inner();
     let _ = valid.logits(inputs.clone()).into_data();
     let started = Instant::now();
     for _ in 0..sizes.steps {
@@ -166,11 +181,16 @@ fn main() {
         args.get(i)
             .map_or(default, |s| s.parse().expect("a number"))
     };
-    let side = if model == "lite0" { 224 } else { 32 };
+    let (channels, side) = match model {
+        "lite0" => (3, 224),
+        "lite0_tail" => (80, 10),
+        _ => (3, 32),
+    };
     let sizes = Sizes {
         steps: number(1, 10),
         train_batch: number(2, 128),
         infer_batch: number(3, 256),
+        channels,
         side,
     };
     let plain = store::device::device();
@@ -214,6 +234,28 @@ fn main() {
             let net = EfficientNetConfig::new().with_num_classes(10).init(&device);
             let macs = macs(&net, side, &device);
             measure(macs, net, ImageClassifier::fold_batchnorm, &sizes, &device)
+        }
+        "lite0_tail" => {
+            let backbone = Backbone::new(Lite::Lite0, &device);
+            let head = TransferHeadConfig::new(10).init_head(&device);
+            let top = TransferTop::new(&backbone, head, 8);
+            // The tail's multiply-adds: the trained layers' of the whole network at 160.
+            let whole = EfficientNetConfig::new().with_num_classes(10).init(&device);
+            let frozen = |name: &str| {
+                name == "backbone.stem.conv"
+                    || name
+                        .strip_prefix("backbone.blocks.")
+                        .and_then(|rest| rest.split('.').next()?.parse::<usize>().ok())
+                        .is_some_and(|block| block < 8)
+            };
+            let summary = models::summary::summarize(&whole, 160, frozen, &device);
+            let macs = summary
+                .layers
+                .iter()
+                .filter(|layer| layer.trainable_params > 0)
+                .map(|layer| layer.macs)
+                .sum();
+            measure(macs, Lite0Tail { top }, |m| m, &sizes, &device)
         }
         // Not an `ImageClassifier`, so counted by hand: conv 3x3 3→32 at 32², 32→32 at 30²,
         // 32→64 at 15², 64→64 at 13², dense 2304→512→10.

@@ -91,10 +91,9 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
         .for_each_init(Scratch::default, |scratch, (i, output)| {
             let samples = i * per_group..i * per_group + output.len() / sample;
             let n = samples.len() * plane;
-            scratch.columns.resize(g.patch() * n, 0.0);
-            unfold(x, g, samples.clone(), n, &mut scratch.columns);
-            // One sample's `[co, n]` planes are its output as it lies.
             let single = samples.len() == 1;
+            let columns = columns(x, g, samples, n, &mut scratch.columns);
+            // One sample's `[co, n]` planes are its output as it lies.
             let planes: &mut [f32] = if single {
                 output
             } else {
@@ -106,7 +105,7 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
                 (planes, Layout::Rows),
                 false,
                 (weight, Layout::Rows),
-                (&scratch.columns, Layout::Rows),
+                (columns, Layout::Rows),
                 Parallelism::None,
             );
             if single {
@@ -125,41 +124,33 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
     output
 }
 
-/// The output of a pointwise convolution ([`Geometry::is_pointwise`]): per sample, the weight
-/// `[channels_out, channels_in]` times the input's planes `[channels_in, h·w]` as they lie, with
-/// no columns to build, each sample's planes through `epilogue`. Samples run on every core where
-/// they are as many as the threads; fewer (one photo) split each product among them instead.
+/// The output of a pointwise convolution ([`Geometry::is_pointwise`]): the weight
+/// `[channels_out, channels_in]` times the input's planes `[channels_in, h·w]`, each sample's planes
+/// through `epilogue`. With as many samples as threads, [`forward`]: samples grouped on small
+/// planes, each multiplied as it lies on large ones; fewer (one photo) split each product among
+/// the threads instead.
 pub fn pointwise(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
+    if g.batch >= rayon::current_num_threads() {
+        return forward(x, weight, g, epilogue);
+    }
     let plane = g.output_plane();
     let sample = g.channels_out * plane;
     let mut output = vec![0.0; g.batch * sample];
-    if output.is_empty() {
-        return output;
-    }
-    let one = |(output, x): (&mut [f32], &[f32]), parallelism| {
+    for (output, x) in output
+        .chunks_mut(sample)
+        .zip(x.chunks_exact(g.channels_in * plane))
+    {
         multiply(
             [g.channels_out, plane, g.channels_in],
             (output, Layout::Rows),
             false,
             (weight, Layout::Rows),
             (x, Layout::Rows),
-            parallelism,
+            Parallelism::Rayon(0),
         );
         for (c, to) in output.chunks_exact_mut(plane).enumerate() {
             epilogue.apply(c, to);
         }
-    };
-    let input = g.channels_in * plane;
-    if g.batch >= rayon::current_num_threads() {
-        output
-            .par_chunks_mut(sample)
-            .zip(x.par_chunks_exact(input))
-            .for_each(|pair| one(pair, Parallelism::None));
-    } else {
-        output
-            .chunks_mut(sample)
-            .zip(x.chunks_exact(input))
-            .for_each(|pair| one(pair, Parallelism::Rayon(0)));
     }
     output
 }
@@ -178,7 +169,13 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         .for_each_init(Scratch::default, |scratch, (i, grad)| {
             let samples = i * per_group..i * per_group + grad.len() / sample;
             let n = samples.len() * g.output_plane();
-            let planes = gather(output_grad, g, samples, n, &mut scratch.planes);
+            let planes = gather(
+                output_grad,
+                [g.channels_out, g.output_plane()],
+                samples,
+                n,
+                &mut scratch.planes,
+            );
             scratch.columns.resize(g.patch() * n, 0.0);
             multiply(
                 [g.patch(), n, g.channels_out],
@@ -210,9 +207,14 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
             for &first in firsts {
                 let samples = first..first + per_group.min(g.batch - first);
                 let n = samples.len() * g.output_plane();
-                scratch.columns.resize(g.patch() * n, 0.0);
-                unfold(x, g, samples.clone(), n, &mut scratch.columns);
-                let planes = gather(output_grad, g, samples, n, &mut scratch.planes);
+                let columns = columns(x, g, samples.clone(), n, &mut scratch.columns);
+                let planes = gather(
+                    output_grad,
+                    [g.channels_out, g.output_plane()],
+                    samples,
+                    n,
+                    &mut scratch.planes,
+                );
                 // Summed column-major, the product reads the columns as they lie and packs only
                 // the (smaller) output planes: gemm packs a row-major left operand.
                 multiply(
@@ -220,7 +222,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
                     (&mut sum, Layout::Transposed),
                     true,
                     (planes, Layout::Rows),
-                    (&scratch.columns, Layout::Transposed),
+                    (columns, Layout::Transposed),
                     Parallelism::None,
                 );
             }
@@ -312,28 +314,44 @@ struct Scratch {
     planes: Vec<f32>,
 }
 
-/// The samples' output planes `[samples, co, plane]` side by side per channel: `[co, n]`; a
-/// single sample's lie that way already.
+/// The samples' planes, `[samples, channels, plane]` in `data`, side by side per channel:
+/// `[channels, n]`; a single sample's lie that way already.
 fn gather<'a>(
-    output_grad: &'a [f32],
-    g: &Geometry,
+    data: &'a [f32],
+    [channels, plane]: [usize; 2],
     samples: std::ops::Range<usize>,
     n: usize,
     planes: &'a mut Vec<f32>,
 ) -> &'a [f32] {
-    let plane = g.output_plane();
-    let size = g.channels_out * plane;
+    let size = channels * plane;
     if samples.len() == 1 {
-        return &output_grad[samples.start * size..][..size];
+        return &data[samples.start * size..][..size];
     }
-    planes.resize(g.channels_out * n, 0.0);
+    planes.resize(channels * n, 0.0);
     for (j, sample) in samples.enumerate() {
-        let from = &output_grad[sample * size..][..size];
+        let from = &data[sample * size..][..size];
         for (c, from) in from.chunks_exact(plane).enumerate() {
             planes[c * n + j * plane..][..plane].copy_from_slice(from);
         }
     }
     planes
+}
+
+/// The samples' columns, `[patch, n]`: a pointwise convolution's input planes side by side (its
+/// unfolding is that), the unfolded input otherwise.
+fn columns<'a>(
+    x: &'a [f32],
+    g: &Geometry,
+    samples: std::ops::Range<usize>,
+    n: usize,
+    buffer: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    if g.is_pointwise() {
+        return gather(x, [g.channels_in, g.output_plane()], samples, n, buffer);
+    }
+    buffer.resize(g.patch() * n, 0.0);
+    unfold(x, g, samples, n, buffer);
+    buffer
 }
 
 /// The input position under kernel tap `tap` for output position `out` along one axis, if it is
