@@ -195,6 +195,8 @@ fn convolution_matches_burns_values_and_gradients() {
         // large planes, samples grouped on small ones.
         case([3, 6, 5], [17, 16], [1, 1]),
         case([7, 6, 5], [5, 6], [1, 1]).with(|c| c.with_bias(false)),
+        // Pointwise on 5x5 planes: ten samples a product, the last group short.
+        case([23, 12, 20], [5, 5], [1, 1]),
         // Groups: Burn's convolution and gradients.
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
         // Depthwise, as in EfficientNet: Burn's convolution behind our node, our gradients.
