@@ -82,6 +82,11 @@ impl Network for KerasCnn {
     }
 }
 
+/// Lite0's last blocks that `lite0_tail` trains, and the resolution whose maps it trains on
+/// (10x10x80 entering them), as `configs/cifar-transfer.toml` ships.
+const TAIL_BLOCKS: usize = 8;
+const TAIL_RESOLUTION: usize = 160;
+
 /// The transfer recipe's trained part alone, on maps as its cache holds them.
 #[derive(Module, Debug)]
 struct Lite0Tail {
@@ -238,18 +243,18 @@ fn main() {
         "lite0_tail" => {
             let backbone = Backbone::new(Lite::Lite0, &device);
             let head = TransferHeadConfig::new(10).init_head(&device);
-            let top = TransferTop::new(&backbone, head, 8);
-            // The tail's multiply-adds: the trained layers' of the whole network at 160.
-            let whole = EfficientNetConfig::new().with_num_classes(10).init(&device);
-            let frozen = |name: &str| {
-                name == "backbone.stem.conv"
-                    || name
-                        .strip_prefix("backbone.blocks.")
-                        .and_then(|rest| rest.split('.').next()?.parse::<usize>().ok())
-                        .is_some_and(|block| block < 8)
-            };
-            let summary = models::summary::summarize(&whole, 160, frozen, &device);
-            let macs = summary
+            let top = TransferTop::new(&backbone, head, TAIL_BLOCKS);
+            // The tail's multiply-adds: what the transfer recipe trains, as its summary counts.
+            let recipe = train::config::TrainConfig::parse(
+                "",
+                &[
+                    "model.name=efficientnet_lite0".into(),
+                    format!("transfer.resolution={TAIL_RESOLUTION}"),
+                    format!("transfer.train_blocks={TAIL_BLOCKS}"),
+                ],
+            )
+            .expect("a transfer recipe");
+            let macs = train::describe::summarize(&recipe, 10, &device)
                 .layers
                 .iter()
                 .filter(|layer| layer.trainable_params > 0)
