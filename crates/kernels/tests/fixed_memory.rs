@@ -51,14 +51,20 @@ fn a_fixed_convolution_keeps_no_inputs_between_steps() {
     for _ in 0..5 {
         step();
     }
-    let before = LIVE.load(Ordering::Relaxed);
-    for _ in 0..40 {
-        step();
+    // Over two windows of 20 steps, the smaller growth: a worker thread that first gets work
+    // late (on a loaded machine) allocates its scratch once, in one window, while a node left
+    // behind per step would grow both by at least one batch of inputs a step.
+    let mut grown = Vec::new();
+    for _ in 0..2 {
+        let before = LIVE.load(Ordering::Relaxed);
+        for _ in 0..20 {
+            step();
+        }
+        grown.push(LIVE.load(Ordering::Relaxed) - before);
     }
-    let grown = LIVE.load(Ordering::Relaxed) - before;
-    // A node left behind per step would hold at least one batch of inputs: 40 of them.
+    let least = *grown.iter().min().expect("two windows");
     assert!(
-        grown < 4 * input_bytes,
-        "{grown} bytes more after 40 steps (one batch of inputs is {input_bytes})"
+        least < 4 * input_bytes,
+        "{grown:?} bytes more in two windows of 20 steps (one batch of inputs is {input_bytes})"
     );
 }

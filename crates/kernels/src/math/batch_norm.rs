@@ -26,33 +26,87 @@ impl Planes {
     }
 }
 
-/// `Σ f(x)` over `values`, in sixteen running sums so that the loop vectorizes, then in f64.
-fn sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0f32; 16];
-    let chunks = values.chunks_exact(16);
-    let rest: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(v);
-        }
-    }
-    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + rest
+/// How many of a channel's values the vector lanes take in before they are added into the f64
+/// totals (checked after each plane): few enough a lane that f32 rounding stays near an f64 sum's
+/// however large the batch.
+const FLUSH: usize = 4096;
+
+/// What a channel's sums are of, with the channel's mean `m`: `Σx`; `Σ(x − m)²`; or, for a
+/// gradient `g` and the input `x`, `Σg` and `Σg·(x − m)`.
+#[derive(Clone, Copy)]
+enum Summand {
+    Values,
+    SquaredDeviations(f32),
+    GradientProducts(f32),
 }
 
-/// `Σ f(x, y)` over pairs of `xs` and `ys`, as [`sum`].
-fn sum_pairs(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    let mut lanes = [0f32; 16];
-    let (x_chunks, y_chunks) = (xs.chunks_exact(16), ys.chunks_exact(16));
-    let rest: f64 = (x_chunks.remainder().iter())
-        .zip(y_chunks.remainder())
-        .map(|(&x, &y)| f64::from(f(x, y)))
-        .sum();
-    for (x, y) in x_chunks.zip(y_chunks) {
-        for ((lane, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
-            *lane += f(x, y);
+/// The sums `summand` names over the pairs of a channel's `(x, y)` planes (`y` the same
+/// positions of a second tensor, or `x` again), in one vector register each, compiled for each
+/// instruction set [`pulp`] chooses among. The lanes run on across planes, each plane's
+/// remainder included (a partial load, masked), because the planes of the last blocks are small
+/// (5x5, 10x10): reducing the lanes and adding the remainder in f64 plane by plane took longer
+/// than the sums themselves.
+fn channel_sums<'a>(
+    planes: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+    summand: Summand,
+) -> [f64; 2] {
+    pulp::Arch::new().dispatch(ChannelSums { planes, summand })
+}
+
+struct ChannelSums<P> {
+    planes: P,
+    summand: Summand,
+}
+
+impl<'a, P: Iterator<Item = (&'a [f32], &'a [f32])>> pulp::WithSimd for ChannelSums<P> {
+    type Output = [f64; 2];
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> [f64; 2] {
+        let (zero, one) = (simd.splat_f32s(0.0), simd.splat_f32s(1.0));
+        // What a remainder's mask loads from: more ones than any vector register holds.
+        let ones = [1.0; 64];
+        let terms = |x: S::f32s, y: S::f32s, valid: S::f32s| match self.summand {
+            Summand::Values => [x, zero],
+            Summand::SquaredDeviations(m) => {
+                let d = simd.mul_f32s(simd.sub_f32s(x, simd.splat_f32s(m)), valid);
+                [simd.mul_f32s(d, d), zero]
+            }
+            Summand::GradientProducts(m) => {
+                [x, simd.mul_f32s(x, simd.sub_f32s(y, simd.splat_f32s(m)))]
+            }
+        };
+        let (mut lanes, mut totals, mut pending) = ([zero; 2], [0f64; 2], 0);
+        let flush = |lanes: &mut [S::f32s; 2], totals: &mut [f64; 2]| {
+            for (total, lane) in totals.iter_mut().zip(lanes) {
+                *total += f64::from(simd.reduce_sum_f32s(*lane));
+                *lane = zero;
+            }
+        };
+        let add = |[l0, l1]: [S::f32s; 2], [a, b]: [S::f32s; 2]| {
+            [simd.add_f32s(l0, a), simd.add_f32s(l1, b)]
+        };
+        for (xs, ys) in self.planes {
+            let ((x_chunks, x_rest), (y_chunks, y_rest)) =
+                (S::as_simd_f32s(xs), S::as_simd_f32s(ys));
+            for (&x, &y) in x_chunks.iter().zip(y_chunks) {
+                lanes = add(lanes, terms(x, y, one));
+            }
+            if !x_rest.is_empty() {
+                let x = simd.partial_load_f32s(x_rest);
+                let y = simd.partial_load_f32s(y_rest);
+                let valid = simd.partial_load_f32s(&ones[..x_rest.len()]);
+                lanes = add(lanes, terms(x, y, valid));
+            }
+            pending += xs.len();
+            if pending >= FLUSH {
+                flush(&mut lanes, &mut totals);
+                pending = 0;
+            }
         }
+        flush(&mut lanes, &mut totals);
+        totals
     }
-    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + rest
 }
 
 /// Each plane `(n, c)` of `values` replaced by `x → scale[c]·x + shift[c]`, or
@@ -87,12 +141,11 @@ pub fn forward(
     let (mean, variance): (Vec<f64>, Vec<f64>) = (0..planes.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = planes.of_channel(x, c).map(|p| sum(p, |v| v)).sum::<f64>() / planes.count();
+            let of_channel = || planes.of_channel(x, c).map(|p| (p, p));
+            let [sum, _] = channel_sums(of_channel(), Summand::Values);
+            let mean = sum / planes.count();
             let m = mean as f32;
-            let squares: f64 = planes
-                .of_channel(x, c)
-                .map(|p| sum(p, |v| (v - m) * (v - m)))
-                .sum();
+            let [squares, _] = channel_sums(of_channel(), Summand::SquaredDeviations(m));
             (mean, squares / planes.count())
         })
         .unzip();
@@ -145,19 +198,12 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>) {
     let grad: &[f32] = output_grad;
     // Per channel: Σ g and Σ g·(x − mean).
-    let sums: Vec<(f64, f64)> = (0..planes.channels)
+    let sums: Vec<[f64; 2]> = (0..planes.channels)
         .into_par_iter()
         .map(|c| {
             let m = mean[c];
-            planes
-                .of_channel(grad, c)
-                .zip(planes.of_channel(x, c))
-                .fold((0.0, 0.0), |(g, gx), (gp, xp)| {
-                    (
-                        g + sum(gp, |v| v),
-                        gx + sum_pairs(gp, xp, |g, x| g * (x - m)),
-                    )
-                })
+            let pairs = planes.of_channel(grad, c).zip(planes.of_channel(x, c));
+            channel_sums(pairs, Summand::GradientProducts(m))
         })
         .collect();
     let count = planes.count();
@@ -168,7 +214,7 @@ pub fn backward(
     let coefficients: Vec<[f32; 3]> = sums
         .iter()
         .enumerate()
-        .map(|(c, &(g, gx))| {
+        .map(|(c, &[g, gx])| {
             let inv_std = 1.0 / (f64::from(variance[c]) + epsilon).sqrt();
             gamma_grad.push((gx * inv_std) as f32);
             beta_grad.push(g as f32);
