@@ -191,6 +191,17 @@ fn convolution_matches_burns_values_and_gradients() {
             .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
         // Large planes: one sample per matrix product, spread over the threads.
         case([5, 16, 12], [32, 32], [3, 3]),
+        // Stride 1 without unfolding (math::direct): output channels not a whole register
+        // tile, taps not a whole tile of the weight gradient, more input channels than one pass
+        // over the tiles takes with a 5x5 kernel, uneven padding, and padding past the kernel's
+        // reach (output rows that read only padding).
+        case([3, 5, 20], [9, 11], [3, 3]).with(|c| c.with_padding(PaddingConfig2d::Same)),
+        case([2, 24, 16], [12, 14], [5, 5])
+            .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
+        case([2, 7, 17], [11, 12], [3, 4])
+            .with(|c| c.with_padding(PaddingConfig2d::Explicit(2, 1, 0, 3))),
+        case([2, 4, 16], [10, 10], [3, 3])
+            .with(|c| c.with_padding(PaddingConfig2d::Explicit(1, 0, 4, 2))),
         // Pointwise (EfficientNet's expansions and projections): one sample per product on
         // large planes, samples grouped on small ones.
         case([3, 6, 5], [17, 16], [1, 1]),

@@ -4,11 +4,13 @@
 //! output position, the input value under that kernel tap. Burn computes the weight gradient as
 //! another convolution whose kernel is the output gradient, which leaves its matrix product nine
 //! columns wide for a 3x3 kernel; its forward pass builds its columns 512 positions of one sample
-//! at a time.
+//! at a time. Stride-1 convolutions go to [`super::direct`] where it computes them without
+//! columns at less waste.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::direct;
 use super::epilogue::Epilogue;
 use super::transpose::transpose;
 
@@ -78,6 +80,9 @@ impl Geometry {
 /// weight (`[channels_out, channels_in, kh, kw]`), each group's planes through `epilogue` as they
 /// are written.
 pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
+    if direct::computes_forward(g) {
+        return direct::forward(x, weight, g, epilogue);
+    }
     let sample = g.channels_out * g.output_plane();
     let mut output = vec![0.0; g.batch * sample];
     if output.is_empty() {
@@ -158,6 +163,9 @@ pub fn pointwise(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
 /// gradient (`[batch, channels_out, oh, ow]`).
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    if direct::computes_input_grad(g) {
+        return direct::input_grad(weight, output_grad, g);
+    }
     let sample = g.input_sample();
     let mut grad = vec![0.0; g.batch * sample];
     if grad.is_empty() {
@@ -193,6 +201,9 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
 /// The gradient of the weight, `[channels_out, channels_in, kh, kw]`, from the input and the
 /// output gradient.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    if direct::computes_weight_grad(g) {
+        return direct::weight_grad(x, output_grad, g);
+    }
     let size = g.channels_out * g.patch();
     let per_group = g.samples_per_group();
     let groups: Vec<usize> = (0..g.batch).step_by(per_group).collect();

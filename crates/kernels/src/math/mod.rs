@@ -4,6 +4,7 @@
 pub mod batch_norm;
 pub mod convolution;
 pub mod depthwise;
+pub mod direct;
 pub mod dropout;
 pub mod epilogue;
 pub mod gelu;

@@ -1,0 +1,518 @@
+//! A dense convolution at stride 1 (the 3x3 and 5x5 layers of the 32x32 networks), forward and
+//! both gradients, computed without unfolding its input: each sample's planes are copied once
+//! into zero-padded planes `[channels, oh + kh − 1, ow + kw − 1]`, where output position
+//! `p = oy·width + ox` reads tap `(c, ky, kx)` at `p + c·plane + ky·width + kx`. So a run of
+//! consecutive positions reads a run of consecutive values for every tap, and a register tile of
+//! positions × output channels sums all taps straight from the padded planes, the way a matrix
+//! product's micro-kernel sums over a packed panel: im2col wrote and the matrix library packed
+//! nine (or 25) copies of the input per product. The positions past `ow` in each row (the
+//! padding's columns) are computed and dropped as the planes are written out.
+//!
+//! The input gradient of a stride-1 convolution is such a convolution itself: of the output
+//! gradient, padded by `k − 1 − padding`, with the kernels turned by 180° and the channels
+//! swapped. The weight gradient reads the same padded planes (see [`weight_grad`]).
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+use super::convolution::{Geometry, summed_per_channel};
+use super::epilogue::Epilogue;
+use super::transpose::transpose;
+
+/// Whether [`forward`] computes `g` (see [`worth_it`]).
+pub fn computes_forward(g: &Geometry) -> bool {
+    worth_it(g, g.output, g.channels_out)
+}
+
+/// Whether [`input_grad`] computes `g` (see [`worth_it`]).
+pub fn computes_input_grad(g: &Geometry) -> bool {
+    worth_it(g, g.input, g.channels_in)
+}
+
+/// Whether a correlation that writes `channels` planes of `side` computes `g`, and is worth it:
+/// [`stride_one_dense`], at least two thirds of the positions the tiles compute needed, and half
+/// of the channels. A tile's positions run over whole padded rows and whole tiles (a 6x6 output
+/// of a 5x5 kernel computes 6 of every 10 columns, and its 60 positions round up to two tiles),
+/// and its channels over a whole block (3 channels fill 3 of 8); the input gradient of a
+/// convolution without padding also multiplies the output gradient's padding (at 10x10 from
+/// 14x14 by 5x5, 196 positions for 100 outputs' worth). Measured on AVX-512 against im2col and
+/// gemm: twice as fast on 32x32 planes, as fast on 8x8 (two thirds needed), slower on 7x7 (half).
+fn worth_it(g: &Geometry, side: [usize; 2], channels: usize) -> bool {
+    let lanes = pulp::Arch::new().dispatch(Lanes);
+    let tile = TILE_VECTORS * lanes;
+    let block = channel_tile(lanes);
+    let computed = (side[0] * (side[1] + g.kernel[1] - 1)).div_ceil(tile) * tile;
+    let [oh, ow] = g.output;
+    stride_one_dense(g)
+        && 3 * oh * ow >= 2 * computed
+        && 2 * channels >= channels.div_ceil(block) * block
+}
+
+/// Whether `g` is a convolution this module computes: dense, with channels, not pointwise (1x1
+/// convolutions multiply the planes as they lie), stride 1, no dilation, padding within the
+/// kernel, on a CPU with fused multiply-adds.
+fn stride_one_dense(g: &Geometry) -> bool {
+    has_fma()
+        && g.is_dense()
+        && g.channels_in > 0
+        && g.channels_out > 0
+        && !g.is_pointwise()
+        && g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && (0..2).all(|axis| g.padding[axis] < g.kernel[axis])
+}
+
+/// The f32 values the first-level data cache holds, as the CPU reports it.
+fn first_level_cache_floats() -> usize {
+    gemm_common::cache::CACHE_INFO[0].cache_bytes / size_of::<f32>()
+}
+
+/// Whether the CPU multiplies and adds in one instruction (every x86 CPU with AVX2 does; pulp
+/// computes each fused multiply-add of older ones in software).
+fn has_fma() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        true
+    }
+}
+
+/// The output, `[batch, channels_out, oh, ow]`, of `x` and the weight, each plane through
+/// `epilogue` as it is written; for geometries of [`computes_forward`].
+pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let taps = kh * kw;
+    let correlation = Correlation {
+        channels: [g.channels_in, g.channels_out],
+        source: g.input,
+        output: g.output,
+        kernel: g.kernel,
+        offset: g.padding,
+    };
+    let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
+        weight[(out * g.channels_in + c) * taps + ky * kw + kx]
+    };
+    correlation.run(g.batch, x, weight_at, epilogue)
+}
+
+/// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
+/// gradient; for geometries of [`computes_input_grad`].
+pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let taps = kh * kw;
+    let correlation = Correlation {
+        channels: [g.channels_out, g.channels_in],
+        source: g.output,
+        output: g.input,
+        kernel: g.kernel,
+        offset: [kh - 1 - g.padding[0], kw - 1 - g.padding[1]],
+    };
+    let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
+        weight[(c * g.channels_in + out) * taps + (kh - 1 - ky) * kw + (kw - 1 - kx)]
+    };
+    correlation.run(g.batch, output_grad, weight_at, &Epilogue::NONE)
+}
+
+/// Whether [`weight_grad`] computes `g`: [`stride_one_dense`], and at least half of the
+/// output channels a tile computes needed. Every position it multiplies is an output's.
+pub fn computes_weight_grad(g: &Geometry) -> bool {
+    let columns = GRADIENT_VECTORS * pulp::Arch::new().dispatch(Lanes);
+    stride_one_dense(g) && 2 * g.channels_out >= g.channels_out.div_ceil(columns) * columns
+}
+
+/// The gradient of the weight, `[channels_out, channels_in, kh, kw]`, from the input and the
+/// output gradient; for geometries of [`computes_weight_grad`]. Per sample, the input padded as
+/// [`forward`] pads it and the output gradient turned channels-last, `[position, channel]`; then
+/// each register tile of taps × output channels sums, over the sample's output positions, a tap's
+/// input value (one broadcast) times the channels' gradients (vectors): a matrix product's
+/// micro-kernel whose panels are the padded planes and the turned gradient, with no unfolded
+/// copy. The batch is split into a fixed number of parts summed in a fixed order, so a seeded
+/// run repeats exactly on any number of threads.
+pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let lanes = pulp::Arch::new().dispatch(Lanes);
+    let columns = GRADIENT_VECTORS * lanes;
+    let [kh, kw] = g.kernel;
+    let taps = g.channels_in * kh * kw;
+    let correlation = Correlation {
+        channels: [g.channels_in, g.channels_out],
+        source: g.input,
+        output: g.output,
+        kernel: g.kernel,
+        offset: g.padding,
+    };
+    let positions = g.output[0] * g.output[1];
+    if positions == 0 {
+        return vec![0.0; g.channels_out * taps];
+    }
+    let layout = correlation.layout(lanes * TILE_VECTORS);
+    let offsets = correlation.offsets(&layout);
+    let padded_out = g.channels_out.div_ceil(columns) * columns;
+    let sample_in = g.channels_in * g.input[0] * g.input[1];
+    let sample_out = g.channels_out * positions;
+    let per_task = g.batch.div_ceil(super::convolution::TASKS).max(1);
+    let samples: Vec<usize> = (0..g.batch).collect();
+    let partials: Vec<Vec<f32>> = samples
+        .par_chunks(per_task)
+        .map(|samples| {
+            let mut sum = vec![0.0; taps * padded_out];
+            let mut padded = vec![0.0; layout.padded];
+            let mut turned = vec![0.0; positions * padded_out];
+            for &n in samples {
+                correlation.pad(&x[n * sample_in..][..sample_in], &layout, &mut padded);
+                transpose(
+                    (&output_grad[n * sample_out..][..sample_out], positions),
+                    (&mut turned, padded_out),
+                    [g.channels_out, positions],
+                );
+                pulp::Arch::new().dispatch(GradientTiles {
+                    padded: &padded,
+                    turned: &turned,
+                    offsets: &offsets,
+                    output: g.output,
+                    width: layout.width,
+                    sum: &mut sum,
+                });
+            }
+            sum
+        })
+        .collect();
+    summed_per_channel(partials, [taps, g.channels_out], padded_out)
+}
+
+/// Taps of the input in a register tile of [`weight_grad`], by vector width: with
+/// [`GRADIENT_VECTORS`] vectors of output channels, 24 running sums where the CPU has 32 vector
+/// registers (AVX-512), 12 where it has 16 (AVX2).
+const fn tap_tile(lanes: usize) -> usize {
+    if lanes >= 16 { 12 } else { 6 }
+}
+
+/// Vectors of output channels in a register tile of [`weight_grad`].
+const GRADIENT_VECTORS: usize = 2;
+
+/// Vectors of positions in a register tile; with [`channel_tile`] output channels, 24 running
+/// sums where the CPU has 32 vector registers (AVX-512), 12 where it has 16 (AVX2).
+const TILE_VECTORS: usize = 3;
+
+/// Output channels in a register tile, by vector width: AVX-512's 16 lanes come with 32
+/// registers, narrower ones with 16.
+const fn channel_tile(lanes: usize) -> usize {
+    if lanes >= 16 { 8 } else { 4 }
+}
+
+/// The number of f32 lanes of the vector registers pulp picks.
+struct Lanes;
+
+impl WithSimd for Lanes {
+    type Output = usize;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> usize {
+        S::F32_LANES
+    }
+}
+
+/// `output[o, y, x] = Σ_{c, ky, kx} weight(o, c, ky, kx) · source[c, y + ky − top, x + kx − left]`
+/// (zero outside the source), per sample.
+struct Correlation {
+    /// Source and output channels.
+    channels: [usize; 2],
+    source: [usize; 2],
+    output: [usize; 2],
+    kernel: [usize; 2],
+    /// Where the source's first row and column lie in the padded planes.
+    offset: [usize; 2],
+}
+
+impl Correlation {
+    fn run(
+        &self,
+        batch: usize,
+        source: &[f32],
+        weight: impl Fn(usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+    ) -> Vec<f32> {
+        let lanes = pulp::Arch::new().dispatch(Lanes);
+        let block = channel_tile(lanes);
+        let [channels_in, channels_out] = self.channels;
+        let [kh, kw] = self.kernel;
+        // The weight as the tiles read it: per block of output channels, per tap, the block's
+        // weights side by side (zero past the last channel).
+        let blocks = channels_out.div_ceil(block);
+        let taps = channels_in * kh * kw;
+        let mut packed = vec![0.0; blocks * taps * block];
+        for (b, panel) in packed.chunks_exact_mut(taps * block).enumerate() {
+            for (tap, row) in panel.chunks_exact_mut(block).enumerate() {
+                let (c, ky, kx) = (tap / (kh * kw), (tap / kw) % kh, tap % kw);
+                for (j, w) in row.iter_mut().enumerate() {
+                    let out = b * block + j;
+                    if out < channels_out {
+                        *w = weight(out, c, ky, kx);
+                    }
+                }
+            }
+        }
+        let tile = lanes * TILE_VECTORS;
+        let layout = self.layout(tile);
+        let offsets = self.offsets(&layout);
+        let [oh, ow] = self.output;
+        let sample_in = channels_in * self.source[0] * self.source[1];
+        let sample_out = channels_out * oh * ow;
+        let mut output = vec![0.0; batch * sample_out];
+        if output.is_empty() {
+            return output;
+        }
+        output
+            .par_chunks_mut(sample_out)
+            .zip(source.par_chunks(sample_in))
+            .for_each_init(
+                || {
+                    (
+                        vec![0.0; layout.padded],
+                        vec![0.0; blocks * block * layout.computed],
+                    )
+                },
+                |(padded, sums), (output, source)| {
+                    self.pad(source, &layout, padded);
+                    pulp::Arch::new().dispatch(Tiles {
+                        padded,
+                        packed: &packed,
+                        offsets: &offsets,
+                        computed: layout.computed,
+                        chunk: self.chunk(&layout, tile, block),
+                        sums,
+                    });
+                    for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
+                        let sums = &sums[c * layout.computed..];
+                        for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+                            row.copy_from_slice(&sums[y * layout.width..][..ow]);
+                        }
+                        epilogue.apply(c, plane);
+                    }
+                },
+            );
+        output
+    }
+
+    /// Where each tap `(c, ky, kx)` reads, from a position, in the padded planes.
+    fn offsets(&self, layout: &Layout) -> Vec<usize> {
+        let [kh, kw] = self.kernel;
+        (0..self.channels[0] * kh * kw)
+            .map(|tap| {
+                let (c, ky, kx) = (tap / (kh * kw), (tap / kw) % kh, tap % kw);
+                c * layout.plane + ky * layout.width + kx
+            })
+            .collect()
+    }
+
+    /// The padded planes of a sample, for tiles of `tile` positions.
+    fn layout(&self, tile: usize) -> Layout {
+        let [oh, ow] = self.output;
+        let [kh, kw] = self.kernel;
+        let (height, width) = (oh + kh - 1, ow + kw - 1);
+        let plane = height * width;
+        let computed = (oh * width).div_ceil(tile) * tile;
+        // The last tile of the last channel's last tap reads up to `computed` values on from it.
+        let reach =
+            self.channels[0].saturating_sub(1) * plane + (kh - 1) * width + (kw - 1) + computed;
+        Layout {
+            width,
+            plane,
+            computed,
+            padded: reach.max(self.channels[0] * plane),
+        }
+    }
+
+    /// Taps per pass over the tiles (see [`Tiles`]): what a tile reads of a channel's planes and
+    /// that channel's weights for a block of `block` output channels, as many channels as fill
+    /// half the first-level cache.
+    fn chunk(&self, layout: &Layout, tile: usize, block: usize) -> usize {
+        let [kh, kw] = self.kernel;
+        let per_channel = (tile + (kh - 1) * layout.width + kw - 1) + kh * kw * block;
+        (first_level_cache_floats() / 2 / per_channel).max(1) * kh * kw
+    }
+
+    /// One sample's source planes into `padded`, zero around them (rows or columns of the source
+    /// past the padded planes are left out: no output reads them).
+    fn pad(&self, source: &[f32], layout: &Layout, padded: &mut [f32]) {
+        let [h, w] = self.source;
+        let [top, left] = self.offset;
+        let height = layout.plane / layout.width;
+        let rows = h.min(height - top);
+        let columns = w.min(layout.width - left);
+        padded.fill(0.0);
+        for (c, from) in source.chunks_exact(h * w).enumerate() {
+            let to = &mut padded[c * layout.plane..][..layout.plane];
+            for y in 0..rows {
+                to[(top + y) * layout.width + left..][..columns]
+                    .copy_from_slice(&from[y * w..][..columns]);
+            }
+        }
+    }
+}
+
+/// Where a sample's values lie in its scratch buffers.
+struct Layout {
+    /// The padded planes' width: `ow + kw − 1`.
+    width: usize,
+    /// One padded plane.
+    plane: usize,
+    /// Positions computed per output channel: `oh` rows of `width`, rounded up to whole tiles.
+    computed: usize,
+    /// The padded planes and what the last tile reads past them.
+    padded: usize,
+}
+
+/// Every tile of a sample: `sums[o, p] = Σ_tap packed(o, tap) · padded[offsets[tap] + p]`.
+struct Tiles<'a> {
+    padded: &'a [f32],
+    packed: &'a [f32],
+    offsets: &'a [usize],
+    computed: usize,
+    /// Taps per pass over the tiles: a few input channels' worth, so that the values a tile
+    /// reads stay in the first-level cache from one block of output channels to the next.
+    chunk: usize,
+    sums: &'a mut [f32],
+}
+
+impl WithSimd for Tiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        if channel_tile(S::F32_LANES) == 8 {
+            self.run::<S, 8>(simd);
+        } else {
+            self.run::<S, 4>(simd);
+        }
+    }
+}
+
+impl Tiles<'_> {
+    #[inline(always)]
+    fn run<S: Simd, const BLOCK: usize>(self, simd: S) {
+        let lanes = S::F32_LANES;
+        let tile = TILE_VECTORS * lanes;
+        let taps = self.offsets.len();
+        let reach = self.offsets.iter().max().map_or(0, |m| m + self.computed);
+        assert!(reach <= self.padded.len() && self.packed.len().is_multiple_of(taps * BLOCK));
+        assert!(self.sums.len() >= self.packed.len() / taps * self.computed);
+        let padded = self.padded.as_ptr();
+        for first in (0..taps).step_by(self.chunk) {
+            let chunk = first..(first + self.chunk).min(taps);
+            let offsets = &self.offsets[chunk.clone()];
+            for p in (0..self.computed).step_by(tile) {
+                for (b, panel) in self.packed.chunks_exact(taps * BLOCK).enumerate() {
+                    let weights = &panel[chunk.start * BLOCK..chunk.end * BLOCK];
+                    let at = |j: usize| (b * BLOCK + j) * self.computed + p;
+                    // The sums so far, when an earlier chunk of taps left them.
+                    let mut sums: [[S::f32s; TILE_VECTORS]; BLOCK] = std::array::from_fn(|j| {
+                        if first == 0 {
+                            [simd.splat_f32s(0.0); TILE_VECTORS]
+                        } else {
+                            let (vectors, _) = S::as_simd_f32s(&self.sums[at(j)..][..tile]);
+                            std::array::from_fn(|v| vectors[v])
+                        }
+                    });
+                    for (&offset, weights) in offsets.iter().zip(weights.chunks_exact(BLOCK)) {
+                        // SAFETY: `offset + p + tile <= reach <= padded.len()` (asserted above),
+                        // and `S::f32s` is `lanes` f32s, read unaligned.
+                        let values: [S::f32s; TILE_VECTORS] = std::array::from_fn(|v| unsafe {
+                            padded
+                                .add(offset + p + v * lanes)
+                                .cast::<S::f32s>()
+                                .read_unaligned()
+                        });
+                        for (sum, &w) in sums.iter_mut().zip(weights) {
+                            let w = simd.splat_f32s(w);
+                            for (s, &x) in sum.iter_mut().zip(&values) {
+                                *s = simd.mul_add_f32s(x, w, *s);
+                            }
+                        }
+                    }
+                    for (j, sum) in sums.iter().enumerate() {
+                        let (vectors, _) = S::as_mut_simd_f32s(&mut self.sums[at(j)..][..tile]);
+                        for (to, s) in vectors.iter_mut().zip(sum) {
+                            *to = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A sample's share of [`weight_grad`]: `sum[tap, o] += Σ_p padded[offsets[tap] + p] · turned[p, o]`
+/// over the output positions `p`.
+struct GradientTiles<'a> {
+    padded: &'a [f32],
+    /// The output gradient, `[position, channel]`, its rows padded to whole tiles with zeros.
+    turned: &'a [f32],
+    offsets: &'a [usize],
+    output: [usize; 2],
+    /// The padded planes' width.
+    width: usize,
+    /// `[tap, channel]`, rows as long as `turned`'s.
+    sum: &'a mut [f32],
+}
+
+impl WithSimd for GradientTiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        if tap_tile(S::F32_LANES) == 12 {
+            self.run::<S, 12>(simd);
+        } else {
+            self.run::<S, 6>(simd);
+        }
+    }
+}
+
+impl GradientTiles<'_> {
+    #[inline(always)]
+    fn run<S: Simd, const TAPS: usize>(self, simd: S) {
+        let lanes = S::F32_LANES;
+        let columns = GRADIENT_VECTORS * lanes;
+        let [oh, ow] = self.output;
+        let row = self.sum.len() / self.offsets.len();
+        assert!(row.is_multiple_of(columns) && self.turned.len() == oh * ow * row);
+        let reach = (oh - 1) * self.width + ow;
+        assert!(self.offsets.iter().all(|&o| o + reach <= self.padded.len()));
+        for first in (0..row).step_by(columns) {
+            for (tile, offsets) in self.offsets.chunks(TAPS).enumerate() {
+                // A whole tile of taps, the last one's repeated into a short last tile: loops
+                // of a constant length keep the sums in registers.
+                let taps: [usize; TAPS] =
+                    std::array::from_fn(|i| offsets[i.min(offsets.len() - 1)]);
+                let mut sums = [[simd.splat_f32s(0.0); GRADIENT_VECTORS]; TAPS];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let p = oy * self.width + ox;
+                        let (gradients, _) = S::as_simd_f32s(
+                            &self.turned[(oy * ow + ox) * row + first..][..columns],
+                        );
+                        for (sum, &offset) in sums.iter_mut().zip(&taps) {
+                            // SAFETY: `offset + p < offset + reach <= padded.len()` (asserted).
+                            let x =
+                                simd.splat_f32s(unsafe { *self.padded.get_unchecked(offset + p) });
+                            for (s, &g) in sum.iter_mut().zip(gradients) {
+                                *s = simd.mul_add_f32s(x, g, *s);
+                            }
+                        }
+                    }
+                }
+                for (i, sum) in sums.iter().enumerate().take(offsets.len()) {
+                    let tap = tile * TAPS + i;
+                    let (to, _) =
+                        S::as_mut_simd_f32s(&mut self.sum[tap * row + first..][..columns]);
+                    for (to, s) in to.iter_mut().zip(sum) {
+                        *to = simd.add_f32s(*to, *s);
+                    }
+                }
+            }
+        }
+    }
+}
