@@ -83,6 +83,17 @@ fn has_fma() -> bool {
 /// The output, `[batch, channels_out, oh, ow]`, of `x` and the weight, each plane through
 /// `epilogue` as it is written; for geometries of [`computes_forward`].
 pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
+    forward_on(pulp::Arch::new(), x, weight, g, epilogue)
+}
+
+/// [`forward`] on the vector instructions of `arch`.
+fn forward_on(
+    arch: pulp::Arch,
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
     let [kh, kw] = g.kernel;
     let taps = kh * kw;
     let correlation = Correlation {
@@ -95,12 +106,17 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(out * g.channels_in + c) * taps + ky * kw + kx]
     };
-    correlation.run(g.batch, x, weight_at, epilogue)
+    correlation.run(arch, g.batch, x, weight_at, epilogue)
 }
 
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
 /// gradient; for geometries of [`computes_input_grad`].
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    input_grad_on(pulp::Arch::new(), weight, output_grad, g)
+}
+
+/// [`input_grad`] on the vector instructions of `arch`.
+fn input_grad_on(arch: pulp::Arch, weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
     let [kh, kw] = g.kernel;
     let taps = kh * kw;
     let correlation = Correlation {
@@ -113,7 +129,7 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(c * g.channels_in + out) * taps + (kh - 1 - ky) * kw + (kw - 1 - kx)]
     };
-    correlation.run(g.batch, output_grad, weight_at, &Epilogue::NONE)
+    correlation.run(arch, g.batch, output_grad, weight_at, &Epilogue::NONE)
 }
 
 /// Whether [`weight_grad`] computes `g`: [`stride_one_dense`], and at least half of the
@@ -132,7 +148,12 @@ pub fn computes_weight_grad(g: &Geometry) -> bool {
 /// copy. The batch is split into a fixed number of parts summed in a fixed order, so a seeded
 /// run repeats exactly on any number of threads.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    let lanes = pulp::Arch::new().dispatch(Lanes);
+    weight_grad_on(pulp::Arch::new(), x, output_grad, g)
+}
+
+/// [`weight_grad`] on the vector instructions of `arch`.
+fn weight_grad_on(arch: pulp::Arch, x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let lanes = arch.dispatch(Lanes);
     let columns = GRADIENT_VECTORS * lanes;
     let [kh, kw] = g.kernel;
     let taps = g.channels_in * kh * kw;
@@ -167,7 +188,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
                     (&mut turned, padded_out),
                     [g.channels_out, positions],
                 );
-                pulp::Arch::new().dispatch(GradientTiles {
+                arch.dispatch(GradientTiles {
                     padded: &padded,
                     turned: &turned,
                     offsets: &offsets,
@@ -229,12 +250,13 @@ struct Correlation {
 impl Correlation {
     fn run(
         &self,
+        arch: pulp::Arch,
         batch: usize,
         source: &[f32],
         weight: impl Fn(usize, usize, usize, usize) -> f32,
         epilogue: &Epilogue,
     ) -> Vec<f32> {
-        let lanes = pulp::Arch::new().dispatch(Lanes);
+        let lanes = arch.dispatch(Lanes);
         let block = channel_tile(lanes);
         let [channels_in, channels_out] = self.channels;
         let [kh, kw] = self.kernel;
@@ -257,6 +279,7 @@ impl Correlation {
         let tile = lanes * TILE_VECTORS;
         let layout = self.layout(tile);
         let offsets = self.offsets(&layout);
+        let chunk = self.chunk(&layout, tile, block);
         let [oh, ow] = self.output;
         let sample_in = channels_in * self.source[0] * self.source[1];
         let sample_out = channels_out * oh * ow;
@@ -276,12 +299,12 @@ impl Correlation {
                 },
                 |(padded, sums), (output, source)| {
                     self.pad(source, &layout, padded);
-                    pulp::Arch::new().dispatch(Tiles {
+                    arch.dispatch(Tiles {
                         padded,
                         packed: &packed,
                         offsets: &offsets,
                         computed: layout.computed,
-                        chunk: self.chunk(&layout, tile, block),
+                        chunk,
                         sums,
                     });
                     for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
@@ -512,6 +535,120 @@ impl GradientTiles<'_> {
                         *to = simd.add_f32s(*to, *s);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, any(target_arch = "x86", target_arch = "x86_64")))]
+mod tests {
+    use pulp::Arch;
+    use pulp::x86::{V3, V4};
+
+    use super::*;
+
+    /// The convolution's output and both gradients by their definition, in f64.
+    fn by_definition(
+        x: &[f32],
+        weight: &[f32],
+        output_grad: &[f32],
+        g: &Geometry,
+    ) -> [Vec<f64>; 3] {
+        let ([h, w], [oh, ow], [kh, kw]) = (g.input, g.output, g.kernel);
+        let (ci, co) = (g.channels_in, g.channels_out);
+        let mut output = vec![0.0; g.batch * co * oh * ow];
+        let mut input_grad = vec![0.0; x.len()];
+        let mut weight_grad = vec![0.0; weight.len()];
+        for n in 0..g.batch {
+            for o in 0..co {
+                for (y, x_out) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+                    let out = ((n * co + o) * oh + y) * ow + x_out;
+                    for (c, ky, kx) in (0..ci).flat_map(|c| {
+                        (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c, ky, kx)))
+                    }) {
+                        let (Some(iy), Some(ix)) = (
+                            (y + ky).checked_sub(g.padding[0]).filter(|&iy| iy < h),
+                            (x_out + kx).checked_sub(g.padding[1]).filter(|&ix| ix < w),
+                        ) else {
+                            continue;
+                        };
+                        let at = ((n * ci + c) * h + iy) * w + ix;
+                        let tap = ((o * ci + c) * kh + ky) * kw + kx;
+                        output[out] += f64::from(weight[tap]) * f64::from(x[at]);
+                        input_grad[at] += f64::from(weight[tap]) * f64::from(output_grad[out]);
+                        weight_grad[tap] += f64::from(output_grad[out]) * f64::from(x[at]);
+                    }
+                }
+            }
+        }
+        [output, input_grad, weight_grad]
+    }
+
+    fn assert_close(ours: &[f32], reference: &[f64], what: &str) {
+        let scale = reference
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs()))
+            .max(1e-30);
+        let worst = ours
+            .iter()
+            .zip(reference)
+            .map(|(&a, &b)| (f64::from(a) - b).abs() / scale)
+            .fold(0f64, f64::max);
+        assert_eq!(ours.len(), reference.len(), "{what}");
+        assert!(worst < 1e-5, "{what} differs by {worst}");
+    }
+
+    /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions, 6 taps) and
+    /// the scalar ones included, which an AVX-512 machine never picks on its own.
+    #[test]
+    fn every_instruction_set_computes_the_definition() {
+        let mut arches = vec![Arch::Scalar];
+        arches.extend(V3::try_new().map(Arch::V3));
+        arches.extend(V4::try_new().map(Arch::V4));
+        let geometry = |batch,
+                        [ci, co]: [usize; 2],
+                        input: [usize; 2],
+                        kernel: [usize; 2],
+                        padding: [usize; 2]| {
+            let output = [0, 1].map(|a| input[a] + 2 * padding[a] + 1 - kernel[a]);
+            Geometry {
+                batch,
+                channels_in: ci,
+                groups: 1,
+                input,
+                channels_out: co,
+                output,
+                kernel,
+                stride: [1, 1],
+                padding,
+                dilation: [1, 1],
+            }
+        };
+        for g in [
+            geometry(3, [5, 20], [9, 11], [3, 3], [1, 1]),
+            geometry(2, [7, 9], [8, 13], [5, 3], [2, 0]),
+            geometry(1, [30, 6], [6, 6], [5, 5], [4, 4]),
+        ] {
+            let values = |len: usize, seed: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0)
+                    .collect()
+            };
+            let x = values(g.batch * g.channels_in * g.input[0] * g.input[1], 1);
+            let weight = values(
+                g.channels_out * g.channels_in * g.kernel[0] * g.kernel[1],
+                2,
+            );
+            let output_grad = values(g.batch * g.channels_out * g.output[0] * g.output[1], 3);
+            let [output, input_grad, weight_grad] = by_definition(&x, &weight, &output_grad, &g);
+            for &arch in &arches {
+                let case = format!("{arch:?}, {g:?}");
+                let forward = forward_on(arch, &x, &weight, &g, &Epilogue::NONE);
+                assert_close(&forward, &output, &format!("output, {case}"));
+                let ours = input_grad_on(arch, &weight, &output_grad, &g);
+                assert_close(&ours, &input_grad, &format!("input gradient, {case}"));
+                let ours = weight_grad_on(arch, &x, &output_grad, &g);
+                assert_close(&ours, &weight_grad, &format!("weight gradient, {case}"));
             }
         }
     }
