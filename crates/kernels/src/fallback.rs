@@ -8,7 +8,7 @@ use burn::backend::{Backend, Scalar, get_or_init_device_settings};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
-use crate::Activation;
+use crate::{Activation, RunningNorm};
 
 /// Burn's `conv2d` with its bias, then the activation through [`Kernels`](crate::Kernels).
 pub(crate) fn burns_convolution_activated<B: Backend + crate::Kernels>(
@@ -18,11 +18,59 @@ pub(crate) fn burns_convolution_activated<B: Backend + crate::Kernels>(
     options: ConvOptions<2>,
     activation: Activation,
 ) -> FloatTensor<B> {
-    let output = B::conv2d(x, weight, Some(bias), options);
+    activated::<B>(B::conv2d(x, weight, Some(bias), options), activation)
+}
+
+/// Burn's `conv2d`, then BatchNorm with given statistics and the activation, each through
+/// [`Kernels`](crate::Kernels).
+pub(crate) fn burns_convolution_normalized<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    options: ConvOptions<2>,
+    norm: RunningNorm<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    let output = B::conv2d(x, weight, None, options);
+    normalized_activated::<B>(output, norm, activation)
+}
+
+/// 2x2 max-pooling, then BatchNorm with given statistics and the activation, each through
+/// [`Kernels`](crate::Kernels).
+pub(crate) fn burns_max_pool2x2_normalized<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    norm: RunningNorm<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    normalized_activated::<B>(B::max_pool2x2(x), norm, activation)
+}
+
+/// `activation(normalize_running(x))`.
+fn normalized_activated<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    norm: RunningNorm<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    let RunningNorm {
+        gamma,
+        beta,
+        mean,
+        variance,
+        epsilon,
+    } = norm;
+    let x = B::normalize_running(x, gamma, beta, mean, variance, epsilon);
+    activated::<B>(x, activation)
+}
+
+/// `activation(x)` through [`Kernels`](crate::Kernels).
+fn activated<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
     match activation {
-        Activation::Identity => output,
-        Activation::Relu => B::rectify(output),
-        Activation::Relu6 => B::relu6(output),
+        Activation::Identity => x,
+        Activation::Relu => B::rectify(x),
+        Activation::Relu6 => B::relu6(x),
+        Activation::Gelu => B::gelu_exact(x),
     }
 }
 

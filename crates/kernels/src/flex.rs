@@ -11,9 +11,9 @@ use rayon::prelude::*;
 
 use crate::fallback::*;
 use crate::math::convolution::Geometry;
-use crate::math::epilogue::{Activation, Epilogue, passes_relu};
+use crate::math::epilogue::{Activation, Epilogue, Normalization, passes_relu};
 use crate::math::{batch_norm, convolution, depthwise, dropout, gelu, max_pool};
-use crate::{CHUNK, Kernels};
+use crate::{CHUNK, Kernels, RunningNorm};
 
 /// The sizes of an f32 convolution on `Flex`.
 fn flex_geometry(
@@ -178,6 +178,30 @@ impl Kernels for Flex {
         let bias = bias.to_contiguous();
         let epilogue = Epilogue {
             bias: Some(f32s(&bias)),
+            normalization: None,
+            activation,
+        };
+        forward(x, weight, &g, &epilogue)
+    }
+
+    fn convolution_normalized(
+        x: FlexTensor,
+        weight: FlexTensor,
+        options: ConvOptions<2>,
+        norm: RunningNorm<Self>,
+        activation: Activation,
+    ) -> FlexTensor {
+        let geometry =
+            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() || g.is_depthwise());
+        let Some((g, statistics)) =
+            geometry.and_then(|g| Some((g, per_channel(&norm, g.channels_out)?)))
+        else {
+            return burns_convolution_normalized::<Self>(x, weight, options, norm, activation);
+        };
+        let std = Normalization::deviations(f32s(&statistics[3]), norm.epsilon);
+        let epilogue = Epilogue {
+            bias: None,
+            normalization: Some(normalization(&statistics, &std)),
             activation,
         };
         forward(x, weight, &g, &epilogue)
@@ -228,10 +252,26 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return burns_max_pool2x2::<Self>(x);
         }
-        let [batch, channels, h, w] = x.shape().dims();
-        let x = x.to_contiguous();
-        let output = max_pool::forward(f32s(&x), [h, w]);
-        FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
+        pooled(x, &Epilogue::NONE)
+    }
+
+    fn max_pool2x2_normalized(
+        x: FlexTensor,
+        norm: RunningNorm<Self>,
+        activation: Activation,
+    ) -> FlexTensor {
+        let channels = x.shape().dims::<4>()[1];
+        let Some(statistics) = per_channel(&norm, channels).filter(|_| x.dtype() == DType::F32)
+        else {
+            return burns_max_pool2x2_normalized::<Self>(x, norm, activation);
+        };
+        let std = Normalization::deviations(f32s(&statistics[3]), norm.epsilon);
+        let epilogue = Epilogue {
+            bias: None,
+            normalization: Some(normalization(&statistics, &std)),
+            activation,
+        };
+        pooled(x, &epilogue)
     }
 
     fn max_pool2x2_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -380,6 +420,34 @@ fn gradient_where(
             }
         });
     grad
+}
+
+/// `norm`'s gamma, beta, mean and variance, contiguous, when they are f32 tensors of `channels`
+/// values.
+fn per_channel(norm: &RunningNorm<Flex>, channels: usize) -> Option<[FlexTensor; 4]> {
+    let statistics = [&norm.gamma, &norm.beta, &norm.mean, &norm.variance];
+    let ours = statistics
+        .iter()
+        .all(|t| t.dtype() == DType::F32 && t.shape().num_elements() == channels);
+    ours.then(|| statistics.map(|t| t.to_contiguous()))
+}
+
+/// The normalization by [`per_channel`]'s `statistics`, `std` the deviations of their variance.
+fn normalization<'a>(statistics: &'a [FlexTensor], std: &'a [f32]) -> Normalization<'a> {
+    Normalization {
+        gamma: f32s(&statistics[0]),
+        beta: f32s(&statistics[1]),
+        mean: f32s(&statistics[2]),
+        std,
+    }
+}
+
+/// `x` max-pooled over 2x2 windows, each pooled plane through `epilogue`.
+fn pooled(x: FlexTensor, epilogue: &Epilogue) -> FlexTensor {
+    let [batch, channels, h, w] = x.shape().dims();
+    let x = x.to_contiguous();
+    let output = max_pool::forward(f32s(&x), [h, w], channels, epilogue);
+    FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
 }
 
 /// The layout of a BatchNorm input (the first tensor) when every tensor is f32.

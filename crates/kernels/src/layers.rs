@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
 use crate::fallback::POOL2X2;
-use crate::{Activation, Kernels};
+use crate::{Activation, Kernels, RunningNorm};
 
 /// ReLU, through [`Kernels::rectify`].
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -33,6 +33,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
         Activation::Identity => x,
         Activation::Relu => relu(x),
         Activation::Relu6 => relu6(x),
+        Activation::Gelu => gelu(x),
     }
 }
 
@@ -99,6 +100,68 @@ pub fn conv2d_activated(conv: &Conv2d, input: Tensor<4>, activation: Activation)
     output
 }
 
+/// `activation(bn.forward(conv.forward(input)))`: in inference (no autodiff) for a convolution
+/// without bias through [`Kernels::convolution_normalized`], BatchNorm (its running statistics)
+/// and the activation applied as the output is written, the same values in one pass instead of
+/// three; otherwise [`conv2d`], [`batch_norm`] and [`activate`], so that it trains.
+pub fn conv2d_normalized(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    input: Tensor<4>,
+    activation: Activation,
+) -> Tensor<4> {
+    if input.device().is_autodiff() || conv.bias.is_some() {
+        return activate(batch_norm(bn, conv2d(conv, input)), activation);
+    }
+    let options = options(conv, &input);
+    let norm = running_norm(bn, &input.device());
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution_normalized(
+        input.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        options,
+        norm,
+        activation,
+    ));
+    crate::trace::record(conv.weight.id, &output.dims());
+    crate::trace::record(bn.gamma.id, &output.dims());
+    output
+}
+
+/// `activation(bn.forward(pool.forward(input)))`: in inference (no autodiff) for a 2x2 pooling
+/// with stride 2 through [`Kernels::max_pool2x2_normalized`], BatchNorm (its running statistics)
+/// and the activation applied as each pooled plane is written; otherwise the three layers one
+/// after another.
+pub fn max_pool2d_normalized(
+    pool: &MaxPool2d,
+    bn: &BatchNorm,
+    input: Tensor<4>,
+    activation: Activation,
+) -> Tensor<4> {
+    if input.device().is_autodiff() || !pools_2x2(pool) {
+        return activate(batch_norm(bn, max_pool2d(pool, input)), activation);
+    }
+    let norm = running_norm(bn, &input.device());
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2_normalized(
+        input.into_dispatch(),
+        norm,
+        activation,
+    ));
+    crate::trace::record(bn.gamma.id, &output.dims());
+    output
+}
+
+/// `bn` in inference: its gamma, beta, running mean and running variance on `device`.
+fn running_norm(bn: &BatchNorm, device: &Device) -> RunningNorm<Dispatch> {
+    let running = |state: &RunningState<Tensor<1>>| state.value().to_device(device);
+    RunningNorm {
+        gamma: bn.gamma.val().into_dispatch(),
+        beta: bn.beta.val().into_dispatch(),
+        mean: running(&bn.running_mean).into_dispatch(),
+        variance: running(&bn.running_var).into_dispatch(),
+        epsilon: bn.epsilon,
+    }
+}
+
 /// `conv`'s stride, padding for `input`'s sides, dilation and groups.
 fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
     let [_, _, height, width] = input.dims();
@@ -117,15 +180,14 @@ fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
     crate::trace::record(bn.gamma.id, &input.dims());
     if !input.device().is_autodiff() {
-        let device = input.device();
-        let running = |state: &RunningState<Tensor<1>>| state.value().to_device(&device);
+        let norm = running_norm(bn, &input.device());
         return Tensor::from_dispatch(<Dispatch as Kernels>::normalize_running(
             input.into_dispatch(),
-            bn.gamma.val().into_dispatch(),
-            bn.beta.val().into_dispatch(),
-            running(&bn.running_mean).into_dispatch(),
-            running(&bn.running_var).into_dispatch(),
-            bn.epsilon,
+            norm.gamma,
+            norm.beta,
+            norm.mean,
+            norm.variance,
+            norm.epsilon,
         ));
     }
     if !bn.training.is_enabled() {
@@ -184,19 +246,23 @@ fn padding(conv: &Conv2d, input: [usize; 2]) -> [(usize, usize); 2] {
 /// `pool.forward(input)`, through [`Kernels::max_pool2x2`] when the layer pools 2x2 windows with
 /// stride 2 and no padding.
 pub fn max_pool2d(pool: &MaxPool2d, input: Tensor<4>) -> Tensor<4> {
+    if pools_2x2(pool) {
+        Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2(input.into_dispatch()))
+    } else {
+        pool.forward(input)
+    }
+}
+
+/// Whether `pool` pools 2x2 windows with stride 2 and no padding, as [`Kernels::max_pool2x2`].
+fn pools_2x2(pool: &MaxPool2d) -> bool {
     let [kernel, stride, _, dilation] = POOL2X2;
     let unpadded = matches!(
         pool.padding,
         PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
     );
-    if pool.kernel_size == kernel
+    pool.kernel_size == kernel
         && pool.stride == stride
         && pool.dilation == dilation
         && unpadded
         && !pool.ceil_mode
-    {
-        Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2(input.into_dispatch()))
-    } else {
-        pool.forward(input)
-    }
 }

@@ -20,16 +20,27 @@ pub mod trace;
 
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, backend_extension};
+use burn::backend::{Backend, ExtensionType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 pub use layers::{
-    activate, batch_norm, conv2d, conv2d_activated, conv2d_fixed, dropout, gelu, max_pool2d, relu,
-    relu6,
+    activate, batch_norm, conv2d, conv2d_activated, conv2d_fixed, conv2d_normalized, dropout, gelu,
+    max_pool2d, max_pool2d_normalized, relu, relu6,
 };
 pub use math::epilogue::Activation;
 
 use fallback::*;
+
+/// BatchNorm with given statistics (the running ones, in inference): its scale and shift, the
+/// mean and variance it normalizes with (one value per channel each), and its epsilon.
+#[derive(ExtensionType)]
+pub struct RunningNorm<B: Backend> {
+    pub gamma: FloatTensor<B>,
+    pub beta: FloatTensor<B>,
+    pub mean: FloatTensor<B>,
+    pub variance: FloatTensor<B>,
+    pub epsilon: f64,
+}
 
 /// Elements per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 16;
@@ -107,6 +118,20 @@ pub trait Kernels: Backend {
         burns_convolution_activated::<Self>(x, weight, bias, options, activation)
     }
 
+    /// Inference only: `activation(normalize_running(conv2d(x, weight)))` (see
+    /// [`Kernels::normalize_running`]), which `Flex` computes as it writes each output plane
+    /// (Burn: a pass over the output for BatchNorm and one for the activation). Not
+    /// differentiated through our kernels.
+    fn convolution_normalized(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        #[extension_type] norm: RunningNorm<Self>,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        burns_convolution_normalized::<Self>(x, weight, options, norm, activation)
+    }
+
     /// The gradient of [`Kernels::convolution`] with respect to its input.
     fn convolution_input_grad(
         x: FloatTensor<Self>,
@@ -140,6 +165,16 @@ pub trait Kernels: Backend {
         output_grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         burns_max_pool2x2_backward::<Self>(x, output_grad)
+    }
+
+    /// Inference only: `activation(normalize_running(max_pool2x2(x)))`, which `Flex` computes
+    /// as it writes each pooled plane. Not differentiated through our kernels.
+    fn max_pool2x2_normalized(
+        x: FloatTensor<Self>,
+        #[extension_type] norm: RunningNorm<Self>,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        burns_max_pool2x2_normalized::<Self>(x, norm, activation)
     }
 
     /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then

@@ -3,11 +3,12 @@
 use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
 use kernels::{
-    Activation, activate, batch_norm, conv2d, conv2d_activated, gelu, max_pool2d, relu, relu6,
+    Activation, activate, batch_norm, conv2d, conv2d_activated, conv2d_normalized, gelu,
+    max_pool2d, max_pool2d_normalized, relu, relu6,
 };
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
@@ -366,19 +367,24 @@ fn depthwise_convolution_is_burns_bit_for_bit() {
     }
 }
 
+/// BatchNorm over `channels` with random scales (negative ones too), shifts and statistics.
+fn trained_batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(channels).init(device);
+    let random =
+        |low, high| Tensor::<1>::random([channels], Distribution::Uniform(low, high), device);
+    bn.gamma = Param::from_tensor(random(-2.0, 2.0));
+    bn.beta = Param::from_tensor(random(-1.0, 1.0));
+    bn.running_mean = RunningState::new(random(-1.0, 1.0));
+    bn.running_var = RunningState::new(random(0.0, 3.0));
+    bn
+}
+
 #[test]
 fn batch_norm_in_inference_is_burns_bit_for_bit() {
     let device = Device::flex();
     device.seed(13);
     for shape in [[3, 5, 7, 9], [1, 4, 40, 40], [8, 6, 1, 1]] {
-        let channels = shape[1];
-        let mut bn = BatchNormConfig::new(channels).init(&device);
-        let random =
-            |low, high| Tensor::<1>::random([channels], Distribution::Uniform(low, high), &device);
-        bn.gamma = Param::from_tensor(random(-2.0, 2.0));
-        bn.beta = Param::from_tensor(random(-1.0, 1.0));
-        bn.running_mean = RunningState::new(random(-1.0, 1.0));
-        bn.running_var = RunningState::new(random(0.0, 3.0));
+        let bn = trained_batch_norm(shape[1], &device);
         let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device);
         assert_eq!(
             bits(batch_norm(&bn, x.clone())),
@@ -422,7 +428,12 @@ fn activated_convolution_is_the_convolution_then_bias_and_activation() {
             &device,
         );
         let pointwise = config.kernel_size == [1, 1];
-        for activation in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        for activation in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Relu6,
+            Activation::Gelu,
+        ] {
             let fused = conv2d_activated(&conv, x.clone(), activation);
             let apart = activate(conv2d(&conv, x.clone()), activation);
             let case = format!("{config:?}, {activation:?}");
@@ -432,6 +443,68 @@ fn activated_convolution_is_the_convolution_then_bias_and_activation() {
             } else {
                 assert_eq!(bits(fused), bits(apart), "{case}");
             }
+        }
+    }
+}
+
+#[test]
+fn normalized_convolution_and_pooling_are_the_layers_one_after_another() {
+    let device = Device::flex();
+    device.seed(14);
+    let cases = [
+        // Dense on im2col (a 6x6 output of a 5x5 kernel) and without it (3x3, 16x16 planes).
+        case([3, 5, 8], [10, 10], [5, 5]).with(|c| c.with_bias(false)),
+        case([2, 16, 24], [16, 16], [3, 3])
+            .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
+        // Pointwise and depthwise, and a convolution with a bias (the layers one by one).
+        case([2, 24, 40], [9, 9], [1, 1]).with(|c| c.with_bias(false)),
+        case([2, 8, 8], [12, 12], [3, 3]).with(|c| {
+            c.with_groups(8)
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+        }),
+        case([2, 4, 6], [7, 7], [3, 3]),
+    ];
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let activations = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Gelu,
+    ];
+    for Case {
+        sizes: [batch, channels_in, channels_out],
+        input: [h, w],
+        config,
+    } in cases
+    {
+        let conv = config.init(&device);
+        let bn = trained_batch_norm(channels_out, &device);
+        let x = Tensor::<4>::random(
+            [batch, channels_in, h, w],
+            Distribution::Normal(0.0, 4.0),
+            &device,
+        );
+        for activation in activations {
+            let fused = conv2d_normalized(&conv, &bn, x.clone(), activation);
+            let apart = activate(batch_norm(&bn, conv2d(&conv, x.clone())), activation);
+            let case = format!("{config:?}, {activation:?}");
+            if config.kernel_size == [1, 1] {
+                // Apart, Burn's own pointwise convolution, with another split of the product.
+                close("output", relative_difference(fused, apart), &case);
+            } else {
+                assert_eq!(bits(fused), bits(apart), "{case}");
+            }
+        }
+    }
+    // Odd sides leave a row and a column out.
+    for shape in [[2, 3, 8, 8], [3, 5, 7, 9], [4, 16, 33, 31]] {
+        let bn = trained_batch_norm(shape[1], &device);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+        for activation in activations {
+            let fused = max_pool2d_normalized(&pool, &bn, x.clone(), activation);
+            let apart = activate(batch_norm(&bn, max_pool2d(&pool, x.clone())), activation);
+            assert_eq!(bits(fused), bits(apart), "{shape:?}, {activation:?}");
         }
     }
 }

@@ -6,7 +6,7 @@ use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use kernels::{batch_norm, conv2d, gelu, max_pool2d, relu};
+use kernels::{activate, conv2d, conv2d_normalized, max_pool2d_normalized};
 use serde::{Deserialize, Serialize};
 
 /// The nonlinearity after each BatchNorm.
@@ -20,9 +20,14 @@ pub enum Activation {
 
 impl Activation {
     pub fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        activate(x, self.kernel())
+    }
+
+    /// The kernels' name for it.
+    fn kernel(self) -> kernels::Activation {
         match self {
-            Activation::Relu => relu(x),
-            Activation::Gelu => gelu(x),
+            Activation::Relu => kernels::Activation::Relu,
+            Activation::Gelu => kernels::Activation::Gelu,
         }
     }
 }
@@ -34,9 +39,9 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    /// The convolution, then the BatchNorm.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, conv2d(&self.conv, x))
+    /// The convolution, the BatchNorm, the activation: in inference one pass over the output.
+    pub fn forward(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
+        conv2d_normalized(&self.conv, &self.bn, x, activation.kernel())
     }
 }
 
@@ -58,8 +63,8 @@ impl Block {
 
     /// `[b, c, h, w]` → `[b, c', h/2, w/2]`.
     pub fn forward(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
-        let x = max_pool2d(&self.pool, conv2d(&self.first.conv, x));
-        let x = activation.apply(batch_norm(&self.first.bn, x));
-        activation.apply(self.second.forward(x))
+        let x = conv2d(&self.first.conv, x);
+        let x = max_pool2d_normalized(&self.pool, &self.first.bn, x, activation.kernel());
+        self.second.forward(x, activation)
     }
 }

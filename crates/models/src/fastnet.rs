@@ -8,7 +8,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use kernels::{batch_norm, conv2d, conv2d_fixed, relu};
+use kernels::{batch_norm, conv2d_fixed, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -171,12 +171,11 @@ impl ImageClassifier for FastNet {
     /// side/8]`.
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
         // A fixed stem's filters get no gradient, whatever a loaded record says about them.
-        let x = if self.fixed_stem {
-            conv2d_fixed(&self.stem.conv, x)
+        let mut x = if self.fixed_stem && x.device().is_autodiff() {
+            relu(batch_norm(&self.stem.bn, conv2d_fixed(&self.stem.conv, x)))
         } else {
-            conv2d(&self.stem.conv, x)
+            self.stem.forward(x, Activation::Relu)
         };
-        let mut x = relu(batch_norm(&self.stem.bn, x));
         seen(MAP_LAYERS[0], &x);
         for (block, name) in self.blocks.iter().zip(&MAP_LAYERS[1..]) {
             x = block.forward(x, Activation::Relu);

@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::epilogue::Normalization;
+
 /// How the values are laid out: `batch` samples of `channels` planes of `size` values.
 #[derive(Debug, Clone, Copy)]
 pub struct Planes {
@@ -163,27 +165,26 @@ pub fn forward(
 }
 
 /// BatchNorm with given statistics (the running ones, in inference), in place: each value as
-/// Burn's `batch_norm` computes it, `(x − mean) / √(variance + ε) · gamma + beta` rounded step by
-/// step as there, in one pass instead of Burn's four over the whole tensor.
+/// Burn's `batch_norm` computes it (see [`Normalization`]), in one pass instead of Burn's four
+/// over the whole tensor.
 pub fn running(
     values: &mut [f32],
     [gamma, beta, mean, variance]: [&[f32]; 4],
     epsilon: f64,
     planes: Planes,
 ) {
+    let std = Normalization::deviations(variance, epsilon);
+    let normalization = Normalization {
+        gamma,
+        beta,
+        mean,
+        std: &std,
+    };
     let Planes { channels, size, .. } = planes;
-    let std: Vec<f32> = variance
-        .iter()
-        .map(|&v| (v + epsilon as f32).sqrt())
-        .collect();
     values
         .par_chunks_mut(size.max(1))
         .enumerate()
-        .for_each(|(plane, out)| {
-            let c = plane % channels;
-            let (m, s, g, b) = (mean[c], std[c], gamma[c], beta[c]);
-            out.iter_mut().for_each(|v| *v = (*v - m) / s * g + b);
-        });
+        .for_each(|(plane, out)| normalization.apply(plane % channels, out));
 }
 
 /// The gradients of [`forward`]'s input (written over `output_grad`), gamma and beta.

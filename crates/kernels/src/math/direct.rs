@@ -357,15 +357,15 @@ impl Correlation {
         (first_level_cache_floats() / 2 / per_channel).max(1) * kh * kw
     }
 
-    /// One sample's source planes into `padded`, zero around them (rows or columns of the source
-    /// past the padded planes are left out: no output reads them).
+    /// One sample's source planes into `padded`, which holds zeros or an earlier sample's planes
+    /// of the same layout: the zeros around the planes are never written, so they stay (rows or
+    /// columns of the source past the padded planes are left out: no output reads them).
     fn pad(&self, source: &[f32], layout: &Layout, padded: &mut [f32]) {
         let [h, w] = self.source;
         let [top, left] = self.offset;
         let height = layout.plane / layout.width;
         let rows = h.min(height - top);
         let columns = w.min(layout.width - left);
-        padded.fill(0.0);
         for (c, from) in source.chunks_exact(h * w).enumerate() {
             let to = &mut padded[c * layout.plane..][..layout.plane];
             for y in 0..rows {

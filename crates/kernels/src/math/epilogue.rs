@@ -1,6 +1,9 @@
-//! What an inference convolution does to each output plane as it writes it: add the channel's
-//! bias and apply the activation, while the plane is still in cache, instead of two more passes
-//! over the whole output (Burn's broadcast addition, then the activation).
+//! What an inference convolution (or pooling) does to each output plane as it writes it: add the
+//! channel's bias, normalize it as BatchNorm does with its running statistics, and apply the
+//! activation, while the plane is still in cache, instead of a pass over the whole output for
+//! each (Burn's broadcast addition, BatchNorm, the activation).
+
+use super::gelu;
 
 /// The activation a convolution's output goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +13,8 @@ pub enum Activation {
     Relu,
     /// `min(max(x, 0), 6)`, NaN staying NaN (Burn's `clamp(0, 6)`).
     Relu6,
+    /// GELU with the error function, as [`gelu::gelu`] computes it.
+    Gelu,
 }
 
 impl Activation {
@@ -25,6 +30,7 @@ impl Activation {
                 }
             }
             Self::Relu6 => x.clamp(0.0, 6.0),
+            Self::Gelu => gelu::gelu(x),
         }
     }
 }
@@ -35,10 +41,45 @@ pub fn passes_relu(x: f32) -> bool {
     x.is_nan() || x > 0.0
 }
 
-/// The bias (one value per output channel) and the activation of a convolution's output.
+/// BatchNorm with given statistics, one value per channel each: `(x − mean) / std · gamma +
+/// beta`, rounded step by step as Burn's `batch_norm` rounds it, `std` being
+/// [`Normalization::deviations`] of the variance.
+#[derive(Debug, Clone, Copy)]
+pub struct Normalization<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub mean: &'a [f32],
+    pub std: &'a [f32],
+}
+
+impl Normalization<'_> {
+    /// `√(variance + ε)` per channel, as Burn computes it.
+    pub fn deviations(variance: &[f32], epsilon: f64) -> Vec<f32> {
+        variance
+            .iter()
+            .map(|&v| (v + epsilon as f32).sqrt())
+            .collect()
+    }
+
+    /// `values` of channel `channel`, normalized in place.
+    #[inline(always)]
+    pub fn apply(&self, channel: usize, values: &mut [f32]) {
+        let (m, s, g, b) = (
+            self.mean[channel],
+            self.std[channel],
+            self.gamma[channel],
+            self.beta[channel],
+        );
+        values.iter_mut().for_each(|v| *v = (*v - m) / s * g + b);
+    }
+}
+
+/// The bias (one value per output channel), the normalization and the activation of a
+/// convolution's output, in that order.
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
+    pub normalization: Option<Normalization<'a>>,
     pub activation: Activation,
 }
 
@@ -46,23 +87,26 @@ impl Epilogue<'_> {
     /// The output as the convolution computed it: what training runs, differentiated apart.
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: None,
+        normalization: None,
         activation: Activation::Identity,
     };
 
-    /// Channel `channel`'s output plane, biased and activated in place.
+    /// Channel `channel`'s output plane, biased, normalized and activated in place.
     #[inline(always)]
     pub fn apply(&self, channel: usize, plane: &mut [f32]) {
-        let activation = self.activation;
         // No addition without a bias: adding zero would turn -0.0 into 0.0.
-        match self.bias {
-            Some(bias) => {
-                let bias = bias[channel];
-                plane
-                    .iter_mut()
-                    .for_each(|v| *v = activation.apply(*v + bias));
-            }
-            None if activation == Activation::Identity => {}
-            None => plane.iter_mut().for_each(|v| *v = activation.apply(*v)),
+        if let Some(bias) = self.bias {
+            let bias = bias[channel];
+            plane.iter_mut().for_each(|v| *v += bias);
+        }
+        if let Some(normalization) = &self.normalization {
+            normalization.apply(channel, plane);
+        }
+        match self.activation {
+            Activation::Identity => {}
+            // GELU's arithmetic is the epilogue's cost: on the vector instructions of the CPU.
+            Activation::Gelu => gelu::forward_on_this_thread(plane),
+            activation => plane.iter_mut().for_each(|v| *v = activation.apply(*v)),
         }
     }
 }

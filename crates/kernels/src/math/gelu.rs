@@ -69,10 +69,14 @@ pub fn gelu_derivative(x: f32) -> f32 {
 
 /// `values ← gelu(values)`, on every core.
 pub fn forward(values: &mut [f32]) {
-    let arch = pulp::Arch::new();
-    values.par_chunks_mut(CHUNK).for_each(|values| {
-        arch.dispatch(Forward { values });
-    });
+    values
+        .par_chunks_mut(CHUNK)
+        .for_each(forward_on_this_thread);
+}
+
+/// `values ← gelu(values)`, on the calling thread (a plane another kernel is writing).
+pub fn forward_on_this_thread(values: &mut [f32]) {
+    pulp::Arch::new().dispatch(Forward { values });
 }
 
 /// `grad ← grad · gelu′(x)`, on every core.

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::epilogue::Epilogue;
+
 /// Which of a window's four values, in the order top-left, top-right, bottom-left,
 /// bottom-right, is its maximum.
 fn window_max(top: &[f32], bottom: &[f32]) -> (usize, f32) {
@@ -17,8 +19,14 @@ fn window_max(top: &[f32], bottom: &[f32]) -> (usize, f32) {
     (best, max)
 }
 
-/// The pooled planes, `[planes, h/2, w/2]` (a last odd row or column is left out).
-pub fn forward(x: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
+/// The pooled planes, `[planes, h/2, w/2]` (a last odd row or column is left out), each through
+/// `epilogue` as it is written, plane `p` being of channel `p % channels`.
+pub fn forward(
+    x: &[f32],
+    [height, width]: [usize; 2],
+    channels: usize,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
     let (oh, ow) = (height / 2, width / 2);
     let planes = x.len() / (height * width);
     let mut output = vec![0.0; planes * oh * ow];
@@ -28,7 +36,8 @@ pub fn forward(x: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
     output
         .par_chunks_mut(oh * ow)
         .zip(x.par_chunks(height * width))
-        .for_each(|(out, plane)| {
+        .enumerate()
+        .for_each(|(p, (out, plane))| {
             for (out, rows) in out.chunks_exact_mut(ow).zip(plane.chunks_exact(2 * width)) {
                 let (top, bottom) = rows.split_at(width);
                 for ((out, top), bottom) in out
@@ -39,6 +48,7 @@ pub fn forward(x: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
                     *out = window_max(top, bottom).1;
                 }
             }
+            epilogue.apply(p % channels, out);
         });
     output
 }
