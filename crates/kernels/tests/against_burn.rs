@@ -203,6 +203,10 @@ fn convolution_matches_burns_values_and_gradients() {
             .with(|c| c.with_padding(PaddingConfig2d::Explicit(2, 1, 0, 3))),
         case([2, 4, 16], [10, 10], [3, 3])
             .with(|c| c.with_padding(PaddingConfig2d::Explicit(1, 0, 4, 2))),
+        // Small planes in narrow tiles (one vector of positions): 8x8 and 16x8.
+        case([3, 16, 16], [8, 8], [3, 3])
+            .with(|c| c.with_padding(PaddingConfig2d::Same).with_bias(false)),
+        case([2, 16, 32], [16, 8], [3, 3]).with(|c| c.with_padding(PaddingConfig2d::Same)),
         // Pointwise (EfficientNet's expansions and projections): one sample per product on
         // large planes, samples grouped on small ones.
         case([3, 6, 5], [17, 16], [1, 1]),

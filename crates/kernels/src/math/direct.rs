@@ -30,22 +30,22 @@ pub fn computes_input_grad(g: &Geometry) -> bool {
 }
 
 /// Whether a correlation that writes `channels` planes of `side` computes `g`, and is worth it:
-/// [`stride_one_dense`], at least two thirds of the positions the tiles compute needed, and half
+/// [`stride_one_dense`], at least two thirds of the positions wide tiles compute needed, and half
 /// of the channels. A tile's positions run over whole padded rows and whole tiles (a 6x6 output
 /// of a 5x5 kernel computes 6 of every 10 columns, and its 60 positions round up to two tiles),
 /// and its channels over a whole block (3 channels fill 3 of 8); the input gradient of a
 /// convolution without padding also multiplies the output gradient's padding (at 10x10 from
 /// 14x14 by 5x5, 196 positions for 100 outputs' worth). Measured on AVX-512 against im2col and
-/// gemm: twice as fast on 32x32 planes, as fast on 8x8 (two thirds needed), slower on 7x7 (half).
+/// gemm: twice as fast on 32x32 planes, as fast on 8x8 (two thirds needed), slower on 7x7 (half);
+/// narrow tiles on 7x7 (three quarters needed) were slower still on a Zen 4, where gemm's large
+/// products on airnet's 256 channels run near its peak.
 fn worth_it(g: &Geometry, side: [usize; 2], channels: usize) -> bool {
     let lanes = pulp::Arch::new().dispatch(Lanes);
-    let tile = TILE_VECTORS * lanes;
-    let block = channel_tile(lanes);
-    let computed = (side[0] * (side[1] + g.kernel[1] - 1)).div_ceil(tile) * tile;
+    let wide = TileShape::Wide;
     let [oh, ow] = g.output;
     stride_one_dense(g)
-        && 3 * oh * ow >= 2 * computed
-        && 2 * channels >= channels.div_ceil(block) * block
+        && 3 * oh * ow >= 2 * wide.computed(lanes, side, g.kernel[1])
+        && 2 * channels >= wide.channels(lanes, channels)
 }
 
 /// Whether `g` is a convolution this module computes: dense, with channels, not pointwise (1x1
@@ -168,7 +168,7 @@ fn weight_grad_on(arch: pulp::Arch, x: &[f32], output_grad: &[f32], g: &Geometry
     if positions == 0 {
         return vec![0.0; g.channels_out * taps];
     }
-    let layout = correlation.layout(lanes * TILE_VECTORS);
+    let layout = correlation.layout(TileShape::Wide.positions(lanes));
     let offsets = correlation.offsets(&layout);
     let padded_out = g.channels_out.div_ceil(columns) * columns;
     let sample_in = g.channels_in * g.input[0] * g.input[1];
@@ -213,14 +213,64 @@ const fn tap_tile(lanes: usize) -> usize {
 /// Vectors of output channels in a register tile of [`weight_grad`].
 const GRADIENT_VECTORS: usize = 2;
 
-/// Vectors of positions in a register tile; with [`channel_tile`] output channels, 24 running
-/// sums where the CPU has 32 vector registers (AVX-512), 12 where it has 16 (AVX2).
-const TILE_VECTORS: usize = 3;
+/// The register tile of a correlation: vectors of consecutive positions × output channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TileShape {
+    /// 3 vectors × 8 channels where the CPU has 32 vector registers (AVX-512: 24 running sums),
+    /// 3 × 4 where it has 16 (AVX2): two vector loads or fewer a channel per position vector.
+    Wide,
+    /// 1 vector × twice the channels: positions in whole vectors rather than threes, for the
+    /// small planes where three vectors' rounding computes for nothing (an 8x8 output of a 3x3
+    /// kernel has 80 padded positions: 96 in wide tiles of 48, 80 in narrow ones of 16).
+    Narrow,
+}
 
-/// Output channels in a register tile, by vector width: AVX-512's 16 lanes come with 32
-/// registers, narrower ones with 16.
-const fn channel_tile(lanes: usize) -> usize {
-    if lanes >= 16 { 8 } else { 4 }
+impl TileShape {
+    /// The shape for `channels` planes of `side` through a kernel `kw` wide: the narrow one where
+    /// it computes at least an eighth fewer positions × channels.
+    fn for_planes(lanes: usize, side: [usize; 2], kw: usize, channels: usize) -> Self {
+        let work = |shape: Self| shape.computed(lanes, side, kw) * shape.channels(lanes, channels);
+        if 8 * work(Self::Narrow) <= 7 * work(Self::Wide) {
+            Self::Narrow
+        } else {
+            Self::Wide
+        }
+    }
+
+    /// Vectors of positions in a tile.
+    fn vectors(self) -> usize {
+        match self {
+            Self::Wide => 3,
+            Self::Narrow => 1,
+        }
+    }
+
+    /// Output channels in a tile.
+    fn block(self, lanes: usize) -> usize {
+        let wide = if lanes >= 16 { 8 } else { 4 };
+        match self {
+            Self::Wide => wide,
+            Self::Narrow => 2 * wide,
+        }
+    }
+
+    /// Positions in a tile.
+    fn positions(self, lanes: usize) -> usize {
+        self.vectors() * lanes
+    }
+
+    /// Positions computed per plane of `side` through a kernel `kw` wide: whole padded rows,
+    /// rounded up to whole tiles.
+    fn computed(self, lanes: usize, side: [usize; 2], kw: usize) -> usize {
+        let tile = self.positions(lanes);
+        (side[0] * (side[1] + kw - 1)).div_ceil(tile) * tile
+    }
+
+    /// `channels` rounded up to whole tiles.
+    fn channels(self, lanes: usize, channels: usize) -> usize {
+        let block = self.block(lanes);
+        channels.div_ceil(block) * block
+    }
 }
 
 /// The number of f32 lanes of the vector registers pulp picks.
@@ -257,9 +307,10 @@ impl Correlation {
         epilogue: &Epilogue,
     ) -> Vec<f32> {
         let lanes = arch.dispatch(Lanes);
-        let block = channel_tile(lanes);
         let [channels_in, channels_out] = self.channels;
         let [kh, kw] = self.kernel;
+        let shape = TileShape::for_planes(lanes, self.output, kw, channels_out);
+        let block = shape.block(lanes);
         // The weight as the tiles read it: per block of output channels, per tap, the block's
         // weights side by side (zero past the last channel).
         let blocks = channels_out.div_ceil(block);
@@ -276,7 +327,7 @@ impl Correlation {
                 }
             }
         }
-        let tile = lanes * TILE_VECTORS;
+        let tile = shape.positions(lanes);
         let layout = self.layout(tile);
         let offsets = self.offsets(&layout);
         let chunk = self.chunk(&layout, tile, block);
@@ -300,6 +351,7 @@ impl Correlation {
                 |(padded, sums), (output, source)| {
                     self.pad(source, &layout, padded);
                     arch.dispatch(Tiles {
+                        shape,
                         padded,
                         packed: &packed,
                         offsets: &offsets,
@@ -390,6 +442,7 @@ struct Layout {
 
 /// Every tile of a sample: `sums[o, p] = Σ_tap packed(o, tap) · padded[offsets[tap] + p]`.
 struct Tiles<'a> {
+    shape: TileShape,
     padded: &'a [f32],
     packed: &'a [f32],
     offsets: &'a [usize],
@@ -405,19 +458,24 @@ impl WithSimd for Tiles<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        if channel_tile(S::F32_LANES) == 8 {
-            self.run::<S, 8>(simd);
-        } else {
-            self.run::<S, 4>(simd);
+        match (self.shape, self.shape.block(S::F32_LANES)) {
+            (TileShape::Wide, 8) => self.run::<S, 3, 8>(simd),
+            (TileShape::Wide, _) => self.run::<S, 3, 4>(simd),
+            (TileShape::Narrow, 16) => self.run::<S, 1, 16>(simd),
+            (TileShape::Narrow, _) => self.run::<S, 1, 8>(simd),
         }
     }
 }
 
 impl Tiles<'_> {
     #[inline(always)]
-    fn run<S: Simd, const BLOCK: usize>(self, simd: S) {
+    fn run<S: Simd, const VECTORS: usize, const BLOCK: usize>(self, simd: S) {
         let lanes = S::F32_LANES;
-        let tile = TILE_VECTORS * lanes;
+        assert_eq!(
+            (VECTORS, BLOCK),
+            (self.shape.vectors(), self.shape.block(lanes))
+        );
+        let tile = VECTORS * lanes;
         let taps = self.offsets.len();
         let reach = self.offsets.iter().max().map_or(0, |m| m + self.computed);
         assert!(reach <= self.padded.len() && self.packed.len().is_multiple_of(taps * BLOCK));
@@ -431,9 +489,9 @@ impl Tiles<'_> {
                     let weights = &panel[chunk.start * BLOCK..chunk.end * BLOCK];
                     let at = |j: usize| (b * BLOCK + j) * self.computed + p;
                     // The sums so far, when an earlier chunk of taps left them.
-                    let mut sums: [[S::f32s; TILE_VECTORS]; BLOCK] = std::array::from_fn(|j| {
+                    let mut sums: [[S::f32s; VECTORS]; BLOCK] = std::array::from_fn(|j| {
                         if first == 0 {
-                            [simd.splat_f32s(0.0); TILE_VECTORS]
+                            [simd.splat_f32s(0.0); VECTORS]
                         } else {
                             let (vectors, _) = S::as_simd_f32s(&self.sums[at(j)..][..tile]);
                             std::array::from_fn(|v| vectors[v])
@@ -442,7 +500,7 @@ impl Tiles<'_> {
                     for (&offset, weights) in offsets.iter().zip(weights.chunks_exact(BLOCK)) {
                         // SAFETY: `offset + p + tile <= reach <= padded.len()` (asserted above),
                         // and `S::f32s` is `lanes` f32s, read unaligned.
-                        let values: [S::f32s; TILE_VECTORS] = std::array::from_fn(|v| unsafe {
+                        let values: [S::f32s; VECTORS] = std::array::from_fn(|v| unsafe {
                             padded
                                 .add(offset + p + v * lanes)
                                 .cast::<S::f32s>()
@@ -598,10 +656,21 @@ mod tests {
         assert!(worst < 1e-5, "{what} differs by {worst}");
     }
 
-    /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions, 6 taps) and
-    /// the scalar ones included, which an AVX-512 machine never picks on its own.
+    /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions or 8 of 8,
+    /// 6 taps) and the scalar ones included, which an AVX-512 machine never picks on its own; wide
+    /// tiles and narrow ones (the 8x8 planes).
     #[test]
     fn every_instruction_set_computes_the_definition() {
+        for lanes in [8, 16] {
+            assert_eq!(
+                TileShape::for_planes(lanes, [8, 8], 3, 16),
+                TileShape::Narrow
+            );
+            assert_eq!(
+                TileShape::for_planes(lanes, [9, 11], 3, 20),
+                TileShape::Wide
+            );
+        }
         let mut arches = vec![Arch::Scalar];
         arches.extend(V3::try_new().map(Arch::V3));
         arches.extend(V4::try_new().map(Arch::V4));
@@ -628,6 +697,7 @@ mod tests {
             geometry(3, [5, 20], [9, 11], [3, 3], [1, 1]),
             geometry(2, [7, 9], [8, 13], [5, 3], [2, 0]),
             geometry(1, [30, 6], [6, 6], [5, 5], [4, 4]),
+            geometry(2, [9, 16], [8, 8], [3, 3], [1, 1]),
         ] {
             let values = |len: usize, seed: usize| -> Vec<f32> {
                 (0..len)
