@@ -217,7 +217,7 @@ const GRADIENT_VECTORS: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TileShape {
     /// 3 vectors × 8 channels where the CPU has 32 vector registers (AVX-512: 24 running sums),
-    /// 3 × 4 where it has 16 (AVX2): two vector loads or fewer a channel per position vector.
+    /// 3 × 4 where it has 16 (AVX2: 12): 11 (or 7) loads for 24 (or 12) multiply-adds a tap.
     Wide,
     /// 1 vector × twice the channels: positions in whole vectors rather than threes, for the
     /// small planes where three vectors' rounding computes for nothing (an 8x8 output of a 3x3
