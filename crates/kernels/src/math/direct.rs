@@ -6,7 +6,11 @@
 //! positions × output channels sums all taps straight from the padded planes, the way a matrix
 //! product's micro-kernel sums over a packed panel: im2col wrote and the matrix library packed
 //! nine (or 25) copies of the input per product. The positions past `ow` in each row (the
-//! padding's columns) are computed and dropped as the planes are written out.
+//! padding's columns) are computed and dropped as the planes are written out. On small planes,
+//! where those columns are a large share (a quarter of an 8x8 output's padded rows), a tile
+//! holds a few positions of one row instead, with the output channels in the vector lanes: each
+//! position's input value is broadcast and multiplied with a vector of channels' weights, and
+//! the tiles' channels-last sums are turned into planes as they are written out.
 //!
 //! The input gradient of a stride-1 convolution is such a convolution itself: of the output
 //! gradient, padded by `k − 1 − padding`, with the kernels turned by 180° and the channels
@@ -30,22 +34,28 @@ pub fn computes_input_grad(g: &Geometry) -> bool {
 }
 
 /// Whether a correlation that writes `channels` planes of `side` computes `g`, and is worth it:
-/// [`stride_one_dense`], at least two thirds of the positions wide tiles compute needed, and half
-/// of the channels. A tile's positions run over whole padded rows and whole tiles (a 6x6 output
-/// of a 5x5 kernel computes 6 of every 10 columns, and its 60 positions round up to two tiles),
-/// and its channels over a whole block (3 channels fill 3 of 8); the input gradient of a
-/// convolution without padding also multiplies the output gradient's padding (at 10x10 from
-/// 14x14 by 5x5, 196 positions for 100 outputs' worth). Measured on AVX-512 against im2col and
-/// gemm: twice as fast on 32x32 planes, as fast on 8x8 (two thirds needed), slower on 7x7 (half);
-/// narrow tiles on 7x7 (three quarters needed) were slower still on a Zen 4, where gemm's large
-/// products on airnet's 256 channels run near its peak.
+/// [`stride_one_dense`], at least two thirds of the positions wide tiles or pixel tiles compute
+/// needed, and half of the channels wide tiles compute. A wide tile's positions run over whole
+/// padded rows and whole tiles (a 6x6 output of a 5x5 kernel computes 6 of every 10 columns, and
+/// its 60 positions round up to two tiles), a pixel tile's over each row rounded up to whole
+/// tiles, and a wide tile's channels over a whole block (3 channels fill 3 of 8); the input
+/// gradient of a convolution without padding also multiplies the output gradient's padding (at
+/// 10x10 from 14x14 by 5x5, 196 positions for 100 outputs' worth). Measured on AVX-512 against
+/// im2col and gemm: twice as fast on 32x32 planes, as fast on 8x8 (two thirds needed), slower on
+/// 7x7 in wide tiles (half needed) and narrow ones (three quarters) on a Zen 4, where gemm's
+/// large products on airnet's 256 channels run near its peak; faster on 7x7 in pixel tiles
+/// (seven eighths).
 fn worth_it(g: &Geometry, side: [usize; 2], channels: usize) -> bool {
     let lanes = pulp::Arch::new().dispatch(Lanes);
-    let wide = TileShape::Wide;
     let [oh, ow] = g.output;
+    let computed = [TileShape::Wide, TileShape::Pixels]
+        .map(|shape| shape.computed(lanes, side, g.kernel[1]))
+        .into_iter()
+        .min()
+        .unwrap_or(0);
     stride_one_dense(g)
-        && 3 * oh * ow >= 2 * wide.computed(lanes, side, g.kernel[1])
-        && 2 * channels >= wide.channels(lanes, channels)
+        && 3 * oh * ow >= 2 * computed
+        && 2 * channels >= TileShape::Wide.channels(lanes, channels)
 }
 
 /// Whether `g` is a convolution this module computes: dense, with channels, not pointwise (1x1
@@ -106,7 +116,14 @@ fn forward_on(
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(out * g.channels_in + c) * taps + ky * kw + kx]
     };
-    correlation.run(arch, g.batch, x, weight_at, epilogue)
+    correlation.run(
+        arch,
+        correlation.shape(arch),
+        g.batch,
+        x,
+        weight_at,
+        epilogue,
+    )
 }
 
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
@@ -129,7 +146,15 @@ fn input_grad_on(arch: pulp::Arch, weight: &[f32], output_grad: &[f32], g: &Geom
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(c * g.channels_in + out) * taps + (kh - 1 - ky) * kw + (kw - 1 - kx)]
     };
-    correlation.run(arch, g.batch, output_grad, weight_at, &Epilogue::NONE)
+    let shape = correlation.shape(arch);
+    correlation.run(
+        arch,
+        shape,
+        g.batch,
+        output_grad,
+        weight_at,
+        &Epilogue::NONE,
+    )
 }
 
 /// Whether [`weight_grad`] computes `g`: [`stride_one_dense`], and at least half of the
@@ -168,7 +193,7 @@ fn weight_grad_on(arch: pulp::Arch, x: &[f32], output_grad: &[f32], g: &Geometry
     if positions == 0 {
         return vec![0.0; g.channels_out * taps];
     }
-    let layout = correlation.layout(TileShape::Wide.positions(lanes));
+    let layout = correlation.layout(TileShape::Wide, lanes);
     let offsets = correlation.offsets(&layout);
     let padded_out = g.channels_out.div_ceil(columns) * columns;
     let sample_in = g.channels_in * g.input[0] * g.input[1];
@@ -223,6 +248,13 @@ enum TileShape {
     /// small planes where three vectors' rounding computes for nothing (an 8x8 output of a 3x3
     /// kernel has 80 padded positions: 96 in wide tiles of 48, 80 in narrow ones of 16).
     Narrow,
+    /// Consecutive positions of one output row × two vectors of output channels in the vector
+    /// lanes (8 positions where the CPU has 32 vector registers, 4 where it has 16; see
+    /// [`pixel_tile`]): a tile broadcasts each position's input value and multiplies it with the
+    /// channels' weights, so it computes a row's own positions and not the padding columns
+    /// between rows (an 8x8 output of a 3x3 kernel: 64 positions, against 80 in narrow tiles),
+    /// at 10 loads (or 6) for 16 (or 8) multiply-adds a tap.
+    Pixels,
 }
 
 impl TileShape {
@@ -230,18 +262,15 @@ impl TileShape {
     /// it computes at least an eighth fewer positions × channels.
     fn for_planes(lanes: usize, side: [usize; 2], kw: usize, channels: usize) -> Self {
         let work = |shape: Self| shape.computed(lanes, side, kw) * shape.channels(lanes, channels);
-        if 8 * work(Self::Narrow) <= 7 * work(Self::Wide) {
+        let shape = if 8 * work(Self::Narrow) <= 7 * work(Self::Wide) {
             Self::Narrow
         } else {
             Self::Wide
-        }
-    }
-
-    /// Vectors of positions in a tile.
-    fn vectors(self) -> usize {
-        match self {
-            Self::Wide => 3,
-            Self::Narrow => 1,
+        };
+        if work(Self::Pixels) < work(shape) {
+            Self::Pixels
+        } else {
+            shape
         }
     }
 
@@ -251,19 +280,27 @@ impl TileShape {
         match self {
             Self::Wide => wide,
             Self::Narrow => 2 * wide,
+            Self::Pixels => PIXEL_VECTORS * lanes,
         }
     }
 
     /// Positions in a tile.
     fn positions(self, lanes: usize) -> usize {
-        self.vectors() * lanes
+        match self {
+            Self::Wide => 3 * lanes,
+            Self::Narrow => lanes,
+            Self::Pixels => pixel_tile(lanes),
+        }
     }
 
-    /// Positions computed per plane of `side` through a kernel `kw` wide: whole padded rows,
-    /// rounded up to whole tiles.
+    /// Positions computed per plane of `side` through a kernel `kw` wide: whole padded rows
+    /// rounded up to whole tiles, or for [`Self::Pixels`] each row rounded up to whole tiles.
     fn computed(self, lanes: usize, side: [usize; 2], kw: usize) -> usize {
         let tile = self.positions(lanes);
-        (side[0] * (side[1] + kw - 1)).div_ceil(tile) * tile
+        match self {
+            Self::Wide | Self::Narrow => (side[0] * (side[1] + kw - 1)).div_ceil(tile) * tile,
+            Self::Pixels => side[0] * side[1].div_ceil(tile) * tile,
+        }
     }
 
     /// `channels` rounded up to whole tiles.
@@ -272,6 +309,16 @@ impl TileShape {
         channels.div_ceil(block) * block
     }
 }
+
+/// Positions of an output row in a [`TileShape::Pixels`] tile, by vector width: with
+/// [`PIXEL_VECTORS`] vectors of channels, 16 running sums where the CPU has 32 vector registers
+/// (AVX-512), 8 where it has 16 (AVX2), enough to keep both multiply-add units busy.
+const fn pixel_tile(lanes: usize) -> usize {
+    if lanes >= 16 { 8 } else { 4 }
+}
+
+/// Vectors of output channels in a [`TileShape::Pixels`] tile.
+const PIXEL_VECTORS: usize = 2;
 
 /// The number of f32 lanes of the vector registers pulp picks.
 struct Lanes;
@@ -298,9 +345,20 @@ struct Correlation {
 }
 
 impl Correlation {
+    /// The tiles that compute the fewest positions × channels on `arch` (see
+    /// [`TileShape::for_planes`]).
+    fn shape(&self, arch: pulp::Arch) -> TileShape {
+        let lanes = arch.dispatch(Lanes);
+        TileShape::for_planes(lanes, self.output, self.kernel[1], self.channels[1])
+    }
+
+    /// The correlation of each sample in `source` with `weight(out, c, ky, kx)`, in tiles of
+    /// `shape`, each output plane through `epilogue`. Every shape sums each output's taps in the
+    /// same order: the same bits.
     fn run(
         &self,
         arch: pulp::Arch,
+        shape: TileShape,
         batch: usize,
         source: &[f32],
         weight: impl Fn(usize, usize, usize, usize) -> f32,
@@ -309,7 +367,6 @@ impl Correlation {
         let lanes = arch.dispatch(Lanes);
         let [channels_in, channels_out] = self.channels;
         let [kh, kw] = self.kernel;
-        let shape = TileShape::for_planes(lanes, self.output, kw, channels_out);
         let block = shape.block(lanes);
         // The weight as the tiles read it: per block of output channels, per tap, the block's
         // weights side by side (zero past the last channel).
@@ -327,10 +384,9 @@ impl Correlation {
                 }
             }
         }
-        let tile = shape.positions(lanes);
-        let layout = self.layout(tile);
+        let layout = self.layout(shape, lanes);
         let offsets = self.offsets(&layout);
-        let chunk = self.chunk(&layout, tile, block);
+        let chunk = self.chunk(&layout, shape, lanes);
         let [oh, ow] = self.output;
         let sample_in = channels_in * self.source[0] * self.source[1];
         let sample_out = channels_out * oh * ow;
@@ -356,14 +412,25 @@ impl Correlation {
                         packed: &packed,
                         offsets: &offsets,
                         computed: layout.computed,
+                        output: self.output,
+                        width: layout.width,
                         chunk,
                         sums,
                     });
-                    for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
-                        let sums = &sums[c * layout.computed..];
-                        for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
-                            row.copy_from_slice(&sums[y * layout.width..][..ow]);
+                    match shape {
+                        TileShape::Wide | TileShape::Narrow => {
+                            for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
+                                let sums = &sums[c * layout.computed..];
+                                for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+                                    row.copy_from_slice(&sums[y * layout.width..][..ow]);
+                                }
+                            }
                         }
+                        TileShape::Pixels => {
+                            self.channels_first(sums, layout.computed, block, output);
+                        }
+                    }
+                    for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
                         epilogue.apply(c, plane);
                     }
                 },
@@ -382,16 +449,21 @@ impl Correlation {
             .collect()
     }
 
-    /// The padded planes of a sample, for tiles of `tile` positions.
-    fn layout(&self, tile: usize) -> Layout {
+    /// The padded planes of a sample, for tiles of `shape`.
+    fn layout(&self, shape: TileShape, lanes: usize) -> Layout {
         let [oh, ow] = self.output;
         let [kh, kw] = self.kernel;
         let (height, width) = (oh + kh - 1, ow + kw - 1);
         let plane = height * width;
-        let computed = (oh * width).div_ceil(tile) * tile;
-        // The last tile of the last channel's last tap reads up to `computed` values on from it.
+        let computed = shape.computed(lanes, self.output, kw);
+        // How far on from where a tap of the last channel reads for the first position the last
+        // tile reads.
+        let tiles_reach = match shape {
+            TileShape::Wide | TileShape::Narrow => computed,
+            TileShape::Pixels => oh.saturating_sub(1) * width + computed / oh.max(1),
+        };
         let reach =
-            self.channels[0].saturating_sub(1) * plane + (kh - 1) * width + (kw - 1) + computed;
+            self.channels[0].saturating_sub(1) * plane + (kh - 1) * width + (kw - 1) + tiles_reach;
         Layout {
             width,
             plane,
@@ -400,13 +472,44 @@ impl Correlation {
         }
     }
 
-    /// Taps per pass over the tiles (see [`Tiles`]): what a tile reads of a channel's planes and
-    /// that channel's weights for a block of `block` output channels, as many channels as fill
-    /// half the first-level cache.
-    fn chunk(&self, layout: &Layout, tile: usize, block: usize) -> usize {
+    /// Taps per pass over the tiles (see [`Tiles`]): as many channels' taps as fill half the
+    /// first-level cache with what a tile reads of a channel's planes and that channel's
+    /// weights for a block of output channels; for [`TileShape::Pixels`], whose tiles
+    /// of a block run over the whole plane, with the block's weights alone.
+    fn chunk(&self, layout: &Layout, shape: TileShape, lanes: usize) -> usize {
         let [kh, kw] = self.kernel;
-        let per_channel = (tile + (kh - 1) * layout.width + kw - 1) + kh * kw * block;
+        let weights = kh * kw * shape.block(lanes);
+        let per_channel = match shape {
+            TileShape::Wide | TileShape::Narrow => {
+                shape.positions(lanes) + (kh - 1) * layout.width + kw - 1 + weights
+            }
+            TileShape::Pixels => weights,
+        };
         (first_level_cache_floats() / 2 / per_channel).max(1) * kh * kw
+    }
+
+    /// Sums of [`TileShape::Pixels`] tiles, `[block, oh, row, block's channels]` with `computed`
+    /// = `oh · row` positions per block, as the output's planes `[channels, oh, ow]`.
+    fn channels_first(&self, sums: &[f32], computed: usize, block: usize, output: &mut [f32]) {
+        let [oh, ow] = self.output;
+        let row = computed / oh.max(1);
+        let channels = self.channels[1];
+        for (b, sums) in sums.chunks_exact(computed * block).enumerate() {
+            let first = b * block;
+            let columns = block.min(channels - first);
+            let planes = &mut output[first * oh * ow..];
+            if row == ow {
+                transpose((sums, block), (planes, oh * ow), [oh * ow, columns]);
+            } else {
+                for y in 0..oh {
+                    transpose(
+                        (&sums[y * row * block..], block),
+                        (&mut planes[y * ow..], oh * ow),
+                        [ow, columns],
+                    );
+                }
+            }
+        }
     }
 
     /// One sample's source planes into `padded`, which holds zeros or an earlier sample's planes
@@ -440,13 +543,18 @@ struct Layout {
     padded: usize,
 }
 
-/// Every tile of a sample: `sums[o, p] = Σ_tap packed(o, tap) · padded[offsets[tap] + p]`.
+/// Every tile of a sample: `sums[o, p] = Σ_tap packed(o, tap) · padded[offsets[tap] + p]`, for
+/// [`TileShape::Pixels`] `[block, oh, row, o]` instead of `[o, p]`.
 struct Tiles<'a> {
     shape: TileShape,
     padded: &'a [f32],
     packed: &'a [f32],
     offsets: &'a [usize],
+    /// Positions computed per output channel.
     computed: usize,
+    output: [usize; 2],
+    /// The padded planes' width.
+    width: usize,
     /// Taps per pass over the tiles: a few input channels' worth, so that the values a tile
     /// reads stay in the first-level cache from one block of output channels to the next.
     chunk: usize,
@@ -463,6 +571,10 @@ impl WithSimd for Tiles<'_> {
             (TileShape::Wide, _) => self.run::<S, 3, 4>(simd),
             (TileShape::Narrow, 16) => self.run::<S, 1, 16>(simd),
             (TileShape::Narrow, _) => self.run::<S, 1, 8>(simd),
+            (TileShape::Pixels, _) if pixel_tile(S::F32_LANES) == 8 => {
+                self.run_pixels::<S, 8, PIXEL_VECTORS>(simd)
+            }
+            (TileShape::Pixels, _) => self.run_pixels::<S, 4, PIXEL_VECTORS>(simd),
         }
     }
 }
@@ -472,8 +584,8 @@ impl Tiles<'_> {
     fn run<S: Simd, const VECTORS: usize, const BLOCK: usize>(self, simd: S) {
         let lanes = S::F32_LANES;
         assert_eq!(
-            (VECTORS, BLOCK),
-            (self.shape.vectors(), self.shape.block(lanes))
+            (VECTORS * lanes, BLOCK),
+            (self.shape.positions(lanes), self.shape.block(lanes))
         );
         let tile = VECTORS * lanes;
         let taps = self.offsets.len();
@@ -517,6 +629,70 @@ impl Tiles<'_> {
                         let (vectors, _) = S::as_mut_simd_f32s(&mut self.sums[at(j)..][..tile]);
                         for (to, s) in vectors.iter_mut().zip(sum) {
                             *to = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`TileShape::Pixels`] tiles of `PIXELS` positions × `VECTORS` vectors of channels.
+    #[inline(always)]
+    fn run_pixels<S: Simd, const PIXELS: usize, const VECTORS: usize>(self, simd: S) {
+        let lanes = S::F32_LANES;
+        let block = VECTORS * lanes;
+        assert_eq!(
+            (PIXELS, block),
+            (self.shape.positions(lanes), self.shape.block(lanes))
+        );
+        let [oh, _] = self.output;
+        let taps = self.offsets.len();
+        let row = self.computed / oh.max(1);
+        assert!(row.is_multiple_of(PIXELS) && self.packed.len().is_multiple_of(taps * block));
+        let reach = self
+            .offsets
+            .iter()
+            .max()
+            .map_or(0, |m| m + oh.saturating_sub(1) * self.width + row);
+        assert!(reach <= self.padded.len());
+        assert!(self.sums.len() >= self.packed.len() / taps * self.computed);
+        let padded = self.padded.as_ptr();
+        for first in (0..taps).step_by(self.chunk) {
+            let chunk = first..(first + self.chunk).min(taps);
+            let offsets = &self.offsets[chunk.clone()];
+            for (b, panel) in self.packed.chunks_exact(taps * block).enumerate() {
+                let weights = &panel[chunk.start * block..chunk.end * block];
+                for y in 0..oh {
+                    for x in (0..row).step_by(PIXELS) {
+                        let at = (b * self.computed + y * row + x) * block;
+                        let tile = &mut self.sums[at..][..PIXELS * block];
+                        // The sums so far, when an earlier chunk of taps left them.
+                        let mut sums: [[S::f32s; VECTORS]; PIXELS] = std::array::from_fn(|i| {
+                            if first == 0 {
+                                [simd.splat_f32s(0.0); VECTORS]
+                            } else {
+                                let (vectors, _) = S::as_simd_f32s(&tile[i * block..][..block]);
+                                std::array::from_fn(|v| vectors[v])
+                            }
+                        });
+                        let start = y * self.width + x;
+                        for (&offset, weights) in offsets.iter().zip(weights.chunks_exact(block)) {
+                            let (weights, _) = S::as_simd_f32s(weights);
+                            for (i, sum) in sums.iter_mut().enumerate() {
+                                // SAFETY: `offset + start + i < reach <= padded.len()`
+                                // (asserted above): `start + i < (oh − 1)·width + row`.
+                                let value =
+                                    simd.splat_f32s(unsafe { *padded.add(offset + start + i) });
+                                for (s, &w) in sum.iter_mut().zip(weights) {
+                                    *s = simd.mul_add_f32s(value, w, *s);
+                                }
+                            }
+                        }
+                        for (i, sum) in sums.iter().enumerate() {
+                            let (vectors, _) = S::as_mut_simd_f32s(&mut tile[i * block..][..block]);
+                            for (to, s) in vectors.iter_mut().zip(sum) {
+                                *to = *s;
+                            }
                         }
                     }
                 }
@@ -657,19 +833,18 @@ mod tests {
     }
 
     /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions or 8 of 8,
-    /// 6 taps) and the scalar ones included, which an AVX-512 machine never picks on its own; wide
-    /// tiles and narrow ones (the 8x8 planes).
+    /// 4 positions of 16 channels, 6 taps) and the scalar ones included, which an AVX-512 machine
+    /// never picks on its own; wide tiles, narrow ones (8x8 planes of a vector's channels) and pixel tiles
+    /// (8x8 planes of 30 channels, and 8x6 planes of 32, rows shorter than a tile, forward and
+    /// input gradient).
     #[test]
     fn every_instruction_set_computes_the_definition() {
         for lanes in [8, 16] {
-            assert_eq!(
-                TileShape::for_planes(lanes, [8, 8], 3, 16),
-                TileShape::Narrow
-            );
-            assert_eq!(
-                TileShape::for_planes(lanes, [9, 11], 3, 20),
-                TileShape::Wide
-            );
+            let shape = |side, kw, channels| TileShape::for_planes(lanes, side, kw, channels);
+            assert_eq!(shape([8, 8], 3, lanes), TileShape::Narrow);
+            assert_eq!(shape([9, 11], 3, 20), TileShape::Wide);
+            assert_eq!(shape([8, 8], 3, 30), TileShape::Pixels);
+            assert_eq!(shape([8, 6], 5, 32), TileShape::Pixels);
         }
         let mut arches = vec![Arch::Scalar];
         arches.extend(V3::try_new().map(Arch::V3));
@@ -698,6 +873,9 @@ mod tests {
             geometry(2, [7, 9], [8, 13], [5, 3], [2, 0]),
             geometry(1, [30, 6], [6, 6], [5, 5], [4, 4]),
             geometry(2, [9, 16], [8, 8], [3, 3], [1, 1]),
+            geometry(2, [9, 8], [8, 8], [3, 3], [1, 1]),
+            geometry(2, [3, 30], [8, 8], [3, 3], [1, 1]),
+            geometry(2, [32, 32], [8, 6], [5, 5], [2, 2]),
         ] {
             let values = |len: usize, seed: usize| -> Vec<f32> {
                 (0..len)
@@ -720,6 +898,35 @@ mod tests {
                 let ours = weight_grad_on(arch, &x, &output_grad, &g);
                 assert_close(&ours, &weight_grad, &format!("weight gradient, {case}"));
             }
+        }
+    }
+
+    /// Wide, narrow and pixel tiles give the same bits, on every instruction set: which one a
+    /// layer runs in leaves a seeded training run as it was.
+    #[test]
+    fn every_tile_shape_sums_in_the_same_order() {
+        let mut arches = vec![Arch::Scalar];
+        arches.extend(V3::try_new().map(Arch::V3));
+        arches.extend(V4::try_new().map(Arch::V4));
+        let correlation = Correlation {
+            channels: [21, 40],
+            source: [8, 7],
+            output: [8, 7],
+            kernel: [3, 3],
+            offset: [1, 1],
+        };
+        let source: Vec<f32> = (0..2 * 21 * 8 * 7)
+            .map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0)
+            .collect();
+        let weight = |out: usize, c: usize, ky: usize, kx: usize| {
+            (((out * 21 + c) * 9 + ky * 3 + kx) * 104_729 % 1999) as f32 / 999.0 - 1.0
+        };
+        for arch in arches {
+            let [wide, narrow, pixels] = [TileShape::Wide, TileShape::Narrow, TileShape::Pixels]
+                .map(|shape| correlation.run(arch, shape, 2, &source, weight, &Epilogue::NONE));
+            assert!(wide.iter().any(|&v| v != 0.0), "{arch:?}");
+            assert_eq!(wide, narrow, "{arch:?}");
+            assert_eq!(wide, pixels, "{arch:?}");
         }
     }
 }
