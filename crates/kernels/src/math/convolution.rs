@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::direct;
 use super::epilogue::Epilogue;
+use super::output::written_in_pieces;
 use super::transpose::transpose;
 
 /// Output positions per matrix product, when planes are small enough to group samples: few
@@ -84,16 +85,13 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
         return direct::forward(x, weight, g, epilogue);
     }
     let sample = g.channels_out * g.output_plane();
-    let mut output = vec![0.0; g.batch * sample];
-    if output.is_empty() {
-        return output;
-    }
     let per_group = g.samples_per_group();
     let plane = g.output_plane();
-    output
-        .par_chunks_mut(per_group * sample)
-        .enumerate()
-        .for_each_init(Scratch::default, |scratch, (i, output)| {
+    written_in_pieces(
+        g.batch * sample,
+        per_group * sample,
+        Scratch::default,
+        |scratch, i, output| {
             let samples = i * per_group..i * per_group + output.len() / sample;
             let n = samples.len() * plane;
             let single = samples.len() == 1;
@@ -125,8 +123,8 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
                     epilogue.apply(c, to);
                 }
             }
-        });
-    output
+        },
+    )
 }
 
 /// The output of a pointwise convolution ([`Geometry::is_pointwise`]): the weight
@@ -167,14 +165,12 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         return direct::input_grad(weight, output_grad, g);
     }
     let sample = g.input_sample();
-    let mut grad = vec![0.0; g.batch * sample];
-    if grad.is_empty() {
-        return grad;
-    }
     let per_group = g.samples_per_group();
-    grad.par_chunks_mut(per_group * sample)
-        .enumerate()
-        .for_each_init(Scratch::default, |scratch, (i, grad)| {
+    written_in_pieces(
+        g.batch * sample,
+        per_group * sample,
+        Scratch::default,
+        |scratch, i, grad| {
             let samples = i * per_group..i * per_group + grad.len() / sample;
             let n = samples.len() * g.output_plane();
             let planes = gather(
@@ -194,8 +190,8 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
                 Parallelism::None,
             );
             fold(&scratch.columns, g, n, grad);
-        });
-    grad
+        },
+    )
 }
 
 /// The gradient of the weight, `[channels_out, channels_in, kh, kw]`, from the input and the

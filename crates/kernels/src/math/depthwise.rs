@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use super::convolution::Geometry;
 use super::epilogue::Epilogue;
+use super::output::written_in_pieces;
 
 /// Outputs computed together in registers: two AVX2 vectors, one AVX-512 vector.
 const LANES: usize = 16;
@@ -32,18 +33,19 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
-    let mut output = vec![0.0; g.batch * g.channels_out * oh * ow];
-    if output.is_empty() {
-        return output;
+    let len = g.batch * g.channels_out * oh * ow;
+    if len == 0 {
+        return Vec::new();
     }
     let scratch = Scratch::new(g);
     let arch = pulp::Arch::new();
     // Small planes (7x7 at the end of EfficientNet) go several to a task.
     let planes_per_task = (4096 / (oh * ow)).max(1);
-    output
-        .par_chunks_mut(oh * ow * planes_per_task)
-        .enumerate()
-        .for_each_init(Vec::new, |padded, (task, out)| {
+    written_in_pieces(
+        len,
+        oh * ow * planes_per_task,
+        Vec::new,
+        |padded, task, out| {
             for (k, out) in out.chunks_mut(oh * ow).enumerate() {
                 let plane = task * planes_per_task + k;
                 let channel = plane % g.channels_in;
@@ -58,8 +60,8 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
                     epilogue: (epilogue, channel),
                 });
             }
-        });
-    output
+        },
+    )
 }
 
 /// One plane's convolution, compiled for each instruction set [`pulp`] chooses among; what it
@@ -300,26 +302,23 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
-    let mut grad = vec![0.0; g.batch * g.channels_in * h * w];
-    if grad.is_empty() || oh * ow == 0 {
-        return grad;
+    let len = g.batch * g.channels_in * h * w;
+    if len == 0 || oh * ow == 0 {
+        return vec![0.0; len];
     }
     let scratch = Scratch::new(g);
     let arch = pulp::Arch::new();
-    grad.par_chunks_mut(h * w)
-        .zip(output_grad.par_chunks(oh * ow))
-        .enumerate()
-        .for_each_init(Vec::new, |padded, (plane, (grad, output_grad))| {
-            let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
-            arch.dispatch(PlaneGrad {
-                scratch: &scratch,
-                output_grad,
-                kernel,
-                padded,
-                grad,
-            });
+    written_in_pieces(len, h * w, Vec::new, |padded, plane, grad| {
+        let output_grad = &output_grad[plane * oh * ow..][..oh * ow];
+        let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
+        arch.dispatch(PlaneGrad {
+            scratch: &scratch,
+            output_grad,
+            kernel,
+            padded,
+            grad,
         });
-    grad
+    })
 }
 
 /// One plane's input gradient, compiled as [`Plane`] is.

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use super::convolution::{Geometry, summed_per_channel};
 use super::epilogue::Epilogue;
+use super::output::written_in_pieces;
 use super::transpose::transpose;
 
 /// Whether [`forward`] computes `g` (see [`worth_it`]).
@@ -390,52 +391,47 @@ impl Correlation {
         let [oh, ow] = self.output;
         let sample_in = channels_in * self.source[0] * self.source[1];
         let sample_out = channels_out * oh * ow;
-        let mut output = vec![0.0; batch * sample_out];
-        if output.is_empty() {
-            return output;
-        }
-        output
-            .par_chunks_mut(sample_out)
-            .zip(source.par_chunks(sample_in))
-            .for_each_init(
-                || {
-                    (
-                        vec![0.0; layout.padded],
-                        vec![0.0; blocks * block * layout.computed],
-                    )
-                },
-                |(padded, sums), (output, source)| {
-                    self.pad(source, &layout, padded);
-                    arch.dispatch(Tiles {
-                        shape,
-                        padded,
-                        packed: &packed,
-                        offsets: &offsets,
-                        computed: layout.computed,
-                        output: self.output,
-                        width: layout.width,
-                        chunk,
-                        sums,
-                    });
-                    match shape {
-                        TileShape::Wide | TileShape::Narrow => {
-                            for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
-                                let sums = &sums[c * layout.computed..];
-                                for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
-                                    row.copy_from_slice(&sums[y * layout.width..][..ow]);
-                                }
+        written_in_pieces(
+            batch * sample_out,
+            sample_out,
+            || {
+                (
+                    vec![0.0; layout.padded],
+                    vec![0.0; blocks * block * layout.computed],
+                )
+            },
+            |(padded, sums), i, output| {
+                let source = &source[i * sample_in..][..sample_in];
+                self.pad(source, &layout, padded);
+                arch.dispatch(Tiles {
+                    shape,
+                    padded,
+                    packed: &packed,
+                    offsets: &offsets,
+                    computed: layout.computed,
+                    output: self.output,
+                    width: layout.width,
+                    chunk,
+                    sums,
+                });
+                match shape {
+                    TileShape::Wide | TileShape::Narrow => {
+                        for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
+                            let sums = &sums[c * layout.computed..];
+                            for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+                                row.copy_from_slice(&sums[y * layout.width..][..ow]);
                             }
                         }
-                        TileShape::Pixels => {
-                            self.channels_first(sums, layout.computed, block, output);
-                        }
                     }
-                    for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
-                        epilogue.apply(c, plane);
+                    TileShape::Pixels => {
+                        self.channels_first(sums, layout.computed, block, output);
                     }
-                },
-            );
-        output
+                }
+                for (c, plane) in output.chunks_exact_mut(oh * ow).enumerate() {
+                    epilogue.apply(c, plane);
+                }
+            },
+        )
     }
 
     /// Where each tap `(c, ky, kx)` reads, from a position, in the padded planes.

@@ -2,9 +2,8 @@
 //! picking each window's maximum exactly as Burn does: the first of equal values, the last NaN.
 //! The backward pass finds the maximum again from the input instead of keeping 8-byte indices.
 
-use rayon::prelude::*;
-
 use super::epilogue::Epilogue;
+use super::output::written_in_pieces;
 
 /// Which of a window's four values, in the order top-left, top-right, bottom-left,
 /// bottom-right, is its maximum.
@@ -29,15 +28,15 @@ pub fn forward(
 ) -> Vec<f32> {
     let (oh, ow) = (height / 2, width / 2);
     let planes = x.len() / (height * width);
-    let mut output = vec![0.0; planes * oh * ow];
     if oh * ow == 0 {
-        return output;
+        return Vec::new();
     }
-    output
-        .par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(height * width))
-        .enumerate()
-        .for_each(|(p, (out, plane))| {
+    written_in_pieces(
+        planes * oh * ow,
+        oh * ow,
+        || (),
+        |(), p, out| {
+            let plane = &x[p * height * width..][..height * width];
             for (out, rows) in out.chunks_exact_mut(ow).zip(plane.chunks_exact(2 * width)) {
                 let (top, bottom) = rows.split_at(width);
                 for ((out, top), bottom) in out
@@ -49,8 +48,8 @@ pub fn forward(
                 }
             }
             epilogue.apply(p % channels, out);
-        });
-    output
+        },
+    )
 }
 
 /// A window's gradient: `g` at position `best` (in [`window_max`]'s order), zero elsewhere.
@@ -64,14 +63,16 @@ const BLOCK: usize = 8;
 /// The input gradient: each window's output gradient at its maximum, zero elsewhere.
 pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
     let (oh, ow) = (height / 2, width / 2);
-    let mut grad = vec![0.0; x.len()];
     if oh * ow == 0 {
-        return grad;
+        return vec![0.0; x.len()];
     }
-    grad.par_chunks_mut(height * width)
-        .zip(x.par_chunks(height * width))
-        .zip(output_grad.par_chunks(oh * ow))
-        .for_each(|((grad, plane), output_grad)| {
+    written_in_pieces(
+        x.len(),
+        height * width,
+        || (),
+        |(), p, grad| {
+            let plane = &x[p * height * width..][..height * width];
+            let output_grad = &output_grad[p * oh * ow..][..oh * ow];
             let rows = grad
                 .chunks_exact_mut(2 * width)
                 .zip(plane.chunks_exact(2 * width))
@@ -107,6 +108,6 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
                     [grad_bottom[2 * i], grad_bottom[2 * i + 1]] = [g2, g3];
                 }
             }
-        });
-    grad
+        },
+    )
 }

@@ -9,4 +9,5 @@ pub mod dropout;
 pub mod epilogue;
 pub mod gelu;
 pub mod max_pool;
+pub(crate) mod output;
 pub mod transpose;

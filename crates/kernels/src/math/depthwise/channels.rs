@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::LANES;
 use crate::math::convolution::{Geometry, TASKS, summed_per_channel};
 use crate::math::epilogue::Epilogue;
+use crate::math::output::written_in_pieces;
 use crate::math::transpose::transpose;
 
 /// Channels summed together, four vectors' worth: four independent chains of additions.
@@ -127,37 +128,33 @@ fn per_sample(
     let g = layout.g;
     let (from, from_sides) = from;
     let (from_plane, to_plane) = (from_sides[0] * from_sides[1], to[0] * to[1]);
-    let mut output = vec![0.0; g.batch * g.channels_in * to_plane];
-    if output.is_empty() {
-        return output;
-    }
     let taps = layout.taps(weight);
     let arch = pulp::Arch::new();
-    output
-        .par_chunks_mut(g.channels_in * to_plane)
-        .zip(from.par_chunks(g.channels_in * from_plane))
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(source, target), (output, from)| {
-                layout.to_channels_last(from, from_plane, source);
-                // Every value is written by `Gather`: sized once, not zeroed per sample.
-                target.resize(to_plane * layout.padded, 0.0);
-                arch.dispatch(Gather {
-                    padded: layout.padded,
-                    kernel_width: g.kernel[1],
-                    source,
-                    source_width: from_sides[1],
-                    taps: &taps,
-                    pairs,
-                    target,
-                });
-                layout.to_planes(target, output);
-                for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
-                    epilogue.apply(c, plane);
-                }
-            },
-        );
-    output
+    let sample_from = g.channels_in * from_plane;
+    written_in_pieces(
+        g.batch * g.channels_in * to_plane,
+        g.channels_in * to_plane,
+        || (Vec::new(), Vec::new()),
+        |(source, target), i, output| {
+            let from = &from[i * sample_from..][..sample_from];
+            layout.to_channels_last(from, from_plane, source);
+            // Every value is written by `Gather`: sized once, not zeroed per sample.
+            target.resize(to_plane * layout.padded, 0.0);
+            arch.dispatch(Gather {
+                padded: layout.padded,
+                kernel_width: g.kernel[1],
+                source,
+                source_width: from_sides[1],
+                taps: &taps,
+                pairs,
+                target,
+            });
+            layout.to_planes(target, output);
+            for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
+                epilogue.apply(c, plane);
+            }
+        },
+    )
 }
 
 /// One sample's targets, channels-last: for each, [`GROUP`] channels at a time, the sum over its
