@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::fallback::*;
 use crate::math::convolution::Geometry;
 use crate::math::epilogue::{Activation, Epilogue, Normalization, passes_relu};
+use crate::math::output::written_in_pieces;
 use crate::math::{batch_norm, convolution, depthwise, dropout, gelu, max_pool};
 use crate::{CHUNK, Kernels, RunningNorm};
 
@@ -85,12 +86,17 @@ fn forward(x: FlexTensor, weight: FlexTensor, g: &Geometry, epilogue: &Epilogue)
 /// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
 /// that already, a copy otherwise, so that a kernel can overwrite it.
 fn owned(x: FlexTensor) -> FlexTensor {
-    let layout = x.layout();
-    if x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0 {
+    if is_own(&x) {
         return x;
     }
     let shape = x.shape();
     FlexTensor::from_data(TensorData::new(f32s(&x.to_contiguous()).to_vec(), shape))
+}
+
+/// Whether `x` has storage of its own holding exactly its elements, in order.
+fn is_own(x: &FlexTensor) -> bool {
+    let layout = x.layout();
+    x.is_unique() && layout.is_contiguous() && layout.start_offset() == 0
 }
 
 /// The elements of a contiguous f32 tensor.
@@ -106,7 +112,7 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return burns_relu6::<Self>(x);
         }
-        map_in_place(x, |v| Activation::Relu6.apply(v))
+        mapped(x, activated(Activation::Relu6))
     }
 
     fn relu6_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -122,10 +128,7 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::gelu(x);
         }
-        let mut x = owned(x);
-        let n = x.layout().num_elements();
-        gelu::forward(&mut x.storage_mut::<f32>()[..n]);
-        x
+        mapped(x, gelu::forward)
     }
 
     fn gelu_exact_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -143,7 +146,7 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::relu(x);
         }
-        map_in_place(x, |v| Activation::Relu.apply(v))
+        mapped(x, activated(Activation::Relu))
     }
 
     fn rectify_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -386,18 +389,36 @@ impl Kernels for Flex {
     }
 }
 
-/// `f` of every element of an f32 tensor, on every core.
-fn map_in_place(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
-    let mut x = owned(x);
-    let n = x.layout().num_elements();
-    x.storage_mut::<f32>()[..n]
-        .par_chunks_mut(CHUNK)
-        .for_each(|chunk| {
-            for v in chunk {
-                *v = f(*v);
-            }
-        });
-    x
+/// `apply` run over every element of an f32 tensor, a chunk at a time on every core: in place
+/// where the tensor is not shared; otherwise on each chunk copied into a new tensor just before,
+/// while it is in cache (training keeps the input for the gradient), rather than on a copy of the
+/// whole tensor made first.
+fn mapped(x: FlexTensor, apply: impl Fn(&mut [f32]) + Send + Sync) -> FlexTensor {
+    if is_own(&x) {
+        let mut x = x;
+        let n = x.layout().num_elements();
+        x.storage_mut::<f32>()[..n]
+            .par_chunks_mut(CHUNK)
+            .for_each(apply);
+        return x;
+    }
+    let x = x.to_contiguous();
+    let values = f32s(&x);
+    let output = written_in_pieces(
+        values.len(),
+        CHUNK,
+        || (),
+        |(), i, chunk| {
+            chunk.copy_from_slice(&values[i * CHUNK..][..chunk.len()]);
+            apply(chunk);
+        },
+    );
+    FlexTensor::from_data(TensorData::new(output, x.shape()))
+}
+
+/// `activation` applied to every value of a chunk.
+fn activated(activation: Activation) -> impl Fn(&mut [f32]) + Send + Sync {
+    move |chunk| chunk.iter_mut().for_each(|v| *v = activation.apply(*v))
 }
 
 /// The output gradient where `passes(x)` (`x` the operation's input or output), zero elsewhere,

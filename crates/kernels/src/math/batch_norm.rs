@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::epilogue::Normalization;
+use super::output::written_in_pieces;
 
 /// How the values are laid out: `batch` samples of `channels` planes of `size` values.
 #[derive(Debug, Clone, Copy)]
@@ -111,23 +112,18 @@ impl<'a, P: Iterator<Item = (&'a [f32], &'a [f32])>> pulp::WithSimd for ChannelS
     }
 }
 
-/// Each plane `(n, c)` of `values` replaced by `x → scale[c]·x + shift[c]`, or
-/// `x → scale[c]·x + slope[c]·other + shift[c]` with the same plane of `other`.
-fn affine(values: &mut [f32], other: Option<&[f32]>, planes: Planes, coefficients: &[[f32; 3]]) {
+/// Each plane `(n, c)` of `values` replaced by `x → scale[c]·x + slope[c]·other + shift[c]` with
+/// the same plane of `other`.
+fn affine(values: &mut [f32], other: &[f32], planes: Planes, coefficients: &[[f32; 3]]) {
     let Planes { channels, size, .. } = planes;
     values
         .par_chunks_mut(size.max(1))
         .enumerate()
         .for_each(|(plane, out)| {
             let [scale, slope, shift] = coefficients[plane % channels];
-            match other {
-                Some(other) => {
-                    let other = &other[plane * size..][..size];
-                    for (v, &o) in out.iter_mut().zip(other) {
-                        *v = scale * *v + slope * o + shift;
-                    }
-                }
-                None => out.iter_mut().for_each(|v| *v = scale * *v + shift),
+            let other = &other[plane * size..][..size];
+            for (v, &o) in out.iter_mut().zip(other) {
+                *v = scale * *v + slope * o + shift;
             }
         });
 }
@@ -151,15 +147,25 @@ pub fn forward(
             (mean, squares / planes.count())
         })
         .unzip();
-    let coefficients: Vec<[f32; 3]> = (0..planes.channels)
+    let coefficients: Vec<[f32; 2]> = (0..planes.channels)
         .map(|c| {
             let scale = f64::from(gamma[c]) / (variance[c] + epsilon).sqrt();
             let shift = f64::from(beta[c]) - mean[c] * scale;
-            [scale as f32, 0.0, shift as f32]
+            [scale as f32, shift as f32]
         })
         .collect();
-    let mut output = x.to_vec();
-    affine(&mut output, None, planes, &coefficients);
+    let size = planes.size;
+    let output = written_in_pieces(
+        x.len(),
+        size.max(1),
+        || (),
+        |(), plane, out| {
+            let [scale, shift] = coefficients[plane % planes.channels];
+            for (out, &v) in out.iter_mut().zip(&x[plane * size..]) {
+                *out = scale * v + shift;
+            }
+        },
+    );
     let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     (output, narrow(mean), narrow(variance))
 }
@@ -225,6 +231,6 @@ pub fn backward(
             [a as f32, b as f32, d as f32]
         })
         .collect();
-    affine(output_grad, Some(x), planes, &coefficients);
+    affine(output_grad, x, planes, &coefficients);
     (gamma_grad, beta_grad)
 }

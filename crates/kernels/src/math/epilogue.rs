@@ -105,7 +105,7 @@ impl Epilogue<'_> {
         match self.activation {
             Activation::Identity => {}
             // GELU's arithmetic is the epilogue's cost: on the vector instructions of the CPU.
-            Activation::Gelu => gelu::forward_on_this_thread(plane),
+            Activation::Gelu => gelu::forward(plane),
             activation => plane.iter_mut().for_each(|v| *v = activation.apply(*v)),
         }
     }

@@ -67,15 +67,8 @@ pub fn gelu_derivative(x: f32) -> f32 {
     normal_cdf(x) + x * INVERSE_SQRT_TAU * exp_nonpositive(-0.5 * x * x)
 }
 
-/// `values ← gelu(values)`, on every core.
+/// `values ← gelu(values)`, on the calling thread.
 pub fn forward(values: &mut [f32]) {
-    values
-        .par_chunks_mut(CHUNK)
-        .for_each(forward_on_this_thread);
-}
-
-/// `values ← gelu(values)`, on the calling thread (a plane another kernel is writing).
-pub fn forward_on_this_thread(values: &mut [f32]) {
     pulp::Arch::new().dispatch(Forward { values });
 }
 
