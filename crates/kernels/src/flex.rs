@@ -201,13 +201,9 @@ impl Kernels for Flex {
         else {
             return burns_convolution_normalized::<Self>(x, weight, options, norm, activation);
         };
-        let std = Normalization::deviations(f32s(&statistics[3]), norm.epsilon);
-        let epilogue = Epilogue {
-            bias: None,
-            normalization: Some(normalization(&statistics, &std)),
-            activation,
-        };
-        forward(x, weight, &g, &epilogue)
+        normalizing(&statistics, norm.epsilon, activation, |epilogue| {
+            forward(x, weight, &g, epilogue)
+        })
     }
 
     fn convolution_input_grad(
@@ -268,13 +264,9 @@ impl Kernels for Flex {
         else {
             return burns_max_pool2x2_normalized::<Self>(x, norm, activation);
         };
-        let std = Normalization::deviations(f32s(&statistics[3]), norm.epsilon);
-        let epilogue = Epilogue {
-            bias: None,
-            normalization: Some(normalization(&statistics, &std)),
-            activation,
-        };
-        pooled(x, &epilogue)
+        normalizing(&statistics, norm.epsilon, activation, |epilogue| {
+            pooled(x, epilogue)
+        })
     }
 
     fn max_pool2x2_backward(x: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
@@ -453,14 +445,25 @@ fn per_channel(norm: &RunningNorm<Flex>, channels: usize) -> Option<[FlexTensor;
     ours.then(|| statistics.map(|t| t.to_contiguous()))
 }
 
-/// The normalization by [`per_channel`]'s `statistics`, `std` the deviations of their variance.
-fn normalization<'a>(statistics: &'a [FlexTensor], std: &'a [f32]) -> Normalization<'a> {
-    Normalization {
-        gamma: f32s(&statistics[0]),
-        beta: f32s(&statistics[1]),
-        mean: f32s(&statistics[2]),
-        std,
-    }
+/// `run` with an epilogue that normalizes by [`per_channel`]'s `statistics` and then applies
+/// `activation`.
+fn normalizing<R>(
+    statistics: &[FlexTensor; 4],
+    epsilon: f64,
+    activation: Activation,
+    run: impl FnOnce(&Epilogue) -> R,
+) -> R {
+    let std = Normalization::deviations(f32s(&statistics[3]), epsilon);
+    run(&Epilogue {
+        bias: None,
+        normalization: Some(Normalization {
+            gamma: f32s(&statistics[0]),
+            beta: f32s(&statistics[1]),
+            mean: f32s(&statistics[2]),
+            std: &std,
+        }),
+        activation,
+    })
 }
 
 /// `x` max-pooled over 2x2 windows, each pooled plane through `epilogue`.
