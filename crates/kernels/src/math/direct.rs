@@ -147,10 +147,9 @@ fn input_grad_on(arch: pulp::Arch, weight: &[f32], output_grad: &[f32], g: &Geom
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(c * g.channels_in + out) * taps + (kh - 1 - ky) * kw + (kw - 1 - kx)]
     };
-    let shape = correlation.shape(arch);
     correlation.run(
         arch,
-        shape,
+        correlation.shape(arch),
         g.batch,
         output_grad,
         weight_at,
@@ -828,11 +827,19 @@ mod tests {
         assert!(worst < 1e-5, "{what} differs by {worst}");
     }
 
+    /// The scalar instruction set and every vector one this CPU has.
+    fn every_arch() -> Vec<Arch> {
+        let mut arches = vec![Arch::Scalar];
+        arches.extend(V3::try_new().map(Arch::V3));
+        arches.extend(V4::try_new().map(Arch::V4));
+        arches
+    }
+
     /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions or 8 of 8,
     /// 4 positions of 16 channels, 6 taps) and the scalar ones included, which an AVX-512 machine
-    /// never picks on its own; wide tiles, narrow ones (8x8 planes of a vector's channels) and pixel tiles
-    /// (8x8 planes of 30 channels, and 8x6 planes of 32, rows shorter than a tile, forward and
-    /// input gradient).
+    /// never picks on its own; wide tiles, narrow ones (8x8 planes of a vector's channels) and
+    /// pixel tiles (8x8 planes of 30 channels, and 8x6 planes of 32, rows shorter than a tile,
+    /// forward and input gradient).
     #[test]
     fn every_instruction_set_computes_the_definition() {
         for lanes in [8, 16] {
@@ -842,9 +849,7 @@ mod tests {
             assert_eq!(shape([8, 8], 3, 30), TileShape::Pixels);
             assert_eq!(shape([8, 6], 5, 32), TileShape::Pixels);
         }
-        let mut arches = vec![Arch::Scalar];
-        arches.extend(V3::try_new().map(Arch::V3));
-        arches.extend(V4::try_new().map(Arch::V4));
+        let arches = every_arch();
         let geometry = |batch,
                         [ci, co]: [usize; 2],
                         input: [usize; 2],
@@ -901,9 +906,6 @@ mod tests {
     /// layer runs in leaves a seeded training run as it was.
     #[test]
     fn every_tile_shape_sums_in_the_same_order() {
-        let mut arches = vec![Arch::Scalar];
-        arches.extend(V3::try_new().map(Arch::V3));
-        arches.extend(V4::try_new().map(Arch::V4));
         let correlation = Correlation {
             channels: [21, 40],
             source: [8, 7],
@@ -917,7 +919,7 @@ mod tests {
         let weight = |out: usize, c: usize, ky: usize, kx: usize| {
             (((out * 21 + c) * 9 + ky * 3 + kx) * 104_729 % 1999) as f32 / 999.0 - 1.0
         };
-        for arch in arches {
+        for arch in every_arch() {
             let [wide, narrow, pixels] = [TileShape::Wide, TileShape::Narrow, TileShape::Pixels]
                 .map(|shape| correlation.run(arch, shape, 2, &source, weight, &Epilogue::NONE));
             assert!(wide.iter().any(|&v| v != 0.0), "{arch:?}");
