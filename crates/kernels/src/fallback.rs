@@ -8,7 +8,7 @@ use burn::backend::{Backend, Scalar, get_or_init_device_settings};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
-use crate::{Activation, RunningNorm};
+use crate::{Activation, AdamStep, RunningNorm};
 
 /// Burn's `conv2d` with its bias, then the activation through [`Kernels`](crate::Kernels).
 pub(crate) fn burns_convolution_activated<B: Backend + crate::Kernels>(
@@ -84,6 +84,40 @@ pub(crate) fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) 
         like.dtype().into(),
     );
     B::float_mul_scalar(mask, Scalar::Float(1.0 / keep))
+}
+
+/// Burn's `Adam` step, operation by operation: (parameter, first moment, second moment).
+pub(crate) fn burns_adam_step<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    step: AdamStep,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let scalar = |value: f32| Scalar::Float(f64::from(value));
+    let grad = match step.penalty {
+        Some(penalty) => B::float_add(B::float_mul_scalar(param.clone(), scalar(penalty)), grad),
+        None => grad,
+    };
+    let scaled_g = B::float_mul_scalar(grad.clone(), scalar(1.0 - step.beta_1));
+    let squared = B::float_mul(grad.clone(), grad);
+    let scaled_g2 = B::float_mul_scalar(squared, scalar(1.0 - step.beta_2));
+    let (moment_1, moment_2) = if step.time == 1 {
+        (scaled_g, scaled_g2)
+    } else {
+        (
+            B::float_add(B::float_mul_scalar(moment_1, scalar(step.beta_1)), scaled_g),
+            B::float_add(
+                B::float_mul_scalar(moment_2, scalar(step.beta_2)),
+                scaled_g2,
+            ),
+        )
+    };
+    let (factor, shift) = step.corrections();
+    let root = B::float_add_scalar(B::float_sqrt(moment_2.clone()), scalar(shift));
+    let update = B::float_div(B::float_mul_scalar(moment_1.clone(), scalar(factor)), root);
+    let delta = B::float_mul_scalar(update, Scalar::Float(step.lr));
+    (B::float_sub(param, delta), moment_1, moment_2)
 }
 
 /// Burn's own BatchNorm with the batch's statistics: (output, mean, variance).

@@ -13,8 +13,8 @@ use crate::fallback::*;
 use crate::math::convolution::Geometry;
 use crate::math::epilogue::{Activation, Epilogue, Normalization, passes_relu};
 use crate::math::output::written_in_pieces;
-use crate::math::{batch_norm, convolution, depthwise, dropout, gelu, max_pool};
-use crate::{CHUNK, Kernels, RunningNorm};
+use crate::math::{adam, batch_norm, convolution, depthwise, dropout, gelu, max_pool};
+use crate::{AdamStep, CHUNK, Kernels, RunningNorm};
 
 /// The sizes of an f32 convolution on `Flex`.
 fn flex_geometry(
@@ -361,6 +361,35 @@ impl Kernels for Flex {
             planes,
         );
         x
+    }
+
+    fn adam_step(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        step: AdamStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let tensors = [&param, &grad, &moment_1, &moment_2];
+        let shape = param.shape();
+        if tensors
+            .iter()
+            .any(|t| t.dtype() != DType::F32 || t.shape() != shape)
+        {
+            return burns_adam_step::<Self>(param, grad, moment_1, moment_2, step);
+        }
+        let grad = grad.to_contiguous();
+        let (mut param, mut moment_1, mut moment_2) =
+            (owned(param), owned(moment_1), owned(moment_2));
+        let n = param.layout().num_elements();
+        adam::step(
+            &mut param.storage_mut::<f32>()[..n],
+            f32s(&grad),
+            &mut moment_1.storage_mut::<f32>()[..n],
+            &mut moment_2.storage_mut::<f32>()[..n],
+            &step,
+        );
+        (param, moment_1, moment_2)
     }
 
     fn dropout_scales(like: FlexTensor, prob: f64) -> FlexTensor {

@@ -6,6 +6,7 @@
 //! - [`layers`]: what a network calls (`relu`, `conv2d`, `batch_norm`, ...), taking Burn's layers;
 //! - [`flex`]: the implementation for `Flex`, from tensors to slices and back;
 //! - [`autodiff`]: the backward steps, which call the gradients of the backend underneath;
+//! - [`optim`]: what training loops call (Adam through [`Kernels::adam_step`]);
 //! - [`math`]: the arithmetic on plain slices, free of Burn's types;
 //! - [`trace`]: which layers a forward pass ran, for model summaries.
 //!
@@ -16,6 +17,7 @@ mod fallback;
 mod flex;
 pub mod layers;
 pub mod math;
+pub mod optim;
 pub mod trace;
 
 use burn::backend::ops::{ActivationOps, ModuleOps};
@@ -27,6 +29,7 @@ pub use layers::{
     activate, batch_norm, conv2d, conv2d_activated, conv2d_fixed, conv2d_normalized, dropout, gelu,
     max_pool2d, max_pool2d_normalized, relu, relu6,
 };
+pub use math::adam::AdamStep;
 pub use math::epilogue::Activation;
 
 use fallback::*;
@@ -215,6 +218,18 @@ pub trait Kernels: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    /// One step of Burn's `Adam` on a parameter: the parameter, the first moment and the second
+    /// moment after it. At the first step (`step.time == 1`) the moments' values are not read.
+    fn adam_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        burns_adam_step::<Self>(param, grad, moment_1, moment_2, step)
     }
 
     /// Dropout's factors for a tensor shaped like `like`: 0 with probability `prob`, else

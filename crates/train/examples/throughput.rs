@@ -1,5 +1,5 @@
-//! Training and inference speed on random images with Adam, for `scripts/bench-cpu.sh`:
-//! `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
+//! Training and inference speed on random images with Adam (as `train` runs it), for
+//! `scripts/bench-cpu.sh`: `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
 //! [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the Keras
 //! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
 //! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (airbench94's network as the fast
@@ -16,7 +16,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use kernels::{conv2d_activated, dropout, max_pool2d, relu};
 use models::Blueprint;
@@ -26,7 +26,9 @@ use models::efficientnet::{Backbone, EfficientNetConfig, Lite};
 use models::fastnet::FastNetConfig;
 use models::transfer::{TransferHeadConfig, TransferTop};
 use models::{Classifier, ImageClassifier};
+use train::config::OptimizerConfig;
 use train::network::Network;
+use train::optimizer::optimizer;
 
 /// The network of Keras' cifar10_cnn example: conv 32 (same), conv 32, pool, dropout 0.25,
 /// conv 64 (same), conv 64, pool, dropout 0.25, dense 512, dropout 0.5, dense 10.
@@ -132,7 +134,7 @@ fn time<M: Network<Input = Tensor<4>>>(
 ) {
     let (images, labels) = random_batch(sizes.train_batch, sizes, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut optimizer = AdamConfig::new().init();
+    let mut optimizer = optimizer(&OptimizerConfig::default());
     let mut model = model;
     let mut train_step = |model: M| {
         let loss = loss_fn.forward(model.logits(images.clone()), labels.clone());

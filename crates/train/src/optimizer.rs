@@ -3,8 +3,9 @@
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
+use kernels::optim::Adam;
 
 use crate::config::{OptimizerConfig, OptimizerName};
 
@@ -12,12 +13,13 @@ use crate::config::{OptimizerConfig, OptimizerName};
 pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
     let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay));
     match config.name {
-        OptimizerName::Adam => AdamConfig::new()
-            .with_beta_1(config.beta_1)
-            .with_beta_2(config.beta_2)
-            .with_epsilon(config.epsilon)
-            .with_weight_decay(decay)
-            .init(),
+        OptimizerName::Adam => Adam {
+            beta_1: config.beta_1,
+            beta_2: config.beta_2,
+            epsilon: config.epsilon,
+            penalty: decay.as_ref().map(|decay| decay.penalty),
+        }
+        .init(),
         OptimizerName::Adamw => AdamWConfig::new()
             .with_beta_1(config.beta_1)
             .with_beta_2(config.beta_2)
