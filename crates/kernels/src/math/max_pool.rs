@@ -52,62 +52,71 @@ pub fn forward(
     )
 }
 
-/// A window's gradient: `g` at position `best` (in [`window_max`]'s order), zero elsewhere.
-fn at_best(best: usize, g: f32) -> [f32; 4] {
-    std::array::from_fn(|k| if k == best { g } else { 0.0 })
-}
-
-/// Windows handled together by the gradient: a fixed count the compiler can lay on vectors.
-const BLOCK: usize = 8;
-
 /// The input gradient: each window's output gradient at its maximum, zero elsewhere.
 pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> Vec<f32> {
     let (oh, ow) = (height / 2, width / 2);
     if oh * ow == 0 {
         return vec![0.0; x.len()];
     }
+    let arch = pulp::Arch::new();
     written_in_pieces(
         x.len(),
         height * width,
         || (),
         |(), p, grad| {
-            let plane = &x[p * height * width..][..height * width];
-            let output_grad = &output_grad[p * oh * ow..][..oh * ow];
-            let rows = grad
-                .chunks_exact_mut(2 * width)
-                .zip(plane.chunks_exact(2 * width))
-                .zip(output_grad.chunks_exact(ow));
-            for ((grad, rows), output_grad) in rows {
-                let (top, bottom) = rows.split_at(width);
-                let (grad_top, grad_bottom) = grad.split_at_mut(width);
-                let windows = grad_top
-                    .chunks_exact_mut(2 * BLOCK)
-                    .zip(grad_bottom.chunks_exact_mut(2 * BLOCK))
-                    .zip(
-                        top.chunks_exact(2 * BLOCK)
-                            .zip(bottom.chunks_exact(2 * BLOCK)),
-                    )
-                    .zip(output_grad.chunks_exact(BLOCK));
-                let whole = output_grad.len() / BLOCK * BLOCK;
-                for (((grad_top, grad_bottom), (top, bottom)), output_grad) in windows {
-                    let block = |s: &[f32]| -> [f32; 2 * BLOCK] { s.try_into().unwrap() };
-                    let (t, b) = (block(top), block(bottom));
-                    let (mut gt, mut gb) = ([0.0; 2 * BLOCK], [0.0; 2 * BLOCK]);
-                    for k in 0..BLOCK {
-                        let best = window_max(&t[2 * k..2 * k + 2], &b[2 * k..2 * k + 2]).0;
-                        let [g0, g1, g2, g3] = at_best(best, output_grad[k]);
-                        [gt[2 * k], gt[2 * k + 1], gb[2 * k], gb[2 * k + 1]] = [g0, g1, g2, g3];
-                    }
-                    grad_top.copy_from_slice(&gt);
-                    grad_bottom.copy_from_slice(&gb);
-                }
-                for (i, &g) in output_grad.iter().enumerate().skip(whole) {
-                    let best = window_max(&top[2 * i..2 * i + 2], &bottom[2 * i..2 * i + 2]).0;
-                    let [g0, g1, g2, g3] = at_best(best, g);
-                    [grad_top[2 * i], grad_top[2 * i + 1]] = [g0, g1];
-                    [grad_bottom[2 * i], grad_bottom[2 * i + 1]] = [g2, g3];
-                }
-            }
+            arch.dispatch(PlaneGradient {
+                plane: &x[p * height * width..][..height * width],
+                output_grad: &output_grad[p * oh * ow..][..oh * ow],
+                grad,
+                width,
+            })
         },
     )
+}
+
+/// One plane's input gradient, in straight-line code the compiler lays on the CPU's vectors:
+/// which of a window's values is its maximum is as random as the data, and branching on it
+/// (as [`window_max`] in a loop did) mispredicted about every other window.
+struct PlaneGradient<'a> {
+    plane: &'a [f32],
+    output_grad: &'a [f32],
+    /// The plane's gradient, zero where written.
+    grad: &'a mut [f32],
+    width: usize,
+}
+
+impl pulp::WithSimd for PlaneGradient<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let width = self.width;
+        let rows = self
+            .grad
+            .chunks_exact_mut(2 * width)
+            .zip(self.plane.chunks_exact(2 * width))
+            .zip(self.output_grad.chunks_exact(width / 2));
+        for ((grad, rows), output_grad) in rows {
+            let (top, bottom) = rows.split_at(width);
+            let (grad_top, grad_bottom) = grad.split_at_mut(width);
+            let windows = grad_top
+                .chunks_exact_mut(2)
+                .zip(grad_bottom.chunks_exact_mut(2))
+                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+                .zip(output_grad);
+            for (((grad_top, grad_bottom), (top, bottom)), &g) in windows {
+                // As `window_max`: a later value wins if greater, or NaN.
+                let right = top[1] > top[0] || top[1].is_nan();
+                let first = if right { top[1] } else { top[0] };
+                let below = bottom[0] > first || bottom[0].is_nan();
+                let second = if below { bottom[0] } else { first };
+                let last = bottom[1] > second || bottom[1].is_nan();
+                let at = |wins: bool| if wins { g } else { 0.0 };
+                grad_top[0] = at(!right && !below && !last);
+                grad_top[1] = at(right && !below && !last);
+                grad_bottom[0] = at(below && !last);
+                grad_bottom[1] = at(last);
+            }
+        }
+    }
 }
