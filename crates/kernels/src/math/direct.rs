@@ -516,8 +516,20 @@ impl Correlation {
         let height = layout.plane / layout.width;
         let rows = h.min(height - top);
         let columns = w.min(layout.width - left);
+        // Unpadded rows as wide as the source's (a convolution without padding, as convnet's):
+        // the planes' rows lie as the source's do, copied a plane (or the sample) at once rather
+        // than a short row at a time.
+        let whole_rows = left == 0 && columns == w && layout.width == w;
+        if whole_rows && top == 0 && rows == h && layout.plane == h * w {
+            padded[..source.len()].copy_from_slice(source);
+            return;
+        }
         for (c, from) in source.chunks_exact(h * w).enumerate() {
             let to = &mut padded[c * layout.plane..][..layout.plane];
+            if whole_rows {
+                to[top * w..][..rows * w].copy_from_slice(&from[..rows * w]);
+                continue;
+            }
             for y in 0..rows {
                 to[(top + y) * layout.width + left..][..columns]
                     .copy_from_slice(&from[y * w..][..columns]);
