@@ -1,4 +1,5 @@
-//! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::gelu_exact`], [`Kernels::convolution`],
+//! The backward steps of [`Kernels::rectify`], [`Kernels::relu6`], [`Kernels::gelu_exact`],
+//! [`Kernels::convolution`] (and [`Kernels::convolution_biased`]),
 //! [`Kernels::max_pool2x2`] and [`Kernels::normalize_batch`], which call the gradients of the
 //! backend underneath, where ours on `Flex` come in: a ReLU node that keeps its output, ReLU6 and
 //! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills,
@@ -61,6 +62,40 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(B::convolution(
                 x.into_primitive(),
                 weight.into_primitive(),
+                options,
+            )),
+        }
+    }
+
+    fn convolution_biased(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match BiasedConvolution
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = Saved {
+                    x: prep.checkpoint(&x),
+                    weight: prep.checkpoint(&weight),
+                    options: options.clone(),
+                };
+                let output = B::convolution_biased(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    options,
+                );
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::convolution_biased(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
                 options,
             )),
         }
@@ -202,22 +237,57 @@ impl<B: Backend + Kernels> Backward<B, 2> for Convolution {
     ) {
         let [node_x, node_weight] = ops.parents;
         let output_grad = grads.consume::<B>(&ops.node);
-        let Saved { x, weight, options } = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-        if let Some(node) = node_x {
-            let grad = B::convolution_input_grad(
-                x.clone(),
-                weight.clone(),
-                output_grad.clone(),
-                options.clone(),
-            );
-            grads.register::<B>(node.id, grad);
+        let gradients = [node_x.map(|n| n.id), node_weight.map(|n| n.id)];
+        convolution_grads::<B>(gradients, ops.state, output_grad, grads, checkpointer);
+    }
+}
+
+/// A convolution with its bias added: the convolution's gradients, and the bias's.
+#[derive(Debug)]
+struct BiasedConvolution;
+
+impl<B: Backend + Kernels> Backward<B, 3> for BiasedConvolution {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, B::channel_totals(output_grad.clone()));
         }
-        if let Some(node) = node_weight {
-            let grad = B::convolution_weight_grad(x, weight, output_grad, options);
-            grads.register::<B>(node.id, grad);
-        }
+        let gradients = [node_x.map(|n| n.id), node_weight.map(|n| n.id)];
+        convolution_grads::<B>(gradients, ops.state, output_grad, grads, checkpointer);
+    }
+}
+
+/// The gradients of a convolution's input and weight, for the nodes that want them.
+fn convolution_grads<B: Backend + Kernels>(
+    [node_x, node_weight]: [Option<NodeId>; 2],
+    saved: Saved,
+    output_grad: FloatTensor<B>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let Saved { x, weight, options } = saved;
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+    let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+    if let Some(node) = node_x {
+        let grad = B::convolution_input_grad(
+            x.clone(),
+            weight.clone(),
+            output_grad.clone(),
+            options.clone(),
+        );
+        grads.register::<B>(node, grad);
+    }
+    if let Some(node) = node_weight {
+        let grad = B::convolution_weight_grad(x, weight, output_grad, options);
+        grads.register::<B>(node, grad);
     }
 }
 

@@ -86,6 +86,16 @@ pub(crate) fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) 
     B::float_mul_scalar(mask, Scalar::Float(1.0 / keep))
 }
 
+/// Each channel's sum of `[batch, channels, …]`, with Burn's sums over the other axes.
+pub(crate) fn burns_channel_totals<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let dims = x.shape().to_vec();
+    let [batch, channels] = [dims[0], dims[1]];
+    let rest = dims[2..].iter().product::<usize>();
+    let x = B::float_reshape(x, [batch, channels, rest].into());
+    let sums = B::float_sum_dim(B::float_sum_dim(x, 2), 0);
+    B::float_reshape(sums, [channels].into())
+}
+
 /// Burn's `Adam` step, operation by operation: (parameter, first moment, second moment).
 pub(crate) fn burns_adam_step<B: Backend>(
     param: FloatTensor<B>,

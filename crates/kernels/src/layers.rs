@@ -37,8 +37,8 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
     }
 }
 
-/// `conv.forward(input)` through [`Kernels::convolution`], the bias added afterwards as Burn's
-/// own differentiable addition.
+/// `conv.forward(input)` through [`Kernels::convolution_biased`] (or [`Kernels::convolution`]
+/// for a layer without bias).
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
     let bias = conv.bias.as_ref().map(|bias| bias.val());
     convolved(conv, input, conv.weight.val(), bias)
@@ -61,19 +61,15 @@ fn convolved(
     bias: Option<Tensor<1>>,
 ) -> Tensor<4> {
     let options = options(conv, &input);
-    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
-        input.into_dispatch(),
-        weight.into_dispatch(),
-        options,
-    ));
-    crate::trace::record(conv.weight.id, &output.dims());
-    match bias {
+    let (input, weight) = (input.into_dispatch(), weight.into_dispatch());
+    let output: Tensor<4> = Tensor::from_dispatch(match bias {
         Some(bias) => {
-            let channels = bias.dims()[0];
-            output + bias.reshape([1, channels, 1, 1])
+            <Dispatch as Kernels>::convolution_biased(input, weight, bias.into_dispatch(), options)
         }
-        None => output,
-    }
+        None => <Dispatch as Kernels>::convolution(input, weight, options),
+    });
+    crate::trace::record(conv.weight.id, &output.dims());
+    output
 }
 
 /// `activation(conv.forward(input))`: on an autodiff device [`conv2d`] then the activation's

@@ -121,6 +121,27 @@ pub trait Kernels: Backend {
         burns_convolution_activated::<Self>(x, weight, bias, options, activation)
     }
 
+    /// `conv2d(x, weight) + bias` (one value per output channel), differentiated with
+    /// [`Kernels::convolution_input_grad`], [`Kernels::convolution_weight_grad`] and, for the
+    /// bias, [`Kernels::channel_totals`] of the output gradient: without autodiff
+    /// [`Kernels::convolution_activated`] with no activation, which `Flex` computes adding the
+    /// bias to each output plane as it writes it (Burn: a broadcast addition over the whole
+    /// output, and its gradient a reduction of the output gradient).
+    fn convolution_biased(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::convolution_activated(x, weight, bias, options, Activation::Identity)
+    }
+
+    /// Each channel's sum over the samples and their planes, `[channels]` from `[batch,
+    /// channels, …]`: the gradient of a bias added per channel.
+    fn channel_totals(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burns_channel_totals::<Self>(x)
+    }
+
     /// Inference only: `activation(normalize_running(conv2d(x, weight)))` (see
     /// [`Kernels::normalize_running`]), which `Flex` computes as it writes each output plane
     /// (Burn: a pass over the output for BatchNorm and one for the activation). Not
