@@ -86,14 +86,12 @@ pub(crate) fn burns_dropout_scales<B: Backend>(like: FloatTensor<B>, prob: f64) 
     B::float_mul_scalar(mask, Scalar::Float(1.0 / keep))
 }
 
-/// Each channel's sum of `[batch, channels, …]`, with Burn's sums over the other axes.
+/// Each channel's sum of `[batch, channels, …]`: the reduction Burn's autodiff makes for a bias
+/// broadcast over the other axes (one sum over all of them), so the same bits.
 pub(crate) fn burns_channel_totals<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let dims = x.shape().to_vec();
-    let [batch, channels] = [dims[0], dims[1]];
-    let rest = dims[2..].iter().product::<usize>();
-    let x = B::float_reshape(x, [batch, channels, rest].into());
-    let sums = B::float_sum_dim(B::float_sum_dim(x, 2), 0);
-    B::float_reshape(sums, [channels].into())
+    let others: Vec<usize> = (0..dims.len()).filter(|&axis| axis != 1).collect();
+    B::float_reshape(B::float_sum_dims(x, &others), [dims[1]].into())
 }
 
 /// Burn's `Adam` step, operation by operation: (parameter, first moment, second moment).

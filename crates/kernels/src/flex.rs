@@ -363,15 +363,6 @@ impl Kernels for Flex {
         x
     }
 
-    fn channel_totals(x: FlexTensor) -> FlexTensor {
-        let Some(planes) = planes(&[&x]) else {
-            return burns_channel_totals::<Self>(x);
-        };
-        let x = x.to_contiguous();
-        let totals = batch_norm::channel_totals(f32s(&x), planes);
-        FlexTensor::from_data(TensorData::new(totals, [planes.channels]))
-    }
-
     fn adam_step(
         param: FlexTensor,
         grad: FlexTensor,

@@ -126,7 +126,7 @@ pub trait Kernels: Backend {
     /// bias, [`Kernels::channel_totals`] of the output gradient: without autodiff
     /// [`Kernels::convolution_activated`] with no activation, which `Flex` computes adding the
     /// bias to each output plane as it writes it (Burn: a broadcast addition over the whole
-    /// output, and its gradient a reduction of the output gradient).
+    /// output, the same values).
     fn convolution_biased(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -137,7 +137,7 @@ pub trait Kernels: Backend {
     }
 
     /// Each channel's sum over the samples and their planes, `[channels]` from `[batch,
-    /// channels, …]`: the gradient of a bias added per channel.
+    /// channels, …]`: the gradient of a bias added per channel, as Burn's autodiff reduces it.
     fn channel_totals(x: FloatTensor<Self>) -> FloatTensor<Self> {
         burns_channel_totals::<Self>(x)
     }

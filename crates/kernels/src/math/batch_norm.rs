@@ -128,18 +128,6 @@ fn affine(values: &mut [f32], other: &[f32], planes: Planes, coefficients: &[[f3
         });
 }
 
-/// Each channel's sum over its planes, rounded from f64: BatchNorm's shift gradient, and any
-/// per-channel bias's.
-pub fn channel_totals(values: &[f32], planes: Planes) -> Vec<f32> {
-    (0..planes.channels)
-        .into_par_iter()
-        .map(|c| {
-            let of_channel = planes.of_channel(values, c).map(|p| (p, p));
-            channel_sums(of_channel, Summand::Values)[0] as f32
-        })
-        .collect()
-}
-
 /// The normalized values, and each channel's mean and biased variance.
 pub fn forward(
     x: &[f32],
