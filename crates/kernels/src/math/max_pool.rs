@@ -5,17 +5,18 @@
 use super::epilogue::Epilogue;
 use super::output::written_in_pieces;
 
-/// Which of a window's four values, in the order top-left, top-right, bottom-left,
-/// bottom-right, is its maximum.
-fn window_max(top: &[f32], bottom: &[f32]) -> (usize, f32) {
-    let (mut best, mut max) = (0, top[0]);
-    for (at, v) in [(1, top[1]), (2, bottom[0]), (3, bottom[1])] {
-        // Selects rather than branches: which value wins is as random as the data.
-        let wins = v > max || v.is_nan();
-        best = if wins { at } else { best };
-        max = if wins { v } else { max };
-    }
-    (best, max)
+/// A window's maximum, and whether each of its later values (top-right, bottom-left,
+/// bottom-right) took the lead from those before: a later value wins if greater, or NaN. In
+/// straight-line code, which the compiler lays on vectors: which value wins is as random as the
+/// data, and branching on it mispredicted about every other window.
+#[inline(always)]
+fn window_max(top: &[f32], bottom: &[f32]) -> (f32, [bool; 3]) {
+    let right = top[1] > top[0] || top[1].is_nan();
+    let first = if right { top[1] } else { top[0] };
+    let below = bottom[0] > first || bottom[0].is_nan();
+    let second = if below { bottom[0] } else { first };
+    let last = bottom[1] > second || bottom[1].is_nan();
+    (if last { bottom[1] } else { second }, [right, below, last])
 }
 
 /// The pooled planes, `[planes, h/2, w/2]` (a last odd row or column is left out), each through
@@ -31,25 +32,50 @@ pub fn forward(
     if oh * ow == 0 {
         return Vec::new();
     }
+    let arch = pulp::Arch::new();
     written_in_pieces(
         planes * oh * ow,
         oh * ow,
         || (),
         |(), p, out| {
-            let plane = &x[p * height * width..][..height * width];
-            for (out, rows) in out.chunks_exact_mut(ow).zip(plane.chunks_exact(2 * width)) {
-                let (top, bottom) = rows.split_at(width);
-                for ((out, top), bottom) in out
-                    .iter_mut()
-                    .zip(top.chunks_exact(2))
-                    .zip(bottom.chunks_exact(2))
-                {
-                    *out = window_max(top, bottom).1;
-                }
-            }
+            arch.dispatch(PlaneMaxima {
+                plane: &x[p * height * width..][..height * width],
+                out: &mut *out,
+                width,
+            });
             epilogue.apply(p % channels, out);
         },
     )
+}
+
+/// One plane's window maxima, compiled for the CPU's vectors.
+struct PlaneMaxima<'a> {
+    plane: &'a [f32],
+    out: &'a mut [f32],
+    width: usize,
+}
+
+impl pulp::WithSimd for PlaneMaxima<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let width = self.width;
+        let rows = self
+            .out
+            .chunks_exact_mut(width / 2)
+            .zip(self.plane.chunks_exact(2 * width));
+        for (out, rows) in rows {
+            let (top, bottom) = rows.split_at(width);
+            let windows = out
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2));
+            for ((out, top), bottom) in windows {
+                *out = window_max(top, bottom).0;
+            }
+        }
+    }
 }
 
 /// The input gradient: each window's output gradient at its maximum, zero elsewhere.
@@ -74,9 +100,7 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
     )
 }
 
-/// One plane's input gradient, in straight-line code the compiler lays on the CPU's vectors:
-/// which of a window's values is its maximum is as random as the data, and branching on it
-/// (as [`window_max`] in a loop did) mispredicted about every other window.
+/// One plane's input gradient, compiled for the CPU's vectors.
 struct PlaneGradient<'a> {
     plane: &'a [f32],
     output_grad: &'a [f32],
@@ -105,12 +129,7 @@ impl pulp::WithSimd for PlaneGradient<'_> {
                 .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
                 .zip(output_grad);
             for (((grad_top, grad_bottom), (top, bottom)), &g) in windows {
-                // As `window_max`: a later value wins if greater, or NaN.
-                let right = top[1] > top[0] || top[1].is_nan();
-                let first = if right { top[1] } else { top[0] };
-                let below = bottom[0] > first || bottom[0].is_nan();
-                let second = if below { bottom[0] } else { first };
-                let last = bottom[1] > second || bottom[1].is_nan();
+                let (_, [right, below, last]) = window_max(top, bottom);
                 let at = |wins: bool| if wins { g } else { 0.0 };
                 grad_top[0] = at(!right && !below && !last);
                 grad_top[1] = at(right && !below && !last);
