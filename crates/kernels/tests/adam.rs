@@ -5,7 +5,6 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use kernels::optim::Adam;
 
 const BETA_1: f32 = 0.85;
@@ -51,8 +50,11 @@ fn layer(device: &Device) -> Linear {
 /// learning rate changes every step, as a schedule changes it.
 fn stepped(model: Linear, optimizer: &mut ModuleOptimizer, step: usize) -> Linear {
     let device = model.weight.val().device();
-    device.seed(step as u64);
-    let input = Tensor::<2>::random([16, 300], Distribution::Normal(0.0, 1.0), &device);
+    // From a formula, not the generator: tests run at once on threads that share it.
+    let values: Vec<f32> = (0..16 * 300)
+        .map(|i| ((i * 7919 + step * 104_729) % 2003) as f32 / 1001.0 - 1.0)
+        .collect();
+    let input = Tensor::<2>::from_data(TensorData::new(values, [16, 300]), &device);
     let output = model.forward(input);
     // Squared outputs, with some zeroed: gradients of both signs, some of them exactly zero.
     let loss = (output.clone() * output.clamp_min(0.0)).sum();
@@ -65,18 +67,17 @@ fn adam_steps_are_burns_bit_for_bit() {
     let device = Device::flex().autodiff();
     for penalty in [None, Some(0.01)] {
         let start = layer(&device);
-        let (mut ours_model, mut burns_model) = (start.clone(), start);
+        let (mut ours_model, mut burns_model) = (start.clone(), start.clone());
         let (mut our_adam, mut burns_adam) = (ours(penalty), burns(penalty));
         for step in 0..5 {
             ours_model = stepped(ours_model, &mut our_adam, step);
             burns_model = stepped(burns_model, &mut burns_adam, step);
-            assert_eq!(
-                parameters(&ours_model),
-                parameters(&burns_model),
+            assert!(
+                parameters(&ours_model) == parameters(&burns_model),
                 "step {step}, penalty {penalty:?}"
             );
         }
-        assert_ne!(parameters(&ours_model), parameters(&layer(&device)));
+        assert!(parameters(&ours_model) != parameters(&start));
     }
 }
 
@@ -97,6 +98,6 @@ fn optimizer_records_load_across_burns_adam_and_ours() {
         let mut resumed = then(penalty).load_record(optimizer.to_record());
         let continued = stepped(model.clone(), &mut optimizer, 2);
         let switched = stepped(model, &mut resumed, 2);
-        assert_eq!(parameters(&continued), parameters(&switched));
+        assert!(parameters(&continued) == parameters(&switched));
     }
 }
