@@ -17,13 +17,13 @@ use anyhow::Context;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use data::ImageSet;
 use data::normalize::Normalization;
 use data::source::Source;
+use kernels::optim::Adam;
 use models::burn_train::ImageBatch;
 use models::convnet::ConvNetConfig;
 
@@ -76,7 +76,14 @@ fn main() -> anyhow::Result<()> {
     let network = ConvNetConfig::new()
         .with_num_classes(dataset.classes.len())
         .init(&device);
-    let learner = Learner::new(network, AdamConfig::new().with_epsilon(1e-7).init(), 1e-3);
+    // Burn's Adam with one pass over each parameter on every core: the same values.
+    let adam = Adam {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-7,
+        penalty: None,
+    };
+    let learner = Learner::new(network, adam.init(), 1e-3);
     let result = SupervisedTraining::new(
         "runs/burn-learner",
         loader(train, device.clone()),
