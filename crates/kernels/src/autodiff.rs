@@ -45,26 +45,9 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match Convolution
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = Saved {
-                    x: prep.checkpoint(&x),
-                    weight: prep.checkpoint(&weight),
-                    options: options.clone(),
-                };
-                let output = B::convolution(x.into_primitive(), weight.into_primitive(), options);
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::convolution(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-            )),
-        }
+        convolution_node::<B, C, 2>(Convolution, [x, weight], options, |[x, weight], options| {
+            B::convolution(x, weight, options)
+        })
     }
 
     fn convolution_biased(
@@ -73,32 +56,12 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match BiasedConvolution
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = Saved {
-                    x: prep.checkpoint(&x),
-                    weight: prep.checkpoint(&weight),
-                    options: options.clone(),
-                };
-                let output = B::convolution_biased(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    options,
-                );
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::convolution_biased(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                options,
-            )),
-        }
+        convolution_node::<B, C, 3>(
+            BiasedConvolution,
+            [x, weight, bias],
+            options,
+            |[x, weight, bias], options| B::convolution_biased(x, weight, bias, options),
+        )
     }
 
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -148,6 +111,32 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
     fn dropout_scales(like: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
         Self::from_inner(B::dropout_scales(Self::inner(like), prob))
+    }
+}
+
+/// `forward` of the parents (the input, the weight, and the bias if any) as a convolution node
+/// that keeps the input and the weight for its gradients.
+fn convolution_node<B: Backend + Kernels, C: CheckpointStrategy, const N: usize>(
+    node: impl Backward<B, N, State = Saved>,
+    parents: [FloatTensor<Autodiff<B, C>>; N],
+    options: ConvOptions<2>,
+    forward: impl FnOnce([FloatTensor<B>; N], ConvOptions<2>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let nodes = parents.each_ref().map(|parent| parent.node());
+    match node.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let state = Saved {
+                x: prep.checkpoint(&parents[0]),
+                weight: prep.checkpoint(&parents[1]),
+                options: options.clone(),
+            };
+            let output = forward(parents.map(|parent| parent.into_primitive()), options);
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(
+            parents.map(|parent| parent.into_primitive()),
+            options,
+        )),
     }
 }
 
