@@ -208,3 +208,59 @@ pub(crate) fn burns_relu6_backward<B: Backend>(
 pub(crate) fn burns_relu6<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_clamp(x, Scalar::Float(0.0), Scalar::Float(6.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{Flex, TensorData};
+
+    use super::*;
+    use crate::Kernels;
+
+    /// Burn's operations composed, as other backends run Adam's step, give the bits of `Flex`'s
+    /// single pass (itself tested against Burn's `Adam`): at the first step and later ones, with
+    /// and without the penalty.
+    #[test]
+    fn adam_step_as_burns_operations_is_flexs_single_pass() {
+        let values = |seed: usize, scale: f32| -> FlexTensor {
+            let values: Vec<f32> = (0..1000)
+                .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0)
+                .map(|v| if seed == 4 { v * v } else { v * scale })
+                .collect();
+            FlexTensor::from_data(TensorData::new(values, [10, 100]))
+        };
+        let bits = |tensor: FlexTensor| -> Vec<u32> {
+            let tensor = tensor.to_contiguous();
+            let values: &[f32] = tensor.as_slice().expect("f32 values");
+            values.iter().map(|v| v.to_bits()).collect()
+        };
+        for penalty in [None, Some(0.01)] {
+            for time in [1, 2, 7] {
+                let step = AdamStep {
+                    beta_1: 0.9,
+                    beta_2: 0.999,
+                    epsilon: 1e-7,
+                    penalty,
+                    lr: 1e-3,
+                    time,
+                };
+                let inputs = || {
+                    (
+                        values(1, 1.0),
+                        values(2, 0.1),
+                        values(3, 0.01),
+                        values(4, 1.0),
+                    )
+                };
+                let (param, grad, moment_1, moment_2) = inputs();
+                let ours = <Flex as Kernels>::adam_step(param, grad, moment_1, moment_2, step);
+                let (param, grad, moment_1, moment_2) = inputs();
+                let burns = burns_adam_step::<Flex>(param, grad, moment_1, moment_2, step);
+                let case = format!("time {time}, penalty {penalty:?}");
+                assert!(bits(ours.0) == bits(burns.0), "parameter, {case}");
+                assert!(bits(ours.1) == bits(burns.1), "first moment, {case}");
+                assert!(bits(ours.2) == bits(burns.2), "second moment, {case}");
+            }
+        }
+    }
+}
