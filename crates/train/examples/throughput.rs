@@ -1,7 +1,7 @@
 //! Training and inference speed on random images with Adam (as `train` runs it), for
-//! `scripts/bench-cpu.sh`: `cargo run --release -p train --example throughput -- MODEL [STEPS] [TRAIN_BATCH]
-//! [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the Keras
-//! cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
+//! `scripts/bench-cpu.sh`: `cargo run --release -p train --example throughput -- MODEL [STEPS]
+//! [TRAIN_BATCH] [INFER_BATCH] [WIDTHS]`. MODEL: `convnet` (the tutorial's), `keras_cnn` (the
+//! Keras cifar10_cnn example's network, 1.25 M parameters), `fastnet` (as the fast recipe ships it:
 //! whitened stem, widths 32,64,128,256, or WIDTHS), `airnet` (airbench94's network as the fast
 //! recipe ships it; `airnet_relu` with ReLU instead of GELU) on 32x32 images, or `lite0`
 //! (EfficientNet-Lite0, 10 classes) on 224x224, or `lite0_tail` (what the transfer recipe trains:

@@ -583,9 +583,7 @@ mod tests {
                     dilation,
                 }
             };
-        let mut arches = vec![pulp::Arch::Scalar];
-        arches.extend(pulp::x86::V3::try_new().map(pulp::Arch::V3));
-        arches.extend(pulp::x86::V4::try_new().map(pulp::Arch::V4));
+        let arches = crate::math::every_arch();
         for g in [
             geometry([14, 14], [5, 5], [0, 0], [1, 1]),
             geometry([7, 9], [3, 3], [1, 1], [1, 1]),

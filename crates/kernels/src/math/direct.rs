@@ -519,7 +519,7 @@ impl Correlation {
         // Unpadded rows as wide as the source's (a convolution without padding, as convnet's):
         // the planes' rows lie as the source's do, copied a plane (or the sample) at once rather
         // than a short row at a time.
-        let whole_rows = left == 0 && columns == w && layout.width == w;
+        let whole_rows = left == 0 && layout.width == w;
         if whole_rows && top == 0 && rows == h && layout.plane == h * w {
             padded[..source.len()].copy_from_slice(source);
             return;
@@ -783,8 +783,7 @@ impl GradientTiles<'_> {
 
 #[cfg(all(test, any(target_arch = "x86", target_arch = "x86_64")))]
 mod tests {
-    use pulp::Arch;
-    use pulp::x86::{V3, V4};
+    use crate::math::every_arch;
 
     use super::*;
 
@@ -837,14 +836,6 @@ mod tests {
             .fold(0f64, f64::max);
         assert_eq!(ours.len(), reference.len(), "{what}");
         assert!(worst < 1e-5, "{what} differs by {worst}");
-    }
-
-    /// The scalar instruction set and every vector one this CPU has.
-    fn every_arch() -> Vec<Arch> {
-        let mut arches = vec![Arch::Scalar];
-        arches.extend(V3::try_new().map(Arch::V3));
-        arches.extend(V4::try_new().map(Arch::V4));
-        arches
     }
 
     /// Every instruction set this CPU has, AVX2's tiles (4 channels of 24 positions or 8 of 8,

@@ -12,3 +12,17 @@ pub mod gelu;
 pub mod max_pool;
 pub(crate) mod output;
 pub mod transpose;
+
+/// The scalar instruction set and every vector one this CPU has: what a kernel's tests run it on,
+/// beyond the one `pulp` picks.
+#[cfg(test)]
+fn every_arch() -> Vec<pulp::Arch> {
+    #[allow(unused_mut)]
+    let mut arches = vec![pulp::Arch::Scalar];
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        arches.extend(pulp::x86::V3::try_new().map(pulp::Arch::V3));
+        arches.extend(pulp::x86::V4::try_new().map(pulp::Arch::V4));
+    }
+    arches
+}
