@@ -126,6 +126,10 @@ fn random_batch(batch: usize, sizes: &Sizes, device: &Device) -> (Tensor<4>, Ten
 
 /// Times `sizes.steps` training steps of `model`, then as many inference batches of
 /// `inference_form(model)`: what `infer` and feature extraction run.
+/// Untimed steps before each measurement: the first ones allocate what later ones reuse, and the
+/// direct convolutions time their tile shapes before they keep the fastest.
+const WARM_UP: usize = kernels::math::direct::TUNING_CALLS + 1;
+
 fn time<M: Network<Input = Tensor<4>>>(
     model: M,
     inference_form: fn(M) -> M,
@@ -141,7 +145,9 @@ fn time<M: Network<Input = Tensor<4>>>(
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optimizer.step(1e-3, model, grads)
     };
-    model = train_step(model);
+    for _ in 0..WARM_UP {
+        model = train_step(model);
+    }
     let started = Instant::now();
     for _ in 0..sizes.steps {
         model = train_step(model);
@@ -149,7 +155,9 @@ fn time<M: Network<Input = Tensor<4>>>(
     let train = (sizes.steps * sizes.train_batch) as f64 / started.elapsed().as_secs_f64();
     let valid = inference_form(model.valid());
     let inputs = random_batch(sizes.infer_batch, sizes, device).0.inner();
-    let _ = valid.logits(inputs.clone()).into_data();
+    for _ in 0..WARM_UP {
+        let _ = valid.logits(inputs.clone()).into_data();
+    }
     let started = Instant::now();
     for _ in 0..sizes.steps {
         let _ = valid.logits(inputs.clone()).into_data();

@@ -72,11 +72,11 @@ fn seconds_per_step<M: Network>(
     stepper: &Stepper,
     ema_decay: Option<f64>,
 ) -> f64 {
-    // The first steps are slower (the allocator's pool fills, pages fault in): timed after one
-    // warm-up step, fastnet's epochs ran 10% faster than planned (after three, 7%). Training
-    // reads its batches on another thread, so they are made before the clock starts (timed with
-    // the steps, the plan was 3% long).
-    const WARM_UP: usize = 3;
+    // The first steps are slower (the allocator's pool fills, pages fault in, the convolutions
+    // time their tile shapes): timed after one warm-up step, fastnet's epochs ran 10% faster
+    // than planned (after three, 7%). Training reads its batches on another thread, so they are
+    // made before the clock starts (timed with the steps, the plan was 3% long).
+    const WARM_UP: usize = kernels::math::direct::TUNING_CALLS;
     const TIMED: usize = 5;
     let order: Vec<usize> = (0..train.len()).collect();
     let batches: Vec<_> = order

@@ -10,11 +10,14 @@
 //! where those columns are a large share (a quarter of an 8x8 output's padded rows), a tile
 //! holds a few positions of one row instead, with the output channels in the vector lanes: each
 //! position's input value is broadcast and multiplied with a vector of channels' weights, and
-//! the tiles' channels-last sums are turned into planes as they are written out.
+//! the tiles' channels-last sums are turned into planes as they are written out. Every tile
+//! shape gives the same bits; which one a layer runs in is timed on its first calls.
 //!
 //! The input gradient of a stride-1 convolution is such a convolution itself: of the output
 //! gradient, padded by `k − 1 − padding`, with the kernels turned by 180° and the channels
 //! swapped. The weight gradient reads the same padded planes (see [`weight_grad`]).
+
+use std::sync::LazyLock;
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -23,6 +26,12 @@ use super::convolution::{Geometry, summed_per_channel};
 use super::epilogue::Epilogue;
 use super::output::written_in_pieces;
 use super::transpose::transpose;
+use super::tuning::{TRIALS, Tuner};
+
+/// Calls of a convolution (of one geometry and batch size, forward or input gradient) over
+/// which its tile shapes are timed, before it runs the fastest: a loop that times its steps
+/// starts the clock after as many.
+pub const TUNING_CALLS: usize = TileShape::ALL.len() * TRIALS;
 
 /// Whether [`forward`] computes `g` (see [`worth_it`]).
 pub fn computes_forward(g: &Geometry) -> bool {
@@ -117,14 +126,7 @@ fn forward_on(
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(out * g.channels_in + c) * taps + ky * kw + kx]
     };
-    correlation.run(
-        arch,
-        correlation.shape(arch),
-        g.batch,
-        x,
-        weight_at,
-        epilogue,
-    )
+    correlation.run_fastest(arch, g.batch, x, weight_at, epilogue)
 }
 
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
@@ -147,14 +149,7 @@ fn input_grad_on(arch: pulp::Arch, weight: &[f32], output_grad: &[f32], g: &Geom
     let weight_at = |out: usize, c: usize, ky: usize, kx: usize| {
         weight[(c * g.channels_in + out) * taps + (kh - 1 - ky) * kw + (kw - 1 - kx)]
     };
-    correlation.run(
-        arch,
-        correlation.shape(arch),
-        g.batch,
-        output_grad,
-        weight_at,
-        &Epilogue::NONE,
-    )
+    correlation.run_fastest(arch, g.batch, output_grad, weight_at, &Epilogue::NONE)
 }
 
 /// Whether [`weight_grad`] computes `g`: [`stride_one_dense`], and at least half of the
@@ -258,8 +253,11 @@ enum TileShape {
 }
 
 impl TileShape {
-    /// The shape for `channels` planes of `side` through a kernel `kw` wide: the narrow one where
-    /// it computes at least an eighth fewer positions × channels.
+    const ALL: [Self; 3] = [Self::Wide, Self::Narrow, Self::Pixels];
+
+    /// The shape for `channels` planes of `side` through a kernel `kw` wide that computes the
+    /// fewest positions × channels (the narrow one only where it computes at least an eighth
+    /// fewer than the wide one): the one tried first (see [`Correlation::run_fastest`]).
     fn for_planes(lanes: usize, side: [usize; 2], kw: usize, channels: usize) -> Self {
         let work = |shape: Self| shape.computed(lanes, side, kw) * shape.channels(lanes, channels);
         let shape = if 8 * work(Self::Narrow) <= 7 * work(Self::Wide) {
@@ -332,8 +330,14 @@ impl WithSimd for Lanes {
     }
 }
 
+/// The tile shape each correlation runs in, per batch size and vector width (see
+/// [`Correlation::run_fastest`]).
+static SHAPES: LazyLock<Tuner<(Correlation, usize, usize), TileShape>> =
+    LazyLock::new(Tuner::default);
+
 /// `output[o, y, x] = Σ_{c, ky, kx} weight(o, c, ky, kx) · source[c, y + ky − top, x + kx − left]`
 /// (zero outside the source), per sample.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Correlation {
     /// Source and output channels.
     channels: [usize; 2],
@@ -345,11 +349,30 @@ struct Correlation {
 }
 
 impl Correlation {
-    /// The tiles that compute the fewest positions × channels on `arch` (see
-    /// [`TileShape::for_planes`]).
-    fn shape(&self, arch: pulp::Arch) -> TileShape {
+    /// [`Self::run`] in the tile shape that runs it fastest for `batch` on this machine, timed
+    /// over the first calls (see [`super::tuning`]): the shape that computes the fewest
+    /// positions × channels first (see [`TileShape::for_planes`]), then the others. Which is
+    /// fastest depends on the CPU: on an Intel Xeon (AVX-512) wide tiles ran 32x32 planes 5-25%
+    /// faster than pixel tiles, which compute 7% fewer positions there, and narrow tiles, whose
+    /// 16 broadcasts a tap load more than their multiply-adds can hide, were the slowest of the
+    /// three on every plane of the 32x32 networks; on a Zen 4 pixel tiles had been the faster.
+    fn run_fastest(
+        &self,
+        arch: pulp::Arch,
+        batch: usize,
+        source: &[f32],
+        weight: impl Fn(usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+    ) -> Vec<f32> {
         let lanes = arch.dispatch(Lanes);
-        TileShape::for_planes(lanes, self.output, self.kernel[1], self.channels[1])
+        let shapes = || {
+            let least = TileShape::for_planes(lanes, self.output, self.kernel[1], self.channels[1]);
+            let others = TileShape::ALL.into_iter().filter(|&shape| shape != least);
+            std::iter::once(least).chain(others).collect()
+        };
+        SHAPES.run((self.clone(), batch, lanes), shapes, |shape| {
+            self.run(arch, shape, batch, source, &weight, epilogue)
+        })
     }
 
     /// The correlation of each sample in `source` with `weight(out, c, ky, kx)`, in tiles of

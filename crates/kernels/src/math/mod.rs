@@ -12,6 +12,7 @@ pub mod gelu;
 pub mod max_pool;
 pub(crate) mod output;
 pub mod transpose;
+pub(crate) mod tuning;
 
 /// The scalar instruction set and every vector one this CPU has: what a kernel's tests run it on,
 /// beyond the one `pulp` picks.
