@@ -12,6 +12,10 @@
 # measured in the same run); then each system's peak memory per network (its whole process).
 #   scripts/bench-cpu.sh [ROUNDS]
 # MODELS="lite0 fastnet" runs only those networks' rows (default: all five).
+# ISA=avx2 measures every system without AVX-512 on a CPU that has it: ours built with
+# RUSTFLAGS="--cfg convkit_avx2" (into target/avx2: our kernels and gemm's matrix products on
+# AVX2; Flex's elementwise operations, through macerator, still pick AVX-512 at run time),
+# PyTorch with ATEN_CPU_CAPABILITY=avx2, oneDNN (PyTorch's and TensorFlow's) and MKL capped at AVX2.
 # PyTorch, TensorFlow (Keras 3), numpy and pillow are installed from PyPI into target/bench-venv
 # (about 4 GB) unless PYTHON names an interpreter that has them.
 set -euo pipefail
@@ -37,8 +41,19 @@ if ! "$PYTHON" -c 'import torch, tensorflow, numpy, PIL' 2>/dev/null; then
     echo "bench-cpu: $PYTHON lacks torch, tensorflow, numpy or pillow; install them (pip install torch tensorflow-cpu numpy pillow) or unset PYTHON" >&2
     exit 1
 fi
+case "${ISA:-}" in
+    "") ;;
+    avx2)
+        export RUSTFLAGS="${RUSTFLAGS:-} --cfg convkit_avx2" CARGO_TARGET_DIR=target/avx2
+        export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+        ;;
+    *)
+        echo "bench-cpu: ISA=\"$ISA\" is not one this script knows; use ISA=avx2 or leave it unset" >&2
+        exit 1
+        ;;
+esac
 cargo build --release -q -p train --example throughput
-throughput=target/release/examples/throughput
+throughput=${CARGO_TARGET_DIR:-target}/release/examples/throughput
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

@@ -66,7 +66,10 @@ def torch_bench(name, steps, train_batch, infer_batch, side):
     x = torch.from_numpy(images(infer_batch, side)[0])
     with torch.inference_mode():
         infer = timed(lambda: model(x).numpy(), steps, infer_batch)
-    return train, infer, f"pytorch {torch.__version__}, {torch.get_num_threads()} threads"
+    return train, infer, (
+        f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{torch.backends.cpu.get_cpu_capability()}"
+    )
 
 
 def keras_model(name, side):
@@ -153,7 +156,10 @@ def keras_bench(name, steps, train_batch, infer_batch, side):
     train = timed(lambda: model.train_on_batch(x, y), steps, train_batch)
     x = images(infer_batch, side)[0].transpose(0, 2, 3, 1).copy()
     infer = timed(lambda: model.predict_on_batch(x), steps, infer_batch)
-    return train, infer, f"keras {keras.__version__} / tensorflow {tf.__version__}"
+    return train, infer, (
+        f"keras {keras.__version__} / tensorflow {tf.__version__}, "
+        f"oneDNN at most {os.environ.get('ONEDNN_MAX_CPU_ISA', 'what the CPU has')}"
+    )
 
 
 WARM_UP = 10

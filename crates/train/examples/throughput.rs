@@ -211,12 +211,20 @@ fn main() {
     let plain = store::device::device();
     if model == "peak" {
         let size = number(1, 2048);
-        println!("peak on {}", store::device::backend_name());
+        println!(
+            "peak on {} ({})",
+            store::device::backend_name(),
+            kernels::math::instruction_set()
+        );
         println!("matmul {size}x{size}: {:.1} GFLOP/s", peak(size, &plain));
         return;
     }
     let device = plain.clone().autodiff();
-    println!("{model} on {}", store::device::backend_name());
+    println!(
+        "{model} on {} (our kernels on {})",
+        store::device::backend_name(),
+        kernels::math::instruction_set()
+    );
     let fastnet = |widths: [usize; 4]| {
         let mut config = FastNetConfig::new().with_whiten(true).with_widths(widths);
         if let Some(widths) = args.get(4) {

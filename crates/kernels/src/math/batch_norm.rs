@@ -53,7 +53,7 @@ fn channel_sums<'a>(
     planes: impl Iterator<Item = (&'a [f32], &'a [f32])>,
     summand: Summand,
 ) -> [f64; 2] {
-    pulp::Arch::new().dispatch(ChannelSums { planes, summand })
+    crate::math::arch().dispatch(ChannelSums { planes, summand })
 }
 
 struct ChannelSums<P> {

@@ -425,7 +425,7 @@ fn unfold(x: &[f32], g: &Geometry, samples: std::ops::Range<usize>, n: usize, co
 /// read from, for the samples of `grad` (`[samples, channels_in, h, w]`, zero).
 fn fold(columns: &[f32], g: &Geometry, n: usize, grad: &mut [f32]) {
     if g.stride == [1, 1] {
-        pulp::Arch::new().dispatch(FoldByRows {
+        crate::math::arch().dispatch(FoldByRows {
             columns,
             g,
             n,

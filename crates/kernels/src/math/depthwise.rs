@@ -38,7 +38,7 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
         return Vec::new();
     }
     let scratch = Scratch::new(g);
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     // Small planes (7x7 at the end of EfficientNet) go several to a task.
     let planes_per_task = (4096 / (oh * ow)).max(1);
     written_in_pieces(
@@ -307,7 +307,7 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
         return vec![0.0; len];
     }
     let scratch = Scratch::new(g);
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     written_in_pieces(len, h * w, Vec::new, |padded, plane, grad| {
         let output_grad = &output_grad[plane * oh * ow..][..oh * ow];
         let kernel = &weight[(plane % g.channels_in) * kh * kw..][..kh * kw];
@@ -355,7 +355,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
         return grad;
     }
     let scratch = Scratch::new(g);
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     grad.par_chunks_mut(kh * kw)
         .enumerate()
         .for_each_init(Vec::new, |padded, (channel, grad)| {

@@ -56,7 +56,7 @@ pub fn computes_input_grad(g: &Geometry) -> bool {
 /// large products on airnet's 256 channels run near its peak; faster on 7x7 in pixel tiles
 /// (seven eighths).
 fn worth_it(g: &Geometry, side: [usize; 2], channels: usize) -> bool {
-    let lanes = pulp::Arch::new().dispatch(Lanes);
+    let lanes = crate::math::arch().dispatch(Lanes);
     let [oh, ow] = g.output;
     let computed = [TileShape::Wide, TileShape::Pixels]
         .map(|shape| shape.computed(lanes, side, g.kernel[1]))
@@ -103,7 +103,7 @@ fn has_fma() -> bool {
 /// The output, `[batch, channels_out, oh, ow]`, of `x` and the weight, each plane through
 /// `epilogue` as it is written; for geometries of [`computes_forward`].
 pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
-    forward_on(pulp::Arch::new(), x, weight, g, epilogue)
+    forward_on(crate::math::arch(), x, weight, g, epilogue)
 }
 
 /// [`forward`] on the vector instructions of `arch`.
@@ -132,7 +132,7 @@ fn forward_on(
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
 /// gradient; for geometries of [`computes_input_grad`].
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    input_grad_on(pulp::Arch::new(), weight, output_grad, g)
+    input_grad_on(crate::math::arch(), weight, output_grad, g)
 }
 
 /// [`input_grad`] on the vector instructions of `arch`.
@@ -155,7 +155,7 @@ fn input_grad_on(arch: pulp::Arch, weight: &[f32], output_grad: &[f32], g: &Geom
 /// Whether [`weight_grad`] computes `g`: [`stride_one_dense`], and at least half of the
 /// output channels a tile computes needed. Every position it multiplies is an output's.
 pub fn computes_weight_grad(g: &Geometry) -> bool {
-    let columns = GRADIENT_VECTORS * pulp::Arch::new().dispatch(Lanes);
+    let columns = GRADIENT_VECTORS * crate::math::arch().dispatch(Lanes);
     stride_one_dense(g) && 2 * g.channels_out >= g.channels_out.div_ceil(columns) * columns
 }
 
@@ -168,7 +168,7 @@ pub fn computes_weight_grad(g: &Geometry) -> bool {
 /// copy. The batch is split into a fixed number of parts summed in a fixed order, so a seeded
 /// run repeats exactly on any number of threads.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    weight_grad_on(pulp::Arch::new(), x, output_grad, g)
+    weight_grad_on(crate::math::arch(), x, output_grad, g)
 }
 
 /// [`weight_grad`] on the vector instructions of `arch`.

@@ -69,12 +69,12 @@ pub fn gelu_derivative(x: f32) -> f32 {
 
 /// `values ← gelu(values)`, on the calling thread.
 pub fn forward(values: &mut [f32]) {
-    pulp::Arch::new().dispatch(Forward { values });
+    crate::math::arch().dispatch(Forward { values });
 }
 
 /// `grad ← grad · gelu′(x)`, on every core.
 pub fn backward(x: &[f32], grad: &mut [f32]) {
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     grad.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(grad, x)| {

@@ -32,7 +32,7 @@ pub fn forward(
     if oh * ow == 0 {
         return Vec::new();
     }
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     written_in_pieces(
         planes * oh * ow,
         oh * ow,
@@ -84,7 +84,7 @@ pub fn backward(x: &[f32], output_grad: &[f32], [height, width]: [usize; 2]) -> 
     if oh * ow == 0 {
         return vec![0.0; x.len()];
     }
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     written_in_pieces(
         x.len(),
         height * width,

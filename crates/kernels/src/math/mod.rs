@@ -14,6 +14,30 @@ pub(crate) mod output;
 pub mod transpose;
 pub(crate) mod tuning;
 
+/// The vector instructions the kernels run on: the widest the CPU has, or at most AVX2 in a build
+/// with `RUSTFLAGS="--cfg convkit_avx2"`, which also leaves gemm's AVX-512 kernels out (see
+/// `crates/data/Cargo.toml`): how `scripts/bench-cpu.sh` measures a CPU without AVX-512 on one
+/// that has it (`ISA=avx2`).
+pub fn arch() -> pulp::Arch {
+    #[cfg(all(convkit_avx2, any(target_arch = "x86", target_arch = "x86_64")))]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return pulp::Arch::V3(simd);
+    }
+    pulp::Arch::new()
+}
+
+/// The name of the instruction set [`arch`] picks: `avx512`, `avx2`, or `scalar` (also on CPUs
+/// other than x86's, whose vectors these kernels leave to the compiler).
+pub fn instruction_set() -> &'static str {
+    match arch() {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        pulp::Arch::V4(_) => "avx512",
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        pulp::Arch::V3(_) => "avx2",
+        _ => "scalar",
+    }
+}
+
 /// The scalar instruction set and every vector one this CPU has: what a kernel's tests run it on,
 /// beyond the one `pulp` picks.
 #[cfg(test)]
@@ -26,4 +50,20 @@ fn every_arch() -> Vec<pulp::Arch> {
         arches.extend(pulp::x86::V4::try_new().map(pulp::Arch::V4));
     }
     arches
+}
+
+#[cfg(all(test, any(target_arch = "x86", target_arch = "x86_64")))]
+mod tests {
+    /// The widest instruction set the CPU has, at most AVX2 in a `convkit_avx2` build.
+    #[test]
+    fn kernels_run_on_the_widest_instruction_set_the_build_allows() {
+        let expected = if pulp::x86::V4::try_new().is_some() && !cfg!(convkit_avx2) {
+            "avx512"
+        } else if pulp::x86::V3::try_new().is_some() {
+            "avx2"
+        } else {
+            "scalar"
+        };
+        assert_eq!(super::instruction_set(), expected);
+    }
 }

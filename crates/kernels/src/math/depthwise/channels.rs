@@ -129,7 +129,7 @@ fn per_sample(
     let (from, from_sides) = from;
     let (from_plane, to_plane) = (from_sides[0] * from_sides[1], to[0] * to[1]);
     let taps = layout.taps(weight);
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     let sample_from = g.channels_in * from_plane;
     written_in_pieces(
         g.batch * g.channels_in * to_plane,
@@ -238,7 +238,7 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
     let taps = g.kernel[0] * g.kernel[1];
     let size = taps * layout.padded;
     let samples: Vec<usize> = (0..g.batch).collect();
-    let arch = pulp::Arch::new();
+    let arch = crate::math::arch();
     let partials: Vec<Vec<f32>> = samples
         .par_chunks(g.batch.div_ceil(TASKS).max(1))
         .map(|samples| {
