@@ -4,10 +4,10 @@ random images with Adam, in PyTorch or in Keras (TensorFlow backend), on the CPU
     python3 cpu_bench.py torch|keras convnet|keras_cnn|fastnet|airnet|lite0 STEPS TRAIN_BATCH INFER_BATCH
 
 Prints lines like the project's `throughput` example: images/s, and the process's peak memory.
-Ten untimed steps of each come first, as in `throughput`. fastnet is the network of the tutorial-era fast recipe
-(fixed 3x3 whitening stem, widths 32/64/128/256, ReLU), airnet airbench94's network as the fast
-recipe ships it (fixed 2x2 whitening stem of 24, blocks of 64/256/256, GELU, BatchNorm without
-scale, a bias-free dense layer).
+Ten untimed steps of each come first, as in `throughput`. fastnet is the network of the
+tutorial-era fast recipe (fixed 3x3 whitening stem, widths 32/64/128/256, ReLU), airnet
+airbench94's network as the fast recipe ships it (fixed 2x2 whitening stem of 24, blocks of
+64/256/256, GELU, BatchNorm without scale, a bias-free dense layer).
 """
 
 import os

@@ -124,12 +124,12 @@ fn random_batch(batch: usize, sizes: &Sizes, device: &Device) -> (Tensor<4>, Ten
     (images, labels)
 }
 
-/// Times `sizes.steps` training steps of `model`, then as many inference batches of
-/// `inference_form(model)`: what `infer` and feature extraction run.
 /// Untimed steps before each measurement: the first ones allocate what later ones reuse, and the
 /// direct convolutions time their tile shapes before they keep the fastest.
 const WARM_UP: usize = kernels::math::direct::TUNING_CALLS + 1;
 
+/// Times `sizes.steps` training steps of `model`, then as many inference batches of
+/// `inference_form(model)`: what `infer` and feature extraction run.
 fn time<M: Network<Input = Tensor<4>>>(
     model: M,
     inference_form: fn(M) -> M,

@@ -1,9 +1,8 @@
 //! The fastest of several ways to compute the same values, chosen per problem by timing the
-//! first calls on this machine, as cuDNN's benchmark mode chooses its convolutions. Which way is
-//! fastest depends on the CPU more than a rule can tell: on an Intel Xeon with AVX-512, wide
-//! register tiles ran 32x32 planes 5-25% faster than pixel tiles, which had been faster on a
-//! Zen 4. The ways must give the same bits, so that the choice changes the time only: a seeded
-//! run repeats exactly whichever way each call took.
+//! first calls on this machine, as cuDNN's benchmark mode chooses its convolutions: which way is
+//! fastest depends on the CPU more than a rule can tell (the direct convolutions' tile shapes,
+//! `direct::Correlation::run_fastest`). The ways must give the same bits, so that the choice
+//! changes the time only: a seeded run repeats exactly whichever way each call took.
 
 use std::collections::HashMap;
 use std::hash::Hash;
