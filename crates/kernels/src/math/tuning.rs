@@ -36,19 +36,17 @@ impl<K: Eq + Hash + Clone, C: Copy + PartialEq> Tuner<K, C> {
         ways: impl FnOnce() -> Vec<C>,
         compute: impl FnOnce(C) -> T,
     ) -> T {
-        let (way, settled) = {
+        let next = {
             let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
             let trials = problems
                 .entry(problem.clone())
                 .or_insert_with(|| Trials::new(ways()));
-            match trials.next() {
-                Next::Settled(way) => (way, true),
-                Next::Trial(way) => (way, false),
-            }
+            trials.next()
         };
-        if settled {
-            return compute(way);
-        }
+        let way = match next {
+            Next::Settled(way) => return compute(way),
+            Next::Trial(way) => way,
+        };
         let start = Instant::now();
         let output = compute(way);
         let took = start.elapsed();
