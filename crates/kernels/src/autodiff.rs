@@ -4,8 +4,9 @@
 //! backend underneath, where ours on `Flex` come in: a ReLU node that keeps its output, ReLU6 and
 //! max-pooling nodes that keep their input (Burn differentiates its clamp as two masked fills,
 //! and keeps the maxima's indices), convolution and BatchNorm nodes that keep what Burn's keep
-//! (input and weight; input, gamma and the batch statistics). Dropout's factors are a constant
-//! to autodiff.
+//! (input and weight; input, gamma and the batch statistics, and the scale and shift from which
+//! BatchNorm's activation, if any, gets the normalized values again instead of keeping them).
+//! Dropout's factors are a constant to autodiff.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -15,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, tensor::FloatTensor};
 use burn::tensor::ops::ConvOptions;
 
-use crate::Kernels;
+use crate::{Activation, Kernels};
 
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -73,40 +74,58 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        activation: Activation,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
         let prepared = BatchNormalization
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let (output, mean, variance) = match prepared {
+        let (output, mean, variance, scale, shift) = match prepared {
             OpsKind::Tracked(mut prep) => {
                 let (x_id, gamma_id) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let (output, mean, variance) = B::normalize_batch(
+                let (output, mean, variance, scale, shift) = B::normalize_batch(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     epsilon,
+                    activation,
                 );
                 let state = Statistics {
                     x: x_id,
                     gamma: gamma_id,
                     mean: mean.clone(),
                     variance: variance.clone(),
+                    scale: scale.clone(),
+                    shift: shift.clone(),
                     epsilon,
+                    activation,
                 };
-                (prep.finish(state, output), mean, variance)
+                (prep.finish(state, output), mean, variance, scale, shift)
             }
             OpsKind::UnTracked(prep) => {
-                let (output, mean, variance) = B::normalize_batch(
+                let (output, mean, variance, scale, shift) = B::normalize_batch(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     epsilon,
+                    activation,
                 );
-                (prep.finish(output), mean, variance)
+                (prep.finish(output), mean, variance, scale, shift)
             }
         };
-        (output, Self::from_inner(mean), Self::from_inner(variance))
+        (
+            output,
+            Self::from_inner(mean),
+            Self::from_inner(variance),
+            Self::from_inner(scale),
+            Self::from_inner(shift),
+        )
     }
 
     fn dropout_scales(like: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
@@ -290,7 +309,10 @@ struct Statistics<B: Backend> {
     gamma: NodeId,
     mean: FloatTensor<B>,
     variance: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    shift: FloatTensor<B>,
     epsilon: f64,
+    activation: Activation,
 }
 
 impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
@@ -309,12 +331,24 @@ impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
             gamma,
             mean,
             variance,
+            scale,
+            shift,
             epsilon,
+            activation,
         } = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
-        let (x_grad, gamma_grad, beta_grad) =
-            B::normalize_batch_backward(x, gamma, mean, variance, epsilon, output_grad);
+        let (x_grad, gamma_grad, beta_grad) = B::normalize_batch_backward(
+            x,
+            gamma,
+            mean,
+            variance,
+            scale,
+            shift,
+            epsilon,
+            activation,
+            output_grad,
+        );
         for (node, grad) in [
             (node_x, x_grad),
             (node_gamma, gamma_grad),

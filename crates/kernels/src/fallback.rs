@@ -128,28 +128,88 @@ pub(crate) fn burns_adam_step<B: Backend>(
     (B::float_sub(param, delta), moment_1, moment_2)
 }
 
-/// Burn's own BatchNorm with the batch's statistics: (output, mean, variance).
-pub(crate) fn burns_batch_norm<B: Backend>(
+/// Burn's own BatchNorm with the batch's statistics through `activation` (that of
+/// [`Kernels`](crate::Kernels)):
+/// (output, mean, variance, scale, shift), `x → scale·x + shift` per channel being what it
+/// normalized with.
+pub(crate) fn burns_batch_norm<B: Backend + crate::Kernels>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
     epsilon: f64,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let result = B::batch_norm_train(x, gamma, beta, epsilon);
-    (result.output, result.mean, result.variance)
+    activation: Activation,
+) -> NormalizedBatch<B> {
+    let result = B::batch_norm_train(x, gamma.clone(), beta.clone(), epsilon);
+    let deviation = B::float_sqrt(B::float_add_scalar(
+        result.variance.clone(),
+        Scalar::Float(epsilon),
+    ));
+    let scale = B::float_div(gamma, deviation);
+    let shift = B::float_sub(beta, B::float_mul(result.mean.clone(), scale.clone()));
+    (
+        activated::<B>(result.output, activation),
+        result.mean,
+        result.variance,
+        scale,
+        shift,
+    )
 }
 
-/// Burn's own gradients of [`burns_batch_norm`]: (input, gamma, beta).
-pub(crate) fn burns_batch_norm_backward<B: Backend>(
+/// What [`Kernels::normalize_batch`](crate::Kernels::normalize_batch) returns: the output, the
+/// batch's mean and variance per channel, and the scale and shift it normalized with.
+pub(crate) type NormalizedBatch<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+);
+
+/// Burn's own gradients of [`burns_batch_norm`] (input, gamma, beta), the normalized values
+/// recomputed from `scale` and `shift` for `activation`'s gradient.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn burns_batch_norm_backward<B: Backend + crate::Kernels>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
-    mean: FloatTensor<B>,
-    variance: FloatTensor<B>,
+    [mean, variance, scale, shift]: [FloatTensor<B>; 4],
     epsilon: f64,
+    activation: Activation,
     output_grad: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let output_grad = if activation == Activation::Identity {
+        output_grad
+    } else {
+        // Per channel along axis 1, broadcast over the others.
+        let rank = x.shape().num_dims();
+        let per_channel = |values: FloatTensor<B>| {
+            let mut dims = vec![1; rank];
+            dims[1] = values.shape().num_elements();
+            B::float_reshape(values, dims.into())
+        };
+        let normalized = B::float_add(
+            B::float_mul(x.clone(), per_channel(scale)),
+            per_channel(shift),
+        );
+        activation_gradient::<B>(normalized, output_grad, activation)
+    };
     let grads = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
     (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+}
+
+/// The gradient of `activation`'s input `x` from its output gradient, through
+/// [`Kernels`](crate::Kernels).
+fn activation_gradient<B: Backend + crate::Kernels>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    match activation {
+        Activation::Identity => output_grad,
+        // ReLU passes its gradient where its output is above zero (or NaN): where its input is.
+        Activation::Relu => B::rectify_backward(x, output_grad),
+        Activation::Relu6 => B::relu6_backward(x, output_grad),
+        Activation::Gelu => B::gelu_exact_backward(x, output_grad),
+    }
 }
 
 /// Kernel, stride, padding and dilation of [`Kernels::max_pool2x2`].
@@ -261,6 +321,93 @@ mod tests {
                 assert!(bits(ours.1) == bits(burns.1), "first moment, {case}");
                 assert!(bits(ours.2) == bits(burns.2), "second moment, {case}");
             }
+        }
+    }
+
+    /// Burn's BatchNorm and the activation composed, as other backends run them, against
+    /// `Flex`'s single pass, forward and backward, for each activation: the same values to
+    /// rounding (Burn's BatchNorm sums in another order), the activations' bends included.
+    #[test]
+    fn batch_norm_with_an_activation_as_burns_operations_is_flexs() {
+        let [batch, channels, size] = [6, 5, 49];
+        let values = |seed: usize, channels: usize, spread: f32| -> FlexTensor {
+            let values: Vec<f32> = (0..batch * channels * size)
+                .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0)
+                .map(|v| v * spread)
+                .collect();
+            FlexTensor::from_data(TensorData::new(values, [batch, channels, 7, 7]))
+        };
+        let per_channel =
+            |values: &[f32]| FlexTensor::from_data(TensorData::new(values.to_vec(), [channels]));
+        let floats = |tensor: FlexTensor| -> Vec<f32> {
+            tensor
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("f32 values")
+                .to_vec()
+        };
+        let close = |what: &str, ours: FlexTensor, burns: FlexTensor| {
+            let (ours, burns) = (floats(ours), floats(burns));
+            let scale = burns.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = ours
+                .iter()
+                .zip(&burns)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= 1e-5 * scale,
+                "{what}: {worst} against values up to {scale}"
+            );
+        };
+        // Normalized values from about -3 to 9: across ReLU6's bends and GELU's curve.
+        let (gamma, beta) = (
+            per_channel(&[3.0, 2.5, 1.0, 4.0, 0.5]),
+            per_channel(&[3.0, 2.0, 0.0, 3.5, -1.0]),
+        );
+        for activation in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Relu6,
+            Activation::Gelu,
+        ] {
+            let x = values(1, channels, 2.0);
+            let output_grad = values(2, channels, 1.0);
+            let (output, mean, variance, scale, shift) = <Flex as Kernels>::normalize_batch(
+                x.clone(),
+                gamma.clone(),
+                beta.clone(),
+                1e-5,
+                activation,
+            );
+            let burns =
+                burns_batch_norm::<Flex>(x.clone(), gamma.clone(), beta.clone(), 1e-5, activation);
+            let case = |what: &str| format!("{what}, {activation:?}");
+            close(&case("output"), output, burns.0);
+            close(&case("mean"), mean.clone(), burns.1);
+            close(&case("variance"), variance.clone(), burns.2);
+            close(&case("scale"), scale.clone(), burns.3);
+            close(&case("shift"), shift.clone(), burns.4);
+            let ours = <Flex as Kernels>::normalize_batch_backward(
+                x.clone(),
+                gamma.clone(),
+                mean.clone(),
+                variance.clone(),
+                scale.clone(),
+                shift.clone(),
+                1e-5,
+                activation,
+                output_grad.clone(),
+            );
+            let burns = burns_batch_norm_backward::<Flex>(
+                x,
+                gamma.clone(),
+                [mean, variance, scale, shift],
+                1e-5,
+                activation,
+                output_grad,
+            );
+            close(&case("input gradient"), ours.0, burns.0);
+            close(&case("gamma gradient"), ours.1, burns.1);
+            close(&case("beta gradient"), ours.2, burns.2);
         }
     }
 }

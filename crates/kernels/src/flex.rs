@@ -285,23 +285,33 @@ impl Kernels for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        activation: Activation,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
         let Some(planes) = planes(&[&x, &gamma, &beta]) else {
-            return burns_batch_norm::<Self>(x, gamma, beta, epsilon);
+            return burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation);
         };
         let (x, gamma, beta) = (
             x.to_contiguous(),
             gamma.to_contiguous(),
             beta.to_contiguous(),
         );
-        let (output, mean, variance) =
-            batch_norm::forward(f32s(&x), f32s(&gamma), f32s(&beta), epsilon, planes);
+        let normalized = batch_norm::forward(
+            f32s(&x),
+            f32s(&gamma),
+            f32s(&beta),
+            epsilon,
+            activation,
+            planes,
+        );
         let per_channel =
             |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+        let (scale, shift) = normalized.affine.into_iter().map(|[a, b]| (a, b)).unzip();
         (
-            FlexTensor::from_data(TensorData::new(output, x.shape())),
-            per_channel(mean),
-            per_channel(variance),
+            FlexTensor::from_data(TensorData::new(normalized.output, x.shape())),
+            per_channel(normalized.mean),
+            per_channel(normalized.variance),
+            per_channel(scale),
+            per_channel(shift),
         )
     }
 
@@ -310,28 +320,39 @@ impl Kernels for Flex {
         gamma: FlexTensor,
         mean: FlexTensor,
         variance: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
         epsilon: f64,
+        activation: Activation,
         output_grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let Some(planes) = planes(&[&x, &gamma, &mean, &variance, &output_grad]) else {
+        let tensors = [&x, &gamma, &mean, &variance, &scale, &shift, &output_grad];
+        let Some(planes) = planes(&tensors) else {
             return burns_batch_norm_backward::<Self>(
                 x,
                 gamma,
-                mean,
-                variance,
+                [mean, variance, scale, shift],
                 epsilon,
+                activation,
                 output_grad,
             );
         };
-        let [x, gamma, mean, variance] = [x, gamma, mean, variance].map(|t| t.to_contiguous());
+        let [x, gamma, mean, variance, scale, shift] =
+            [x, gamma, mean, variance, scale, shift].map(|t| t.to_contiguous());
+        let affine: Vec<[f32; 2]> = f32s(&scale)
+            .iter()
+            .zip(f32s(&shift))
+            .map(|(&a, &b)| [a, b])
+            .collect();
         let mut grad = owned(output_grad);
         let n = grad.layout().num_elements();
         let (gamma_grad, beta_grad) = batch_norm::backward(
             f32s(&x),
             f32s(&gamma),
-            f32s(&mean),
-            f32s(&variance),
+            [f32s(&mean), f32s(&variance)],
+            &affine,
             epsilon,
+            activation,
             &mut grad.storage_mut::<f32>()[..n],
             planes,
         );

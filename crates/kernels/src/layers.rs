@@ -99,7 +99,7 @@ pub fn conv2d_activated(conv: &Conv2d, input: Tensor<4>, activation: Activation)
 /// `activation(bn.forward(conv.forward(input)))`: in inference (no autodiff) for a convolution
 /// without bias through [`Kernels::convolution_normalized`], BatchNorm (its running statistics)
 /// and the activation applied as the output is written, the same values in one pass instead of
-/// three; otherwise [`conv2d`], [`batch_norm`] and [`activate`], so that it trains.
+/// three; otherwise [`conv2d`] and [`batch_norm_activated`], so that it trains.
 pub fn conv2d_normalized(
     conv: &Conv2d,
     bn: &BatchNorm,
@@ -107,7 +107,7 @@ pub fn conv2d_normalized(
     activation: Activation,
 ) -> Tensor<4> {
     if input.device().is_autodiff() || conv.bias.is_some() {
-        return activate(batch_norm(bn, conv2d(conv, input)), activation);
+        return batch_norm_activated(bn, conv2d(conv, input), activation);
     }
     let options = options(conv, &input);
     let norm = running_norm(bn, &input.device());
@@ -125,8 +125,8 @@ pub fn conv2d_normalized(
 
 /// `activation(bn.forward(pool.forward(input)))`: in inference (no autodiff) for a 2x2 pooling
 /// with stride 2 through [`Kernels::max_pool2x2_normalized`], BatchNorm (its running statistics)
-/// and the activation applied as each pooled plane is written; otherwise the three layers one
-/// after another.
+/// and the activation applied as each pooled plane is written; otherwise [`max_pool2d`] and
+/// [`batch_norm_activated`].
 pub fn max_pool2d_normalized(
     pool: &MaxPool2d,
     bn: &BatchNorm,
@@ -134,7 +134,7 @@ pub fn max_pool2d_normalized(
     activation: Activation,
 ) -> Tensor<4> {
     if input.device().is_autodiff() || !pools_2x2(pool) {
-        return activate(batch_norm(bn, max_pool2d(pool, input)), activation);
+        return batch_norm_activated(bn, max_pool2d(pool, input), activation);
     }
     let norm = running_norm(bn, &input.device());
     let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2x2_normalized(
@@ -174,10 +174,21 @@ fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
 /// ones by the layer's momentum, as Burn's layer does; in inference (no autodiff) through
 /// [`Kernels::normalize_running`] with the running statistics; else Burn's layer.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
+    batch_norm_activated(bn, input, Activation::Identity)
+}
+
+/// `activate(batch_norm(bn, input), activation)`, the same values; in training through
+/// [`Kernels::normalize_batch`] with the activation, which `Flex` applies as it writes the
+/// normalized values and differentiates without keeping them.
+pub fn batch_norm_activated<const D: usize>(
+    bn: &BatchNorm,
+    input: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
     crate::trace::record(bn.gamma.id, &input.dims());
     if !input.device().is_autodiff() {
         let norm = running_norm(bn, &input.device());
-        return Tensor::from_dispatch(<Dispatch as Kernels>::normalize_running(
+        let output = Tensor::from_dispatch(<Dispatch as Kernels>::normalize_running(
             input.into_dispatch(),
             norm.gamma,
             norm.beta,
@@ -185,15 +196,17 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D>
             norm.variance,
             norm.epsilon,
         ));
+        return activate(output, activation);
     }
     if !bn.training.is_enabled() {
-        return bn.forward(input);
+        return activate(bn.forward(input), activation);
     }
-    let (output, mean, variance) = <Dispatch as Kernels>::normalize_batch(
+    let (output, mean, variance, _, _) = <Dispatch as Kernels>::normalize_batch(
         input.into_dispatch(),
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
         bn.epsilon,
+        activation,
     );
     let output: Tensor<D> = Tensor::from_dispatch(output);
     let device = output.device();

@@ -26,8 +26,8 @@ use burn::backend::{Backend, ExtensionType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 pub use layers::{
-    activate, batch_norm, conv2d, conv2d_activated, conv2d_fixed, conv2d_normalized, dropout, gelu,
-    max_pool2d, max_pool2d_normalized, relu, relu6,
+    activate, batch_norm, batch_norm_activated, conv2d, conv2d_activated, conv2d_fixed,
+    conv2d_normalized, dropout, gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
 };
 pub use math::adam::AdamStep;
 pub use math::epilogue::Activation;
@@ -201,29 +201,53 @@ pub trait Kernels: Backend {
         burns_max_pool2x2_normalized::<Self>(x, norm, activation)
     }
 
-    /// BatchNorm with the batch's own statistics: Burn's `batch_norm_train` (the output, then
-    /// each channel's mean and biased variance), differentiated with
+    /// BatchNorm with the batch's own statistics through `activation`: Burn's
+    /// `batch_norm_train` (the output, then each channel's mean and biased variance) and the
+    /// activation, which `Flex` applies as it writes each plane (Burn: a second pass, and the
+    /// normalized values kept for the activation's gradient); then each channel's scale and
+    /// shift, `x → scale·x + shift` being the normalization, from which the backward step
+    /// recomputes the normalized values. Differentiated with
     /// [`Kernels::normalize_batch_backward`].
+    // The macro reads the five outputs from the signature: no alias can name them.
+    #[allow(clippy::type_complexity)]
     fn normalize_batch(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        burns_batch_norm::<Self>(x, gamma, beta, epsilon)
+        activation: Activation,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation)
     }
 
-    /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean and
-    /// variance it returned.
+    /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean,
+    /// variance, scale and shift it returned.
+    #[allow(clippy::too_many_arguments)]
     fn normalize_batch_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
         epsilon: f64,
+        activation: Activation,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        burns_batch_norm_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
+        burns_batch_norm_backward::<Self>(
+            x,
+            gamma,
+            [mean, variance, scale, shift],
+            epsilon,
+            activation,
+            output_grad,
+        )
     }
 
     /// BatchNorm with given statistics (the running ones, in inference): Burn's `batch_norm`,

@@ -7,8 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
 use kernels::{
-    Activation, activate, batch_norm, conv2d, conv2d_activated, conv2d_normalized, gelu,
-    max_pool2d, max_pool2d_normalized, relu, relu6,
+    Activation, activate, batch_norm, batch_norm_activated, conv2d, conv2d_activated,
+    conv2d_normalized, gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
 };
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
@@ -621,6 +621,80 @@ fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
                 reference_bn.running_var.value_sync(),
             ),
         );
+    }
+}
+
+/// BatchNorm with its activation in one training step gives the bits of BatchNorm and then the
+/// activation as two (whose values and gradients the tests above hold against Burn's): output,
+/// every gradient and the running statistics, across ReLU6's bends, with NaN and infinities in
+/// the input.
+#[test]
+fn batch_norm_activated_is_batch_norm_then_the_activation_bit_for_bit() {
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    for activation in [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Gelu,
+    ] {
+        for shape in [[3, 5, 7, 9], [8, 6, 2, 3], [2, 4, 10, 10], [1, 3, 1, 1]] {
+            let channels = shape[1];
+            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(1.0, 4.0), &device);
+            let beta = Tensor::<1>::random([channels], Distribution::Normal(3.0, 1.0), &device);
+            let layer = || {
+                let mut bn = BatchNormConfig::new(channels)
+                    .with_momentum(0.3)
+                    .init(&device);
+                bn.gamma = Param::from_tensor(Tensor::from_data(gamma.to_data(), &device));
+                bn.beta = Param::from_tensor(Tensor::from_data(beta.to_data(), &device));
+                bn
+            };
+            let (fused_bn, apart_bn) = (layer(), layer());
+            let x = Tensor::<4>::random(shape, Distribution::Normal(1.0, 2.0), &device);
+            let x = if activation == Activation::Relu6 && shape[0] > 1 {
+                let mut data = x.into_data().try_to_vec::<f32>().unwrap();
+                data[5] = f32::NAN;
+                data[9] = f32::INFINITY;
+                Tensor::from_data(TensorData::new(data, shape), &device)
+            } else {
+                x
+            };
+            let x = x.require_grad();
+            let weights = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let fused = batch_norm_activated(&fused_bn, x.clone(), activation);
+            let apart = activate(batch_norm(&apart_bn, x.clone()), activation);
+            let case = format!("{activation:?} {shape:?}");
+            assert_eq!(bits(fused.clone()), bits(apart.clone()), "output, {case}");
+            let fused_grads = fused.mul(weights.clone()).sum().backward();
+            let apart_grads = apart.mul(weights).sum().backward();
+            let gradient = |tensor: Tensor<1>, grads: &Gradients| bits(tensor.grad(grads).unwrap());
+            assert_eq!(
+                bits(x.grad(&fused_grads).unwrap()),
+                bits(x.grad(&apart_grads).unwrap()),
+                "input gradient, {case}"
+            );
+            for (what, fused, apart) in [
+                ("gamma", fused_bn.gamma.val(), apart_bn.gamma.val()),
+                ("beta", fused_bn.beta.val(), apart_bn.beta.val()),
+            ] {
+                assert_eq!(
+                    gradient(fused, &fused_grads),
+                    gradient(apart, &apart_grads),
+                    "{what} gradient, {case}"
+                );
+            }
+            for (what, fused, apart) in [
+                ("mean", &fused_bn.running_mean, &apart_bn.running_mean),
+                ("variance", &fused_bn.running_var, &apart_bn.running_var),
+            ] {
+                assert_eq!(
+                    bits(fused.value_sync()),
+                    bits(apart.value_sync()),
+                    "running {what}, {case}"
+                );
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use burn_store::{ModuleSnapshot, PytorchStore};
-use kernels::{Activation, activate, batch_norm, conv2d, conv2d_activated, dropout, relu};
+use kernels::{Activation, batch_norm_activated, conv2d, conv2d_activated, dropout, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -299,7 +299,7 @@ impl ConvBn {
     /// its bias and activation as it writes.
     fn forward_activated(&self, x: Tensor<4>, activation: Activation) -> Tensor<4> {
         match &self.bn {
-            Some(bn) => activate(batch_norm(bn, conv2d(&self.conv, x)), activation),
+            Some(bn) => batch_norm_activated(bn, conv2d(&self.conv, x), activation),
             None => conv2d_activated(&self.conv, x, activation),
         }
     }

@@ -8,7 +8,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use kernels::{batch_norm, conv2d_fixed, relu};
+use kernels::{batch_norm_activated, conv2d_fixed};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ImageClassifier, InputSpec, Seen};
@@ -172,7 +172,11 @@ impl ImageClassifier for FastNet {
     fn features(&self, x: Tensor<4>, seen: Seen) -> Tensor<4> {
         // A fixed stem's filters get no gradient, whatever a loaded record says about them.
         let mut x = if self.fixed_stem && x.device().is_autodiff() {
-            relu(batch_norm(&self.stem.bn, conv2d_fixed(&self.stem.conv, x)))
+            batch_norm_activated(
+                &self.stem.bn,
+                conv2d_fixed(&self.stem.conv, x),
+                kernels::Activation::Relu,
+            )
         } else {
             self.stem.forward(x, Activation::Relu)
         };

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::epilogue::Normalization;
+use super::epilogue::{Activation, Normalization};
 use super::output::written_in_pieces;
 
 /// How the values are laid out: `batch` samples of `channels` planes of `size` values.
@@ -35,12 +35,58 @@ impl Planes {
 const FLUSH: usize = 4096;
 
 /// What a channel's sums are of, with the channel's mean `m`: `Σx`; `Σ(x − m)²`; or, for a
-/// gradient `g` and the input `x`, `Σg` and `Σg·(x − m)`.
+/// gradient `g` and the input `x`, `Σg` and `Σg·(x − m)`, `g` first through the gate.
 #[derive(Clone, Copy)]
 enum Summand {
     Values,
     SquaredDeviations(f32),
-    GradientProducts(f32),
+    GradientProducts(f32, Gate),
+}
+
+/// Where an activation after the normalization passes its gradient, from the normalized value
+/// `scale·x + shift` recomputed as [`forward`] computed it: everywhere (none, or one that
+/// scales the gradient instead, applied beforehand), or where ReLU or ReLU6 passes it (see
+/// [`Activation::gradient`]), a select on vectors.
+#[derive(Clone, Copy)]
+enum Gate {
+    Open,
+    Relu([f32; 2]),
+    Relu6([f32; 2]),
+}
+
+impl Gate {
+    fn new(activation: Activation, affine: [f32; 2]) -> Self {
+        match activation {
+            Activation::Relu => Self::Relu(affine),
+            Activation::Relu6 => Self::Relu6(affine),
+            Activation::Identity | Activation::Gelu => Self::Open,
+        }
+    }
+
+    /// The gradient `g` of the activation's output through it, at input `x`.
+    #[inline(always)]
+    fn pass<S: pulp::Simd>(self, simd: S, g: S::f32s, x: S::f32s) -> S::f32s {
+        let normalized = |[scale, shift]: [f32; 2]| {
+            simd.add_f32s(
+                simd.mul_f32s(simd.splat_f32s(scale), x),
+                simd.splat_f32s(shift),
+            )
+        };
+        let zero = simd.splat_f32s(0.0);
+        let blocked = match self {
+            Self::Open => return g,
+            // NaN compares false: it passes, as in `Activation::gradient`.
+            Self::Relu(affine) => simd.less_than_or_equal_f32s(normalized(affine), zero),
+            Self::Relu6(affine) => {
+                let z = normalized(affine);
+                simd.or_m32s(
+                    simd.less_than_f32s(z, zero),
+                    simd.greater_than_f32s(z, simd.splat_f32s(6.0)),
+                )
+            }
+        };
+        simd.select_f32s(blocked, zero, g)
+    }
 }
 
 /// The sums `summand` names over the pairs of a channel's `(x, y)` planes (`y` the same
@@ -66,76 +112,125 @@ impl<'a, P: Iterator<Item = (&'a [f32], &'a [f32])>> pulp::WithSimd for ChannelS
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) -> [f64; 2] {
-        let (zero, one) = (simd.splat_f32s(0.0), simd.splat_f32s(1.0));
-        // What a remainder's mask loads from: more ones than any vector register holds.
-        let ones = [1.0; 64];
-        let terms = |x: S::f32s, y: S::f32s, valid: S::f32s| match self.summand {
-            Summand::Values => [x, zero],
-            Summand::SquaredDeviations(m) => {
+        let zero = simd.splat_f32s(0.0);
+        let planes = self.planes;
+        // One loop per summand (and gate), each compiled with its terms inlined (a closure
+        // left out of line would run without the instruction set's features).
+        match self.summand {
+            Summand::Values => summed(simd, planes, |x, _, _| [x, zero]),
+            Summand::SquaredDeviations(m) => summed(simd, planes, |x, _, valid| {
                 let d = simd.mul_f32s(simd.sub_f32s(x, simd.splat_f32s(m)), valid);
                 [simd.mul_f32s(d, d), zero]
-            }
-            Summand::GradientProducts(m) => {
-                [x, simd.mul_f32s(x, simd.sub_f32s(y, simd.splat_f32s(m)))]
-            }
-        };
-        let (mut lanes, mut totals, mut pending) = ([zero; 2], [0f64; 2], 0);
-        let flush = |lanes: &mut [S::f32s; 2], totals: &mut [f64; 2]| {
-            for (total, lane) in totals.iter_mut().zip(lanes) {
-                *total += f64::from(simd.reduce_sum_f32s(*lane));
-                *lane = zero;
-            }
-        };
-        let add = |[l0, l1]: [S::f32s; 2], [a, b]: [S::f32s; 2]| {
-            [simd.add_f32s(l0, a), simd.add_f32s(l1, b)]
-        };
-        for (xs, ys) in self.planes {
-            let ((x_chunks, x_rest), (y_chunks, y_rest)) =
-                (S::as_simd_f32s(xs), S::as_simd_f32s(ys));
-            for (&x, &y) in x_chunks.iter().zip(y_chunks) {
-                lanes = add(lanes, terms(x, y, one));
-            }
-            if !x_rest.is_empty() {
-                let x = simd.partial_load_f32s(x_rest);
-                let y = simd.partial_load_f32s(y_rest);
-                let valid = simd.partial_load_f32s(&ones[..x_rest.len()]);
-                lanes = add(lanes, terms(x, y, valid));
-            }
-            pending += xs.len();
-            if pending >= FLUSH {
-                flush(&mut lanes, &mut totals);
-                pending = 0;
+            }),
+            Summand::GradientProducts(m, gate) => {
+                let m = simd.splat_f32s(m);
+                let products = |g: S::f32s, x: S::f32s| [g, simd.mul_f32s(g, simd.sub_f32s(x, m))];
+                match gate {
+                    Gate::Open => summed(simd, planes, |g, x, _| products(g, x)),
+                    Gate::Relu(affine) => summed(simd, planes, |g, x, _| {
+                        products(Gate::Relu(affine).pass(simd, g, x), x)
+                    }),
+                    Gate::Relu6(affine) => summed(simd, planes, |g, x, _| {
+                        products(Gate::Relu6(affine).pass(simd, g, x), x)
+                    }),
+                }
             }
         }
-        flush(&mut lanes, &mut totals);
-        totals
     }
 }
 
-/// Each plane `(n, c)` of `values` replaced by `x → scale[c]·x + slope[c]·other + shift[c]` with
-/// the same plane of `other`.
-fn affine(values: &mut [f32], other: &[f32], planes: Planes, coefficients: &[[f32; 3]]) {
+/// The two sums of `terms(x, y, valid)` over the planes' vectors (`valid` one in the lanes that
+/// hold values, zero past a plane's end), for [`ChannelSums`].
+#[inline(always)]
+fn summed<'a, S: pulp::Simd>(
+    simd: S,
+    planes: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+    terms: impl Fn(S::f32s, S::f32s, S::f32s) -> [S::f32s; 2],
+) -> [f64; 2] {
+    let (zero, one) = (simd.splat_f32s(0.0), simd.splat_f32s(1.0));
+    // What a remainder's mask loads from: more ones than any vector register holds.
+    let ones = [1.0; 64];
+    let (mut lanes, mut totals, mut pending) = ([zero; 2], [0f64; 2], 0);
+    let flush = |lanes: &mut [S::f32s; 2], totals: &mut [f64; 2]| {
+        for (total, lane) in totals.iter_mut().zip(lanes) {
+            *total += f64::from(simd.reduce_sum_f32s(*lane));
+            *lane = zero;
+        }
+    };
+    let add =
+        |[l0, l1]: [S::f32s; 2], [a, b]: [S::f32s; 2]| [simd.add_f32s(l0, a), simd.add_f32s(l1, b)];
+    for (xs, ys) in planes {
+        let ((x_chunks, x_rest), (y_chunks, y_rest)) = (S::as_simd_f32s(xs), S::as_simd_f32s(ys));
+        for (&x, &y) in x_chunks.iter().zip(y_chunks) {
+            lanes = add(lanes, terms(x, y, one));
+        }
+        if !x_rest.is_empty() {
+            let x = simd.partial_load_f32s(x_rest);
+            let y = simd.partial_load_f32s(y_rest);
+            let valid = simd.partial_load_f32s(&ones[..x_rest.len()]);
+            lanes = add(lanes, terms(x, y, valid));
+        }
+        pending += xs.len();
+        if pending >= FLUSH {
+            flush(&mut lanes, &mut totals);
+            pending = 0;
+        }
+    }
+    flush(&mut lanes, &mut totals);
+    totals
+}
+
+/// Each plane `(n, c)` of `values` replaced by `v → scale[c]·v + slope[c]·o + shift[c]` with
+/// the same plane's values `o` of `other`, `v` first through `gate(c)`'s activation at `o`.
+fn affine_planes(
+    values: &mut [f32],
+    other: &[f32],
+    planes: Planes,
+    coefficients: &[[f32; 3]],
+    gate: impl Fn(usize) -> Gate + Sync,
+) {
     let Planes { channels, size, .. } = planes;
     values
         .par_chunks_mut(size.max(1))
         .enumerate()
         .for_each(|(plane, out)| {
-            let [scale, slope, shift] = coefficients[plane % channels];
+            let c = plane % channels;
+            let [scale, slope, shift] = coefficients[c];
             let other = &other[plane * size..][..size];
-            for (v, &o) in out.iter_mut().zip(other) {
-                *v = scale * *v + slope * o + shift;
+            // One loop per gate, each compiled with its rule inlined.
+            let mut each = |rule: Activation, [a, b]: [f32; 2]| {
+                for (v, &o) in out.iter_mut().zip(other) {
+                    *v = scale * rule.gradient(a * o + b, *v) + slope * o + shift;
+                }
+            };
+            match gate(c) {
+                Gate::Open => each(Activation::Identity, [0.0; 2]),
+                Gate::Relu(affine) => each(Activation::Relu, affine),
+                Gate::Relu6(affine) => each(Activation::Relu6, affine),
             }
         });
 }
 
-/// The normalized values, and each channel's mean and biased variance.
+/// What [`forward`] computed: the normalized values through the activation, each channel's mean
+/// and biased variance, and the per-channel `[scale, shift]` it normalized with (`x → scale·x +
+/// shift`), from which [`backward`] recomputes the normalized values bit for bit.
+pub struct Normalized {
+    pub output: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub variance: Vec<f32>,
+    pub affine: Vec<[f32; 2]>,
+}
+
+/// The normalized values through `activation` as each plane is written (one pass for both), and
+/// the statistics (see [`Normalized`]).
 pub fn forward(
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
     epsilon: f64,
+    activation: Activation,
     planes: Planes,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> Normalized {
     let (mean, variance): (Vec<f64>, Vec<f64>) = (0..planes.channels)
         .into_par_iter()
         .map(|c| {
@@ -147,7 +242,7 @@ pub fn forward(
             (mean, squares / planes.count())
         })
         .unzip();
-    let coefficients: Vec<[f32; 2]> = (0..planes.channels)
+    let affine: Vec<[f32; 2]> = (0..planes.channels)
         .map(|c| {
             let scale = f64::from(gamma[c]) / (variance[c] + epsilon).sqrt();
             let shift = f64::from(beta[c]) - mean[c] * scale;
@@ -160,14 +255,20 @@ pub fn forward(
         size.max(1),
         || (),
         |(), plane, out| {
-            let [scale, shift] = coefficients[plane % planes.channels];
+            let [scale, shift] = affine[plane % planes.channels];
             for (out, &v) in out.iter_mut().zip(&x[plane * size..]) {
                 *out = scale * v + shift;
             }
+            activation.apply_all(out);
         },
     );
     let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
-    (output, narrow(mean), narrow(variance))
+    Normalized {
+        output,
+        mean: narrow(mean),
+        variance: narrow(variance),
+        affine,
+    }
 }
 
 /// BatchNorm with given statistics (the running ones, in inference), in place: each value as
@@ -193,29 +294,43 @@ pub fn running(
         .for_each(|(plane, out)| normalization.apply(plane % channels, out));
 }
 
-/// The gradients of [`forward`]'s input (written over `output_grad`), gamma and beta.
+/// The gradients of [`forward`]'s input (written over `output_grad`), gamma and beta, from the
+/// gradient of its output after `activation`, given its `mean`, `variance` and `affine`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     x: &[f32],
     gamma: &[f32],
-    mean: &[f32],
-    variance: &[f32],
+    [mean, variance]: [&[f32]; 2],
+    affine: &[[f32; 2]],
     epsilon: f64,
+    activation: Activation,
     output_grad: &mut [f32],
     planes: Planes,
 ) -> (Vec<f32>, Vec<f32>) {
+    let Planes { channels, size, .. } = planes;
+    if activation == Activation::Gelu {
+        // GELU's derivative is arithmetic rather than a select: applied in a pass of its own.
+        output_grad
+            .par_chunks_mut(size.max(1))
+            .zip(x.par_chunks(size.max(1)))
+            .enumerate()
+            .for_each(|(plane, (grad, x))| {
+                through_gelu(affine[plane % channels], x, grad);
+            });
+    }
+    let gate = |c: usize| Gate::new(activation, affine[c]);
     let grad: &[f32] = output_grad;
     // Per channel: Σ g and Σ g·(x − mean).
-    let sums: Vec<[f64; 2]> = (0..planes.channels)
+    let sums: Vec<[f64; 2]> = (0..channels)
         .into_par_iter()
         .map(|c| {
-            let m = mean[c];
             let pairs = planes.of_channel(grad, c).zip(planes.of_channel(x, c));
-            channel_sums(pairs, Summand::GradientProducts(m))
+            channel_sums(pairs, Summand::GradientProducts(mean[c], gate(c)))
         })
         .collect();
     let count = planes.count();
-    let mut gamma_grad = Vec::with_capacity(planes.channels);
-    let mut beta_grad = Vec::with_capacity(planes.channels);
+    let mut gamma_grad = Vec::with_capacity(channels);
+    let mut beta_grad = Vec::with_capacity(channels);
     // x_grad = γ/σ · (g − mean(g) − x̂ · mean(g·x̂)), with x̂ = (x − mean)/σ, as
     // a·g + b·x + d per channel.
     let coefficients: Vec<[f32; 3]> = sums
@@ -231,6 +346,32 @@ pub fn backward(
             [a as f32, b as f32, d as f32]
         })
         .collect();
-    affine(output_grad, x, planes, &coefficients);
+    affine_planes(output_grad, x, planes, &coefficients, gate);
     (gamma_grad, beta_grad)
+}
+
+/// `grad ← gelu′(scale·x + shift)·grad`, the normalized values recomputed as [`forward`]
+/// computed them, compiled for each instruction set [`pulp`] chooses among.
+fn through_gelu([scale, shift]: [f32; 2], x: &[f32], grad: &mut [f32]) {
+    struct ThroughGelu<'a> {
+        affine: [f32; 2],
+        x: &'a [f32],
+        grad: &'a mut [f32],
+    }
+    impl pulp::WithSimd for ThroughGelu<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let [scale, shift] = self.affine;
+            for (g, &x) in self.grad.iter_mut().zip(self.x) {
+                *g = Activation::Gelu.gradient(scale * x + shift, *g);
+            }
+        }
+    }
+    crate::math::arch().dispatch(ThroughGelu {
+        affine: [scale, shift],
+        x,
+        grad,
+    });
 }

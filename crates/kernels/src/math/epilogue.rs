@@ -33,6 +33,45 @@ impl Activation {
             Self::Gelu => gelu::gelu(x),
         }
     }
+
+    /// `values` through the activation, in place, on the calling thread.
+    #[inline(always)]
+    pub fn apply_all(self, values: &mut [f32]) {
+        match self {
+            Self::Identity => {}
+            // GELU's arithmetic is the cost: on the vector instructions of the CPU.
+            Self::Gelu => gelu::forward(values),
+            activation => values.iter_mut().for_each(|v| *v = activation.apply(*v)),
+        }
+    }
+
+    /// The gradient of the activation's input at `x` from its output gradient `grad`, as Burn
+    /// passes it: ReLU where [`passes_relu`], ReLU6 where `0 ≤ x ≤ 6` (or x is NaN), as
+    /// Burn's clamp does; GELU times its derivative.
+    #[inline(always)]
+    pub fn gradient(self, x: f32, grad: f32) -> f32 {
+        // Selects, not branches around stores: the loops that call this run on vectors.
+        match self {
+            Self::Identity => grad,
+            Self::Relu => {
+                if passes_relu(x) {
+                    grad
+                } else {
+                    0.0
+                }
+            }
+            // Not `contains`: NaN passes.
+            #[allow(clippy::manual_range_contains)]
+            Self::Relu6 => {
+                if x < 0.0 || x > 6.0 {
+                    0.0
+                } else {
+                    grad
+                }
+            }
+            Self::Gelu => grad * gelu::gelu_derivative(x),
+        }
+    }
 }
 
 /// Where ReLU passes its input and its gradient, as Burn's does: above zero, and NaN.
@@ -102,11 +141,6 @@ impl Epilogue<'_> {
         if let Some(normalization) = &self.normalization {
             normalization.apply(channel, plane);
         }
-        match self.activation {
-            Activation::Identity => {}
-            // GELU's arithmetic is the epilogue's cost: on the vector instructions of the CPU.
-            Activation::Gelu => gelu::forward(plane),
-            activation => plane.iter_mut().for_each(|v| *v = activation.apply(*v)),
-        }
+        self.activation.apply_all(plane);
     }
 }
