@@ -555,6 +555,20 @@ fn max_pool_matches_burns_values_and_gradients_bit_for_bit() {
     }
 }
 
+/// Two BatchNorm layers (momentum 0.3) with the same scale and shift: one for each way compared.
+fn twin_batch_norms(gamma: &Tensor<1>, beta: &Tensor<1>) -> (BatchNorm, BatchNorm) {
+    let device = gamma.device();
+    let layer = || {
+        let mut bn = BatchNormConfig::new(gamma.dims()[0])
+            .with_momentum(0.3)
+            .init(&device);
+        bn.gamma = Param::from_tensor(Tensor::from_data(gamma.to_data(), &device));
+        bn.beta = Param::from_tensor(Tensor::from_data(beta.to_data(), &device));
+        bn
+    };
+    (layer(), layer())
+}
+
 #[test]
 fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
     let device = Device::flex().autodiff();
@@ -572,15 +586,7 @@ fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
         let channels = shape[1];
         let gamma = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 2.0), &device);
         let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 1.0), &device);
-        let layer = || {
-            let mut bn = BatchNormConfig::new(channels)
-                .with_momentum(0.3)
-                .init(&device);
-            bn.gamma = Param::from_tensor(Tensor::from_data(gamma.to_data(), &device));
-            bn.beta = Param::from_tensor(Tensor::from_data(beta.to_data(), &device));
-            bn
-        };
-        let (bn, reference_bn) = (layer(), layer());
+        let (bn, reference_bn) = twin_batch_norms(&gamma, &beta);
         let x: Tensor<4> = match *shape {
             [a, b, c, d] => Tensor::random([a, b, c, d], Distribution::Normal(3.0, 2.0), &device),
             [a, b] => Tensor::random([a, b, 1, 1], Distribution::Normal(3.0, 2.0), &device),
@@ -642,15 +648,7 @@ fn batch_norm_activated_is_batch_norm_then_the_activation_bit_for_bit() {
             let channels = shape[1];
             let gamma = Tensor::<1>::random([channels], Distribution::Uniform(1.0, 4.0), &device);
             let beta = Tensor::<1>::random([channels], Distribution::Normal(3.0, 1.0), &device);
-            let layer = || {
-                let mut bn = BatchNormConfig::new(channels)
-                    .with_momentum(0.3)
-                    .init(&device);
-                bn.gamma = Param::from_tensor(Tensor::from_data(gamma.to_data(), &device));
-                bn.beta = Param::from_tensor(Tensor::from_data(beta.to_data(), &device));
-                bn
-            };
-            let (fused_bn, apart_bn) = (layer(), layer());
+            let (fused_bn, apart_bn) = twin_batch_norms(&gamma, &beta);
             let x = Tensor::<4>::random(shape, Distribution::Normal(1.0, 2.0), &device);
             let x = if activation == Activation::Relu6 && shape[0] > 1 {
                 let mut data = x.into_data().try_to_vec::<f32>().unwrap();

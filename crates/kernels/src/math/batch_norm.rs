@@ -3,7 +3,9 @@
 //! `[batch, channels, rest…]` values: each channel's sums are taken over its planes (one per
 //! sample) where they lie, so neither way moves the channels first, as Burn's default does with a
 //! transposed copy of the input (and, backward, of two gradients), and each way reads the data
-//! twice and writes it once.
+//! twice and writes it once. An activation after the normalization is applied as the output is
+//! written, and differentiated within those two passes from the normalized values recomputed
+//! (GELU's derivative in one more).
 
 use rayon::prelude::*;
 
@@ -63,7 +65,7 @@ impl Gate {
         }
     }
 
-    /// The gradient `g` of the activation's output through it, at input `x`.
+    /// The gradient `g` of the activation's output through it, where BatchNorm's input was `x`.
     #[inline(always)]
     fn pass<S: pulp::Simd>(self, simd: S, g: S::f32s, x: S::f32s) -> S::f32s {
         let normalized = |[scale, shift]: [f32; 2]| {
