@@ -128,10 +128,9 @@ pub(crate) fn burns_adam_step<B: Backend>(
     (B::float_sub(param, delta), moment_1, moment_2)
 }
 
-/// Burn's own BatchNorm with the batch's statistics through `activation` (that of
-/// [`Kernels`](crate::Kernels)):
-/// (output, mean, variance, scale, shift), `x → scale·x + shift` per channel being what it
-/// normalized with.
+/// Burn's own BatchNorm with the batch's statistics, then `activation` through
+/// [`Kernels`](crate::Kernels): (output, mean, variance, scale, shift), `x → scale·x + shift` per
+/// channel being what it normalized with.
 pub(crate) fn burns_batch_norm<B: Backend + crate::Kernels>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
