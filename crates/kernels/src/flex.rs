@@ -305,13 +305,12 @@ impl Kernels for Flex {
         );
         let per_channel =
             |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
-        let (scale, shift) = normalized.affine.into_iter().map(|[a, b]| (a, b)).unzip();
         (
             FlexTensor::from_data(TensorData::new(normalized.output, x.shape())),
             per_channel(normalized.mean),
             per_channel(normalized.variance),
-            per_channel(scale),
-            per_channel(shift),
+            per_channel(normalized.scale),
+            per_channel(normalized.shift),
         )
     }
 
@@ -339,18 +338,12 @@ impl Kernels for Flex {
         };
         let [x, gamma, mean, variance, scale, shift] =
             [x, gamma, mean, variance, scale, shift].map(|t| t.to_contiguous());
-        let affine: Vec<[f32; 2]> = f32s(&scale)
-            .iter()
-            .zip(f32s(&shift))
-            .map(|(&a, &b)| [a, b])
-            .collect();
         let mut grad = owned(output_grad);
         let n = grad.layout().num_elements();
         let (gamma_grad, beta_grad) = batch_norm::backward(
             f32s(&x),
             f32s(&gamma),
-            [f32s(&mean), f32s(&variance)],
-            &affine,
+            [&mean, &variance, &scale, &shift].map(f32s),
             epsilon,
             activation,
             &mut grad.storage_mut::<f32>()[..n],

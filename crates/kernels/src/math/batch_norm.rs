@@ -214,13 +214,14 @@ fn affine_planes(
 }
 
 /// What [`forward`] computed: the normalized values through the activation, each channel's mean
-/// and biased variance, and the per-channel `[scale, shift]` it normalized with (`x → scale·x +
+/// and biased variance, and each channel's scale and shift it normalized with (`x → scale·x +
 /// shift`), from which [`backward`] recomputes the normalized values bit for bit.
 pub struct Normalized {
     pub output: Vec<f32>,
     pub mean: Vec<f32>,
     pub variance: Vec<f32>,
-    pub affine: Vec<[f32; 2]>,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
 }
 
 /// The normalized values through `activation` as each plane is written (one pass for both), and
@@ -244,20 +245,21 @@ pub fn forward(
             (mean, squares / planes.count())
         })
         .unzip();
-    let affine: Vec<[f32; 2]> = (0..planes.channels)
+    let (scale, shift): (Vec<f32>, Vec<f32>) = (0..planes.channels)
         .map(|c| {
             let scale = f64::from(gamma[c]) / (variance[c] + epsilon).sqrt();
             let shift = f64::from(beta[c]) - mean[c] * scale;
-            [scale as f32, shift as f32]
+            (scale as f32, shift as f32)
         })
-        .collect();
+        .unzip();
     let size = planes.size;
     let output = written_in_pieces(
         x.len(),
         size.max(1),
         || (),
         |(), plane, out| {
-            let [scale, shift] = affine[plane % planes.channels];
+            let c = plane % planes.channels;
+            let (scale, shift) = (scale[c], shift[c]);
             for (out, &v) in out.iter_mut().zip(&x[plane * size..]) {
                 *out = scale * v + shift;
             }
@@ -269,7 +271,8 @@ pub fn forward(
         output,
         mean: narrow(mean),
         variance: narrow(variance),
-        affine,
+        scale,
+        shift,
     }
 }
 
@@ -297,19 +300,19 @@ pub fn running(
 }
 
 /// The gradients of [`forward`]'s input (written over `output_grad`), gamma and beta, from the
-/// gradient of its output after `activation`, given its `mean`, `variance` and `affine`.
-#[allow(clippy::too_many_arguments)]
+/// gradient of its output after `activation`, given the `mean`, `variance`, `scale` and `shift`
+/// it returned.
 pub fn backward(
     x: &[f32],
     gamma: &[f32],
-    [mean, variance]: [&[f32]; 2],
-    affine: &[[f32; 2]],
+    [mean, variance, scale, shift]: [&[f32]; 4],
     epsilon: f64,
     activation: Activation,
     output_grad: &mut [f32],
     planes: Planes,
 ) -> (Vec<f32>, Vec<f32>) {
     let Planes { channels, size, .. } = planes;
+    let affine = |c: usize| [scale[c], shift[c]];
     if activation == Activation::Gelu {
         // GELU's derivative is arithmetic rather than a select: applied in a pass of its own.
         output_grad
@@ -317,10 +320,10 @@ pub fn backward(
             .zip(x.par_chunks(size.max(1)))
             .enumerate()
             .for_each(|(plane, (grad, x))| {
-                through_gelu(affine[plane % channels], x, grad);
+                through_gelu(affine(plane % channels), x, grad);
             });
     }
-    let gate = |c: usize| Gate::new(activation, affine[c]);
+    let gate = |c: usize| Gate::new(activation, affine(c));
     let grad: &[f32] = output_grad;
     // Per channel: Σ g and Σ g·(x − mean).
     let sums: Vec<[f64; 2]> = (0..channels)
