@@ -16,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, tensor::FloatTensor};
 use burn::tensor::ops::ConvOptions;
 
-use crate::{Activation, Kernels};
+use crate::{Activation, Channels, Kernels};
 
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -45,10 +45,14 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        convolution_node::<B, C, 2>(Convolution, [x, weight], options, |[x, weight], options| {
-            B::convolution(x, weight, options)
-        })
+        convolution_node::<B, C, 2>(
+            Convolution,
+            [x, weight],
+            (options, channels),
+            |[x, weight], options| B::convolution(x, weight, options, channels),
+        )
     }
 
     fn convolution_biased(
@@ -60,7 +64,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         convolution_node::<B, C, 3>(
             BiasedConvolution,
             [x, weight, bias],
-            options,
+            (options, Channels::First),
             |[x, weight, bias], options| B::convolution_biased(x, weight, bias, options),
         )
     }
@@ -75,6 +79,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
         activation: Activation,
+        channels: Channels,
     ) -> (
         FloatTensor<Self>,
         FloatTensor<Self>,
@@ -95,6 +100,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     beta.into_primitive(),
                     epsilon,
                     activation,
+                    channels,
                 );
                 let state = Statistics {
                     x: x_id,
@@ -105,6 +111,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     shift: shift.clone(),
                     epsilon,
                     activation,
+                    channels,
                 };
                 (prep.finish(state, output), mean, variance, scale, shift)
             }
@@ -115,6 +122,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     beta.into_primitive(),
                     epsilon,
                     activation,
+                    channels,
                 );
                 (prep.finish(output), mean, variance, scale, shift)
             }
@@ -138,7 +146,7 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 fn convolution_node<B: Backend + Kernels, C: CheckpointStrategy, const N: usize>(
     node: impl Backward<B, N, State = Saved>,
     parents: [FloatTensor<Autodiff<B, C>>; N],
-    options: ConvOptions<2>,
+    (options, channels): (ConvOptions<2>, Channels),
     forward: impl FnOnce([FloatTensor<B>; N], ConvOptions<2>) -> FloatTensor<B>,
 ) -> FloatTensor<Autodiff<B, C>> {
     let nodes = parents.each_ref().map(|parent| parent.node());
@@ -148,6 +156,7 @@ fn convolution_node<B: Backend + Kernels, C: CheckpointStrategy, const N: usize>
                 x: prep.checkpoint(&parents[0]),
                 weight: prep.checkpoint(&parents[1]),
                 options: options.clone(),
+                channels,
             };
             let output = forward(parents.map(|parent| parent.into_primitive()), options);
             prep.finish(state, output)
@@ -232,6 +241,7 @@ struct Saved {
     x: NodeId,
     weight: NodeId,
     options: ConvOptions<2>,
+    channels: Channels,
 }
 
 impl<B: Backend + Kernels> Backward<B, 2> for Convolution {
@@ -281,7 +291,12 @@ fn convolution_grads<B: Backend + Kernels>(
     grads: &mut Gradients,
     checkpointer: &mut Checkpointer,
 ) {
-    let Saved { x, weight, options } = saved;
+    let Saved {
+        x,
+        weight,
+        options,
+        channels,
+    } = saved;
     let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
     let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
     if let Some(node) = node_x {
@@ -290,11 +305,12 @@ fn convolution_grads<B: Backend + Kernels>(
             weight.clone(),
             output_grad.clone(),
             options.clone(),
+            channels,
         );
         grads.register::<B>(node, grad);
     }
     if let Some(node) = node_weight {
-        let grad = B::convolution_weight_grad(x, weight, output_grad, options);
+        let grad = B::convolution_weight_grad(x, weight, output_grad, options, channels);
         grads.register::<B>(node, grad);
     }
 }
@@ -313,6 +329,7 @@ struct Statistics<B: Backend> {
     shift: FloatTensor<B>,
     epsilon: f64,
     activation: Activation,
+    channels: Channels,
 }
 
 impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
@@ -335,6 +352,7 @@ impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
             shift,
             epsilon,
             activation,
+            channels,
         } = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
@@ -348,6 +366,7 @@ impl<B: Backend + Kernels> Backward<B, 3> for BatchNormalization {
             epsilon,
             activation,
             output_grad,
+            channels,
         );
         for (node, grad) in [
             (node_x, x_grad),

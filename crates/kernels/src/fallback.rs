@@ -8,17 +8,111 @@ use burn::backend::{Backend, Scalar, get_or_init_device_settings};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
-use crate::{Activation, AdamStep, RunningNorm};
+use crate::{Activation, AdamStep, Channels, RunningNorm};
 
-/// Burn's `conv2d` with its bias, then the activation through [`Kernels`](crate::Kernels).
+/// `x` with its channels as axis 1, where Burn's operations look for them: a view of a
+/// [`Channels::Last`] tensor (`[batch, …, channels]`) permuted.
+fn channels_first<B: Backend>(x: FloatTensor<B>, channels: Channels) -> FloatTensor<B> {
+    match channels {
+        Channels::First => x,
+        Channels::Last => {
+            let rank = x.shape().num_dims();
+            let axes: Vec<usize> = [0, rank - 1].into_iter().chain(1..rank - 1).collect();
+            B::float_permute(x, &axes)
+        }
+    }
+}
+
+/// The inverse of [`channels_first`]: a result with its channels as axis 1 back in `channels`'
+/// order.
+fn in_order<B: Backend>(x: FloatTensor<B>, channels: Channels) -> FloatTensor<B> {
+    match channels {
+        Channels::First => x,
+        Channels::Last => {
+            let rank = x.shape().num_dims();
+            let axes: Vec<usize> = [0].into_iter().chain(2..rank).chain([1]).collect();
+            B::float_permute(x, &axes)
+        }
+    }
+}
+
+/// Burn's `conv2d` without bias, in `channels`' order.
+pub(crate) fn burns_convolution<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    options: ConvOptions<2>,
+    channels: Channels,
+) -> FloatTensor<B> {
+    let output = B::conv2d(channels_first::<B>(x, channels), weight, None, options);
+    in_order::<B>(output, channels)
+}
+
+/// Burn's gradient of [`burns_convolution`]'s input.
+pub(crate) fn burns_convolution_input_grad<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+    channels: Channels,
+) -> FloatTensor<B> {
+    let grad = B::conv2d_x_backward(
+        channels_first::<B>(x, channels),
+        weight,
+        channels_first::<B>(output_grad, channels),
+        options,
+    );
+    in_order::<B>(grad, channels)
+}
+
+/// Burn's gradient of [`burns_convolution`]'s weight.
+pub(crate) fn burns_convolution_weight_grad<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+    channels: Channels,
+) -> FloatTensor<B> {
+    B::conv2d_weight_backward(
+        channels_first::<B>(x, channels),
+        weight,
+        channels_first::<B>(output_grad, channels),
+        options,
+    )
+}
+
+/// Burn's `conv2d` with its bias, then the activation through [`Kernels`](crate::Kernels), in
+/// `channels`' order.
 pub(crate) fn burns_convolution_activated<B: Backend + crate::Kernels>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
     options: ConvOptions<2>,
     activation: Activation,
+    channels: Channels,
 ) -> FloatTensor<B> {
-    activated::<B>(B::conv2d(x, weight, Some(bias), options), activation)
+    let x = channels_first::<B>(x, channels);
+    let output = activated::<B>(B::conv2d(x, weight, Some(bias), options), activation);
+    in_order::<B>(output, channels)
+}
+
+/// Burn's BatchNorm with given statistics, in `channels`' order.
+pub(crate) fn burns_normalize_running<B: Backend>(
+    x: FloatTensor<B>,
+    norm: RunningNorm<B>,
+    channels: Channels,
+) -> FloatTensor<B> {
+    let RunningNorm {
+        gamma,
+        beta,
+        mean,
+        variance,
+        epsilon,
+    } = norm;
+    let x = channels_first::<B>(x, channels);
+    in_order::<B>(
+        B::batch_norm(x, gamma, beta, mean, variance, epsilon),
+        channels,
+    )
 }
 
 /// Burn's `conv2d`, then BatchNorm with given statistics and the activation, each through
@@ -50,15 +144,7 @@ fn normalized_activated<B: Backend + crate::Kernels>(
     norm: RunningNorm<B>,
     activation: Activation,
 ) -> FloatTensor<B> {
-    let RunningNorm {
-        gamma,
-        beta,
-        mean,
-        variance,
-        epsilon,
-    } = norm;
-    let x = B::normalize_running(x, gamma, beta, mean, variance, epsilon);
-    activated::<B>(x, activation)
+    activated::<B>(B::normalize_running(x, norm, Channels::First), activation)
 }
 
 /// `activation(x)` through [`Kernels`](crate::Kernels).
@@ -130,14 +216,16 @@ pub(crate) fn burns_adam_step<B: Backend>(
 
 /// Burn's own BatchNorm with the batch's statistics, then `activation` through
 /// [`Kernels`](crate::Kernels): (output, mean, variance, scale, shift), `x → scale·x + shift` per
-/// channel being what it normalized with.
+/// channel being what it normalized with; the channels in `channels`' order.
 pub(crate) fn burns_batch_norm<B: Backend + crate::Kernels>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
     epsilon: f64,
     activation: Activation,
+    channels: Channels,
 ) -> NormalizedBatch<B> {
+    let x = channels_first::<B>(x, channels);
     let result = B::batch_norm_train(x, gamma.clone(), beta.clone(), epsilon);
     let deviation = B::float_sqrt(B::float_add_scalar(
         result.variance.clone(),
@@ -146,7 +234,7 @@ pub(crate) fn burns_batch_norm<B: Backend + crate::Kernels>(
     let scale = B::float_div(gamma, deviation);
     let shift = B::float_sub(beta, B::float_mul(result.mean.clone(), scale.clone()));
     (
-        activated::<B>(result.output, activation),
+        in_order::<B>(activated::<B>(result.output, activation), channels),
         result.mean,
         result.variance,
         scale,
@@ -174,7 +262,10 @@ pub(crate) fn burns_batch_norm_backward<B: Backend + crate::Kernels>(
     epsilon: f64,
     activation: Activation,
     output_grad: FloatTensor<B>,
+    channels: Channels,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let x = channels_first::<B>(x, channels);
+    let output_grad = channels_first::<B>(output_grad, channels);
     let output_grad = if activation == Activation::Identity {
         output_grad
     } else {
@@ -192,7 +283,8 @@ pub(crate) fn burns_batch_norm_backward<B: Backend + crate::Kernels>(
         activation_gradient::<B>(normalized, output_grad, activation)
     };
     let grads = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
-    (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+    let x_grad = in_order::<B>(grads.x_grad, channels);
+    (x_grad, grads.gamma_grad, grads.beta_grad)
 }
 
 /// The gradient of `activation`'s input `x` from its output gradient, through
@@ -324,17 +416,22 @@ mod tests {
     }
 
     /// Burn's BatchNorm and the activation composed, as other backends run them, against
-    /// `Flex`'s single pass, forward and backward, for each activation: the same values to
-    /// rounding (Burn's BatchNorm sums in another order), the activations' bends included.
+    /// `Flex`'s single pass, forward and backward, for each activation and either order of the
+    /// channels: the same values to rounding (Burn's BatchNorm sums in another order), the
+    /// activations' bends included.
     #[test]
     fn batch_norm_with_an_activation_as_burns_operations_is_flexs() {
         let [batch, channels, size] = [6, 5, 49];
-        let values = |seed: usize, channels: usize, spread: f32| -> FlexTensor {
+        let values = |seed: usize, order: Channels, spread: f32| -> FlexTensor {
             let values: Vec<f32> = (0..batch * channels * size)
                 .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0)
                 .map(|v| v * spread)
                 .collect();
-            FlexTensor::from_data(TensorData::new(values, [batch, channels, 7, 7]))
+            let shape = match order {
+                Channels::First => [batch, channels, 7, 7],
+                Channels::Last => [batch, 7, 7, channels],
+            };
+            FlexTensor::from_data(TensorData::new(values, shape))
         };
         let per_channel =
             |values: &[f32]| FlexTensor::from_data(TensorData::new(values.to_vec(), [channels]));
@@ -362,24 +459,35 @@ mod tests {
             per_channel(&[3.0, 2.5, 1.0, 4.0, 0.5]),
             per_channel(&[3.0, 2.0, 0.0, 3.5, -1.0]),
         );
-        for activation in [
+        let activations = [
             Activation::Identity,
             Activation::Relu,
             Activation::Relu6,
             Activation::Gelu,
-        ] {
-            let x = values(1, channels, 2.0);
-            let output_grad = values(2, channels, 1.0);
+        ];
+        for (activation, order) in activations
+            .into_iter()
+            .flat_map(|a| [(a, Channels::First), (a, Channels::Last)])
+        {
+            let x = values(1, order, 2.0);
+            let output_grad = values(2, order, 1.0);
             let (output, mean, variance, scale, shift) = <Flex as Kernels>::normalize_batch(
                 x.clone(),
                 gamma.clone(),
                 beta.clone(),
                 1e-5,
                 activation,
+                order,
             );
-            let burns =
-                burns_batch_norm::<Flex>(x.clone(), gamma.clone(), beta.clone(), 1e-5, activation);
-            let case = |what: &str| format!("{what}, {activation:?}");
+            let burns = burns_batch_norm::<Flex>(
+                x.clone(),
+                gamma.clone(),
+                beta.clone(),
+                1e-5,
+                activation,
+                order,
+            );
+            let case = |what: &str| format!("{what}, {activation:?}, channels {order:?}");
             close(&case("output"), output, burns.0);
             close(&case("mean"), mean.clone(), burns.1);
             close(&case("variance"), variance.clone(), burns.2);
@@ -395,6 +503,7 @@ mod tests {
                 1e-5,
                 activation,
                 output_grad.clone(),
+                order,
             );
             let burns = burns_batch_norm_backward::<Flex>(
                 x,
@@ -403,6 +512,7 @@ mod tests {
                 1e-5,
                 activation,
                 output_grad,
+                order,
             );
             close(&case("input gradient"), ours.0, burns.0);
             close(&case("gamma gradient"), ours.1, burns.1);

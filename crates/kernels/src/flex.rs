@@ -3,7 +3,7 @@
 
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, IntTensorOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, IntTensorOps};
 use burn::backend::{DType, Flex, IntDType, TensorData};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
@@ -14,15 +14,19 @@ use crate::math::convolution::Geometry;
 use crate::math::epilogue::{Activation, Epilogue, Normalization, passes_relu};
 use crate::math::output::written_in_pieces;
 use crate::math::{adam, batch_norm, convolution, depthwise, dropout, gelu, max_pool};
-use crate::{AdamStep, CHUNK, Kernels, RunningNorm};
+use crate::{AdamStep, CHUNK, Channels, Kernels, RunningNorm};
 
-/// The sizes of an f32 convolution on `Flex`.
+/// The sizes of an f32 convolution on `Flex`, its input in `order`.
 fn flex_geometry(
     x: &FlexTensor,
     weight: &FlexTensor,
     options: &ConvOptions<2>,
+    order: Channels,
 ) -> Option<Geometry> {
-    let [batch, channels_in, h, w] = x.shape().dims();
+    let [batch, channels_in, h, w] = match (order, x.shape().dims::<4>()) {
+        (Channels::First, dims) => dims,
+        (Channels::Last, [batch, h, w, channels]) => [batch, channels, h, w],
+    };
     let [channels_out, per_group, kh, kw] = weight.shape().dims();
     let ours = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
@@ -49,38 +53,71 @@ fn flex_geometry(
     .filter(|_| ours)
 }
 
-/// Our kernel for one of a convolution's gradients: `dense` or `depthwise` by the geometry's
-/// kind, none for other convolutions.
-fn kernel_for(
-    geometry: Option<Geometry>,
-    dense: ConvKernel,
-    depthwise: ConvKernel,
-) -> Option<(Geometry, ConvKernel)> {
-    let g = geometry?;
-    if g.is_dense() {
-        Some((g, dense))
-    } else if g.is_depthwise() {
-        Some((g, depthwise))
-    } else {
-        None
+/// What our kernels compute: a dense convolution (pointwise or not) and a depthwise one on
+/// channels-first values; on channels-last values, a pointwise convolution and a depthwise one.
+/// Burn's operations do the rest.
+#[derive(Clone, Copy)]
+enum Kind {
+    Dense,
+    Depthwise(Channels),
+    PointwiseLast,
+}
+
+impl Kind {
+    fn of(g: &Geometry, order: Channels) -> Option<Self> {
+        let dense = match order {
+            Channels::First => g.is_dense().then_some(Self::Dense),
+            Channels::Last => (g.is_dense() && g.is_pointwise() && g.output == g.input)
+                .then_some(Self::PointwiseLast),
+        };
+        dense.or_else(|| g.is_depthwise().then_some(Self::Depthwise(order)))
     }
 }
 
-/// One of a convolution's gradients: (the input or the weight, the output gradient, the sizes).
-type ConvKernel = fn(&[f32], &[f32], &Geometry) -> Vec<f32>;
+/// The geometry and kind of an f32 convolution our kernels compute.
+fn ours(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+    order: Channels,
+) -> Option<(Geometry, Kind)> {
+    let g = flex_geometry(x, weight, options, order)?;
+    Some((g, Kind::of(&g, order)?))
+}
 
-/// The output of a dense (pointwise or not) or else depthwise convolution `g` through
-/// `epilogue`.
-fn forward(x: FlexTensor, weight: FlexTensor, g: &Geometry, epilogue: &Epilogue) -> FlexTensor {
+/// The output of convolution `g` through `epilogue`.
+fn forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    (g, kind): (Geometry, Kind),
+    epilogue: &Epilogue,
+) -> FlexTensor {
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-    let kernel = match (g.is_dense(), g.is_pointwise()) {
-        (true, true) => convolution::pointwise,
-        (true, false) => convolution::forward,
-        (false, _) => depthwise::forward,
-    };
-    let output = kernel(f32s(&x), f32s(&weight), g, epilogue);
+    let (x, weight) = (f32s(&x), f32s(&weight));
     let [oh, ow] = g.output;
-    FlexTensor::from_data(TensorData::new(output, [g.batch, g.channels_out, oh, ow]))
+    let (output, shape) = match kind {
+        Kind::Dense if g.is_pointwise() => (
+            convolution::pointwise(x, weight, &g, epilogue),
+            [g.batch, g.channels_out, oh, ow],
+        ),
+        Kind::Dense => (
+            convolution::forward(x, weight, &g, epilogue),
+            [g.batch, g.channels_out, oh, ow],
+        ),
+        Kind::Depthwise(Channels::First) => (
+            depthwise::forward(x, weight, &g, Channels::First, epilogue),
+            [g.batch, g.channels_out, oh, ow],
+        ),
+        Kind::Depthwise(Channels::Last) => (
+            depthwise::forward(x, weight, &g, Channels::Last, epilogue),
+            [g.batch, oh, ow, g.channels_out],
+        ),
+        Kind::PointwiseLast => (
+            convolution::pointwise_last(x, weight, &g, epilogue),
+            [g.batch, oh, ow, g.channels_out],
+        ),
+    };
+    FlexTensor::from_data(TensorData::new(output, shape))
 }
 
 /// `x` with storage of its own holding exactly its elements, in order: `x` itself when it has
@@ -156,13 +193,15 @@ impl Kernels for Flex {
         gradient_where(output, output_grad, passes_relu)
     }
 
-    fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        // Other grouped convolutions run on Flex's own kernels.
-        let geometry =
-            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() || g.is_depthwise());
-        match geometry {
-            Some(g) => forward(x, weight, &g, &Epilogue::NONE),
-            None => <Self as ModuleOps<Self>>::conv2d(x, weight, None, options),
+    fn convolution(
+        x: FlexTensor,
+        weight: FlexTensor,
+        options: ConvOptions<2>,
+        channels: Channels,
+    ) -> FlexTensor {
+        match ours(&x, &weight, &options, channels) {
+            Some(convolution) => forward(x, weight, convolution, &Epilogue::NONE),
+            None => burns_convolution::<Self>(x, weight, options, channels),
         }
     }
 
@@ -172,11 +211,14 @@ impl Kernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
         activation: Activation,
+        channels: Channels,
     ) -> FlexTensor {
-        let geometry = flex_geometry(&x, &weight, &options)
-            .filter(|g| bias.dtype() == DType::F32 && (g.is_dense() || g.is_depthwise()));
-        let Some(g) = geometry else {
-            return burns_convolution_activated::<Self>(x, weight, bias, options, activation);
+        let convolution =
+            ours(&x, &weight, &options, channels).filter(|_| bias.dtype() == DType::F32);
+        let Some(convolution) = convolution else {
+            return burns_convolution_activated::<Self>(
+                x, weight, bias, options, activation, channels,
+            );
         };
         let bias = bias.to_contiguous();
         let epilogue = Epilogue {
@@ -184,7 +226,7 @@ impl Kernels for Flex {
             normalization: None,
             activation,
         };
-        forward(x, weight, &g, &epilogue)
+        forward(x, weight, convolution, &epilogue)
     }
 
     fn convolution_normalized(
@@ -194,15 +236,13 @@ impl Kernels for Flex {
         norm: RunningNorm<Self>,
         activation: Activation,
     ) -> FlexTensor {
-        let geometry =
-            flex_geometry(&x, &weight, &options).filter(|g| g.is_dense() || g.is_depthwise());
-        let Some((g, statistics)) =
-            geometry.and_then(|g| Some((g, per_channel(&norm, g.channels_out)?)))
+        let Some((convolution, statistics)) = ours(&x, &weight, &options, Channels::First)
+            .and_then(|(g, kind)| Some(((g, kind), per_channel(&norm, g.channels_out)?)))
         else {
             return burns_convolution_normalized::<Self>(x, weight, options, norm, activation);
         };
         normalizing(&statistics, norm.epsilon, activation, |epilogue| {
-            forward(x, weight, &g, epilogue)
+            forward(x, weight, convolution, epilogue)
         })
     }
 
@@ -211,16 +251,20 @@ impl Kernels for Flex {
         weight: FlexTensor,
         output_grad: FlexTensor,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FlexTensor {
-        let geometry =
-            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
-        let Some((geometry, kernel)) =
-            kernel_for(geometry, convolution::input_grad, depthwise::input_grad)
-        else {
-            return <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options);
+        let convolution =
+            ours(&x, &weight, &options, channels).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((g, kind)) = convolution else {
+            return burns_convolution_input_grad::<Self>(x, weight, output_grad, options, channels);
         };
         let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
-        let grad = kernel(f32s(&weight), f32s(&output_grad), &geometry);
+        let (weight, output_grad) = (f32s(&weight), f32s(&output_grad));
+        let grad = match kind {
+            Kind::Dense => convolution::input_grad(weight, output_grad, &g),
+            Kind::Depthwise(order) => depthwise::input_grad(weight, output_grad, &g, order),
+            Kind::PointwiseLast => convolution::pointwise_last_input_grad(weight, output_grad, &g),
+        };
         FlexTensor::from_data(TensorData::new(grad, x.shape()))
     }
 
@@ -229,21 +273,26 @@ impl Kernels for Flex {
         weight: FlexTensor,
         output_grad: FlexTensor,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FlexTensor {
-        let geometry =
-            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32);
-        let Some((geometry, kernel)) =
-            kernel_for(geometry, convolution::weight_grad, depthwise::weight_grad)
-        else {
-            return <Self as ModuleOps<Self>>::conv2d_weight_backward(
+        let convolution =
+            ours(&x, &weight, &options, channels).filter(|_| output_grad.dtype() == DType::F32);
+        let Some((g, kind)) = convolution else {
+            return burns_convolution_weight_grad::<Self>(
                 x,
                 weight,
                 output_grad,
                 options,
+                channels,
             );
         };
         let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        let grad = kernel(f32s(&x), f32s(&output_grad), &geometry);
+        let (x, output_grad) = (f32s(&x), f32s(&output_grad));
+        let grad = match kind {
+            Kind::Dense => convolution::weight_grad(x, output_grad, &g),
+            Kind::Depthwise(order) => depthwise::weight_grad(x, output_grad, &g, order),
+            Kind::PointwiseLast => convolution::pointwise_last_weight_grad(x, output_grad, &g),
+        };
         FlexTensor::from_data(TensorData::new(grad, weight.shape()))
     }
 
@@ -286,25 +335,27 @@ impl Kernels for Flex {
         beta: FlexTensor,
         epsilon: f64,
         activation: Activation,
+        channels: Channels,
     ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
-        let Some(planes) = planes(&[&x, &gamma, &beta]) else {
-            return burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation);
+        let Some(layout) = normalized_layout(&[&x, &gamma, &beta], channels) else {
+            return burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation, channels);
         };
         let (x, gamma, beta) = (
             x.to_contiguous(),
             gamma.to_contiguous(),
             beta.to_contiguous(),
         );
-        let normalized = batch_norm::forward(
-            f32s(&x),
-            f32s(&gamma),
-            f32s(&beta),
-            epsilon,
-            activation,
-            planes,
-        );
+        let (x_values, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
+        let normalized = match layout {
+            Normalized::Planes(planes) => {
+                batch_norm::forward(x_values, gamma, beta, epsilon, activation, planes)
+            }
+            Normalized::Last(channels) => {
+                batch_norm::forward_last(x_values, gamma, beta, epsilon, activation, channels)
+            }
+        };
         let per_channel =
-            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+            |values| FlexTensor::from_data(TensorData::new(values, [layout.channels()]));
         (
             FlexTensor::from_data(TensorData::new(normalized.output, x.shape())),
             per_channel(normalized.mean),
@@ -324,9 +375,10 @@ impl Kernels for Flex {
         epsilon: f64,
         activation: Activation,
         output_grad: FlexTensor,
+        channels: Channels,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let tensors = [&x, &gamma, &mean, &variance, &scale, &shift, &output_grad];
-        let Some(planes) = planes(&tensors) else {
+        let Some(layout) = normalized_layout(&tensors, channels) else {
             return burns_batch_norm_backward::<Self>(
                 x,
                 gamma,
@@ -334,46 +386,58 @@ impl Kernels for Flex {
                 epsilon,
                 activation,
                 output_grad,
+                channels,
             );
         };
         let [x, gamma, mean, variance, scale, shift] =
             [x, gamma, mean, variance, scale, shift].map(|t| t.to_contiguous());
         let mut grad = owned(output_grad);
         let n = grad.layout().num_elements();
-        let (gamma_grad, beta_grad) = batch_norm::backward(
-            f32s(&x),
-            f32s(&gamma),
-            [&mean, &variance, &scale, &shift].map(f32s),
-            epsilon,
-            activation,
-            &mut grad.storage_mut::<f32>()[..n],
-            planes,
-        );
+        let (x, gamma) = (f32s(&x), f32s(&gamma));
+        let statistics = [&mean, &variance, &scale, &shift].map(f32s);
+        let output_grad = &mut grad.storage_mut::<f32>()[..n];
+        let (gamma_grad, beta_grad) = match layout {
+            Normalized::Planes(planes) => batch_norm::backward(
+                x,
+                gamma,
+                statistics,
+                epsilon,
+                activation,
+                output_grad,
+                planes,
+            ),
+            Normalized::Last(channels) => batch_norm::backward_last(
+                x,
+                gamma,
+                statistics,
+                epsilon,
+                activation,
+                output_grad,
+                channels,
+            ),
+        };
         let per_channel =
-            |values| FlexTensor::from_data(TensorData::new(values, [planes.channels]));
+            |values| FlexTensor::from_data(TensorData::new(values, [layout.channels()]));
         (grad, per_channel(gamma_grad), per_channel(beta_grad))
     }
 
-    fn normalize_running(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        mean: FlexTensor,
-        variance: FlexTensor,
-        epsilon: f64,
-    ) -> FlexTensor {
-        let Some(planes) = planes(&[&x, &gamma, &beta, &mean, &variance]) else {
-            return <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon);
+    fn normalize_running(x: FlexTensor, norm: RunningNorm<Self>, channels: Channels) -> FlexTensor {
+        let layout = normalized_layout(&[&x], channels);
+        let Some((layout, statistics)) =
+            layout.and_then(|layout| Some((layout, per_channel(&norm, layout.channels())?)))
+        else {
+            return burns_normalize_running::<Self>(x, norm, channels);
         };
-        let statistics = [gamma, beta, mean, variance].map(|t| t.to_contiguous());
         let mut x = owned(x);
         let n = x.layout().num_elements();
-        batch_norm::running(
-            &mut x.storage_mut::<f32>()[..n],
-            [0, 1, 2, 3].map(|i| f32s(&statistics[i])),
-            epsilon,
-            planes,
-        );
+        let values = &mut x.storage_mut::<f32>()[..n];
+        let statistics = [0, 1, 2, 3].map(|i| f32s(&statistics[i]));
+        match layout {
+            Normalized::Planes(planes) => {
+                batch_norm::running(values, statistics, norm.epsilon, planes)
+            }
+            Normalized::Last(_) => batch_norm::running_last(values, statistics, norm.epsilon),
+        }
         x
     }
 
@@ -515,6 +579,34 @@ fn pooled(x: FlexTensor, epilogue: &Epilogue) -> FlexTensor {
     let x = x.to_contiguous();
     let output = max_pool::forward(f32s(&x), [h, w], channels, epilogue);
     FlexTensor::from_data(TensorData::new(output, [batch, channels, h / 2, w / 2]))
+}
+
+/// How BatchNorm's input lies: planes, or channels-last values with this many channels.
+#[derive(Clone, Copy)]
+enum Normalized {
+    Planes(batch_norm::Planes),
+    Last(usize),
+}
+
+impl Normalized {
+    fn channels(self) -> usize {
+        match self {
+            Self::Planes(planes) => planes.channels,
+            Self::Last(channels) => channels,
+        }
+    }
+}
+
+/// The layout of a BatchNorm input (the first tensor) in `order` when every tensor is f32.
+fn normalized_layout(tensors: &[&FlexTensor], order: Channels) -> Option<Normalized> {
+    match order {
+        Channels::First => planes(tensors).map(Normalized::Planes),
+        Channels::Last => {
+            let dims = tensors[0].shape().to_vec();
+            let ours = tensors.iter().all(|t| t.dtype() == DType::F32) && dims.len() >= 2;
+            ours.then(|| Normalized::Last(dims[dims.len() - 1]))
+        }
+    }
 }
 
 /// The layout of a BatchNorm input (the first tensor) when every tensor is f32.

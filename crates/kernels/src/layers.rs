@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
 use crate::fallback::POOL2X2;
-use crate::{Activation, Kernels, RunningNorm};
+use crate::{Activation, Channels, Kernels, RunningNorm};
 
 /// ReLU, through [`Kernels::rectify`].
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -66,9 +66,28 @@ fn convolved(
         Some(bias) => {
             <Dispatch as Kernels>::convolution_biased(input, weight, bias.into_dispatch(), options)
         }
-        None => <Dispatch as Kernels>::convolution(input, weight, options),
+        None => <Dispatch as Kernels>::convolution(input, weight, options, Channels::First),
     });
     crate::trace::record(conv.weight.id, &output.dims());
+    output
+}
+
+/// [`conv2d`] on channels-last tensors: `[batch, h, w, channels]` → `[batch, oh, ow, out]`,
+/// through [`Kernels::convolution`] with [`Channels::Last`], the bias (if any) added after.
+pub fn conv2d_last(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    let [_, height, width, _] = input.dims();
+    let options = options_for(conv, [height, width]);
+    let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
+        input.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        options,
+        Channels::Last,
+    ));
+    let output = match &conv.bias {
+        Some(bias) => output + bias.val().reshape([1, 1, 1, -1]),
+        None => output,
+    };
+    crate::trace::record_in(conv.weight.id, &output.dims(), Channels::Last);
     output
 }
 
@@ -76,10 +95,33 @@ fn convolved(
 /// own kernel, so that it trains; elsewhere (inference) through
 /// [`Kernels::convolution_activated`], the bias and activation applied as the output is written.
 pub fn conv2d_activated(conv: &Conv2d, input: Tensor<4>, activation: Activation) -> Tensor<4> {
+    activated(conv, input, activation, Channels::First)
+}
+
+/// [`conv2d_activated`] on channels-last tensors, as [`conv2d_last`].
+pub fn conv2d_activated_last(conv: &Conv2d, input: Tensor<4>, activation: Activation) -> Tensor<4> {
+    activated(conv, input, activation, Channels::Last)
+}
+
+/// [`conv2d_activated`] with the channels where `channels` says.
+fn activated(
+    conv: &Conv2d,
+    input: Tensor<4>,
+    activation: Activation,
+    channels: Channels,
+) -> Tensor<4> {
     if input.device().is_autodiff() {
-        return activate(conv2d(conv, input), activation);
+        let output = match channels {
+            Channels::First => conv2d(conv, input),
+            Channels::Last => conv2d_last(conv, input),
+        };
+        return activate(output, activation);
     }
-    let options = options(conv, &input);
+    let [_, a, b, c] = input.dims();
+    let options = match channels {
+        Channels::First => options_for(conv, [b, c]),
+        Channels::Last => options_for(conv, [a, b]),
+    };
     let weight = conv.weight.val();
     let bias = match &conv.bias {
         Some(bias) => bias.val(),
@@ -91,8 +133,9 @@ pub fn conv2d_activated(conv: &Conv2d, input: Tensor<4>, activation: Activation)
         bias.into_dispatch(),
         options,
         activation,
+        channels,
     ));
-    crate::trace::record(conv.weight.id, &output.dims());
+    crate::trace::record_in(conv.weight.id, &output.dims(), channels);
     output
 }
 
@@ -161,9 +204,14 @@ fn running_norm(bn: &BatchNorm, device: &Device) -> RunningNorm<Dispatch> {
 /// `conv`'s stride, padding for `input`'s sides, dilation and groups.
 fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
     let [_, _, height, width] = input.dims();
+    options_for(conv, [height, width])
+}
+
+/// `conv`'s stride, padding for an input of these sides, dilation and groups.
+fn options_for(conv: &Conv2d, sides: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new_with_padding(
         conv.stride,
-        padding(conv, [height, width]),
+        padding(conv, sides),
         conv.dilation,
         conv.groups,
     )
@@ -185,21 +233,53 @@ pub fn batch_norm_activated<const D: usize>(
     input: Tensor<D>,
     activation: Activation,
 ) -> Tensor<D> {
-    crate::trace::record(bn.gamma.id, &input.dims());
+    normalized(bn, input, activation, Channels::First)
+}
+
+/// [`batch_norm_activated`] on channels-last tensors (`[batch, …, channels]`).
+pub fn batch_norm_activated_last<const D: usize>(
+    bn: &BatchNorm,
+    input: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    normalized(bn, input, activation, Channels::Last)
+}
+
+/// [`batch_norm_activated`] with the channels where `channels` says.
+fn normalized<const D: usize>(
+    bn: &BatchNorm,
+    input: Tensor<D>,
+    activation: Activation,
+    channels: Channels,
+) -> Tensor<D> {
+    crate::trace::record_in(bn.gamma.id, &input.dims(), channels);
     if !input.device().is_autodiff() {
         let norm = running_norm(bn, &input.device());
         let output = Tensor::from_dispatch(<Dispatch as Kernels>::normalize_running(
             input.into_dispatch(),
-            norm.gamma,
-            norm.beta,
-            norm.mean,
-            norm.variance,
-            norm.epsilon,
+            norm,
+            channels,
         ));
         return activate(output, activation);
     }
     if !bn.training.is_enabled() {
-        return activate(bn.forward(input), activation);
+        return match channels {
+            Channels::First => activate(bn.forward(input), activation),
+            Channels::Last => {
+                // Burn's layer wants the channels as axis 1, and gives them back there.
+                let first: [usize; D] = std::array::from_fn(|i| match i {
+                    0 => 0,
+                    1 => D - 1,
+                    i => i - 1,
+                });
+                let last: [usize; D] = std::array::from_fn(|i| match i {
+                    0 => 0,
+                    i if i == D - 1 => 1,
+                    i => i + 1,
+                });
+                activate(bn.forward(input.permute(first)).permute(last), activation)
+            }
+        };
     }
     let (output, mean, variance, _, _) = <Dispatch as Kernels>::normalize_batch(
         input.into_dispatch(),
@@ -207,6 +287,7 @@ pub fn batch_norm_activated<const D: usize>(
         bn.beta.val().into_dispatch(),
         bn.epsilon,
         activation,
+        channels,
     );
     let output: Tensor<D> = Tensor::from_dispatch(output);
     let device = output.device();

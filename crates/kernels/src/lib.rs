@@ -20,15 +20,17 @@ pub mod math;
 pub mod optim;
 pub mod trace;
 
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, ExtensionType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 pub use layers::{
-    activate, batch_norm, batch_norm_activated, conv2d, conv2d_activated, conv2d_fixed,
-    conv2d_normalized, dropout, gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
+    activate, batch_norm, batch_norm_activated, batch_norm_activated_last, conv2d,
+    conv2d_activated, conv2d_activated_last, conv2d_fixed, conv2d_last, conv2d_normalized, dropout,
+    gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
 };
+pub use math::Channels;
 pub use math::adam::AdamStep;
 pub use math::epilogue::Activation;
 
@@ -98,27 +100,31 @@ pub trait Kernels: Backend {
     }
 
     /// Burn's `conv2d` without bias, differentiated with [`Kernels::convolution_input_grad`] and
-    /// [`Kernels::convolution_weight_grad`].
+    /// [`Kernels::convolution_weight_grad`]; on `[batch, h, w, channels]` tensors (in and out)
+    /// for [`Channels::Last`], the weight as Burn's (`[out, in / groups, kh, kw]`).
     fn convolution(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+        burns_convolution::<Self>(x, weight, options, channels)
     }
 
     /// Inference only: `activation(conv2d(x, weight) + bias)` (`bias` one value per output
     /// channel, zeros for a layer without one), which `Flex` computes as it writes each output
     /// plane (Burn: the convolution, a broadcast addition, the activation). Not differentiated
-    /// through our kernels: training calls [`Kernels::convolution`].
+    /// through our kernels: training calls [`Kernels::convolution`]. Channels-last tensors for
+    /// [`Channels::Last`], as there.
     fn convolution_activated(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
         activation: Activation,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        burns_convolution_activated::<Self>(x, weight, bias, options, activation)
+        burns_convolution_activated::<Self>(x, weight, bias, options, activation, channels)
     }
 
     /// `conv2d(x, weight) + bias` (one value per output channel), differentiated with
@@ -133,7 +139,14 @@ pub trait Kernels: Backend {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::convolution_activated(x, weight, bias, options, Activation::Identity)
+        Self::convolution_activated(
+            x,
+            weight,
+            bias,
+            options,
+            Activation::Identity,
+            Channels::First,
+        )
     }
 
     /// Each channel's sum over the samples and their planes, `[channels]` from `[batch,
@@ -162,8 +175,9 @@ pub trait Kernels: Backend {
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, output_grad, options)
+        burns_convolution_input_grad::<Self>(x, weight, output_grad, options, channels)
     }
 
     /// The gradient of [`Kernels::convolution`] with respect to its weight.
@@ -172,8 +186,9 @@ pub trait Kernels: Backend {
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, output_grad, options)
+        burns_convolution_weight_grad::<Self>(x, weight, output_grad, options, channels)
     }
 
     /// Max-pooling over 2x2 windows with stride 2: Burn's `max_pool2d` with those settings,
@@ -206,8 +221,8 @@ pub trait Kernels: Backend {
     /// activation, which `Flex` applies as it writes each plane (Burn: a second pass, and the
     /// normalized values kept for the activation's gradient); then each channel's scale and
     /// shift, `x → scale·x + shift` being the normalization, from which the backward step
-    /// recomputes the normalized values. Differentiated with
-    /// [`Kernels::normalize_batch_backward`].
+    /// recomputes the normalized values. The channels are axis 1, or the last axis for
+    /// [`Channels::Last`]. Differentiated with [`Kernels::normalize_batch_backward`].
     // The macro reads the five outputs from the signature: no alias can name them.
     #[allow(clippy::type_complexity)]
     fn normalize_batch(
@@ -216,6 +231,7 @@ pub trait Kernels: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
         activation: Activation,
+        channels: Channels,
     ) -> (
         FloatTensor<Self>,
         FloatTensor<Self>,
@@ -223,7 +239,7 @@ pub trait Kernels: Backend {
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation)
+        burns_batch_norm::<Self>(x, gamma, beta, epsilon, activation, channels)
     }
 
     /// The gradients of [`Kernels::normalize_batch`]'s input, gamma and beta, given the mean,
@@ -239,6 +255,7 @@ pub trait Kernels: Backend {
         epsilon: f64,
         activation: Activation,
         output_grad: FloatTensor<Self>,
+        channels: Channels,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         burns_batch_norm_backward::<Self>(
             x,
@@ -247,22 +264,21 @@ pub trait Kernels: Backend {
             epsilon,
             activation,
             output_grad,
+            channels,
         )
     }
 
     /// BatchNorm with given statistics (the running ones, in inference): Burn's `batch_norm`,
     /// `(x − mean) / √(variance + ε) · gamma + beta` per channel, which `Flex` computes in one
     /// pass with the same roundings. Not differentiated through our kernels: training calls
-    /// [`Kernels::normalize_batch`], or Burn's layer where the statistics are fixed.
+    /// [`Kernels::normalize_batch`], or Burn's layer where the statistics are fixed. The channels
+    /// are axis 1, or the last axis for [`Channels::Last`].
     fn normalize_running(
         x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        variance: FloatTensor<Self>,
-        epsilon: f64,
+        #[extension_type] norm: RunningNorm<Self>,
+        channels: Channels,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon)
+        burns_normalize_running::<Self>(x, norm, channels)
     }
 
     /// One step of Burn's `Adam` on a parameter: the parameter, the first moment and the second

@@ -6,6 +6,8 @@ use std::cell::RefCell;
 
 use burn::module::ParamId;
 
+use crate::Channels;
+
 /// A layer that ran: its weight (or BatchNorm scale) and the shape of its output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Traced {
@@ -35,4 +37,20 @@ pub(crate) fn record(param: ParamId, output: &[usize]) {
             });
         }
     });
+}
+
+/// [`record`] for an output whose channels lie where `channels` says: summaries list every
+/// layer's shape in Burn's order (`[batch, channels, …]`).
+pub(crate) fn record_in(param: ParamId, output: &[usize], channels: Channels) {
+    match (channels, output.split_first()) {
+        (Channels::Last, Some((batch, rest))) if !rest.is_empty() => {
+            let (channels, positions) = rest.split_last().expect("a channel axis");
+            let first: Vec<usize> = [*batch, *channels]
+                .into_iter()
+                .chain(positions.iter().copied())
+                .collect();
+            record(param, &first);
+        }
+        _ => record(param, output),
+    }
 }

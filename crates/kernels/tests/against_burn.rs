@@ -7,8 +7,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients, activation};
 use kernels::{
-    Activation, activate, batch_norm, batch_norm_activated, conv2d, conv2d_activated,
-    conv2d_normalized, gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
+    Activation, activate, batch_norm, batch_norm_activated, batch_norm_activated_last, conv2d,
+    conv2d_activated, conv2d_activated_last, conv2d_last, conv2d_normalized, gelu, max_pool2d,
+    max_pool2d_normalized, relu, relu6,
 };
 
 /// Random values around ReLU6's two bends, with the special values spread among them.
@@ -706,4 +707,193 @@ fn batch_norm_outside_training_is_burns_inference() {
         bits(bn.running_mean.value_sync()),
         bits(Tensor::<1>::zeros([3], &device))
     );
+}
+
+/// `x` (`[batch, channels, h, w]`) channels-last, and back.
+fn channels_last(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 2, 3, 1])
+}
+
+fn channels_first(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 3, 1, 2])
+}
+
+/// The convolutions on channels-last tensors (our pointwise and depthwise kernels, Burn's for the
+/// rest) against Burn's layer on the same values channels-first: outputs and every gradient.
+#[test]
+fn channels_last_convolutions_match_burns_values_and_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(17);
+    let cases = [
+        // Pointwise as in EfficientNet-Lite0's last blocks at 160, and with positions over
+        // several blocks of rows, the last one short.
+        case([3, 80, 480], [10, 10], [1, 1]).with(|c| c.with_bias(false)),
+        case([41, 24, 20], [5, 5], [1, 1]),
+        case([2, 7, 3], [1, 1], [1, 1]),
+        // Depthwise: channels not a whole number of groups, stride 2 with "same" padding on
+        // even and odd sides, dilation and uneven padding, a plane wider than sixteen outputs.
+        case([3, 48, 48], [10, 10], [5, 5])
+            .with(|c| c.with_groups(48).with_padding(PaddingConfig2d::Same)),
+        case([2, 70, 70], [10, 9], [5, 5]).with(|c| {
+            c.with_groups(70)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+        }),
+        case([2, 130, 130], [5, 5], [3, 3])
+            .with(|c| c.with_groups(130).with_padding(PaddingConfig2d::Same)),
+        case([2, 33, 33], [11, 19], [3, 2]).with(|c| {
+            c.with_groups(33)
+                .with_stride([2, 3])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))
+        }),
+        case([2, 4, 4], [40, 37], [3, 3]).with(|c| {
+            c.with_groups(4)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+        }),
+        // Burn's operations behind our node: a dense 3x3, a grouped one, a strided 1x1.
+        case([2, 3, 8], [9, 11], [3, 3]).with(|c| c.with_padding(PaddingConfig2d::Same)),
+        case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
+        case([2, 6, 5], [8, 8], [1, 1]).with(|c| c.with_stride([2, 2])),
+    ];
+    for Case {
+        sizes: [batch, channels_in, _],
+        input: [h, w],
+        config,
+    } in cases
+    {
+        let conv = config.init(&device);
+        let x = Tensor::<4>::random(
+            [batch, channels_in, h, w],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let reference = conv.forward(x.clone());
+        let ours = channels_first(conv2d_last(&conv, channels_last(x.clone())));
+        assert_eq!(ours.dims(), reference.dims(), "{config:?}");
+        let case = format!("{config:?}");
+        let (ours_grads, reference_grads) =
+            same_output_and_input_gradient(&x, ours, reference, &case);
+        let weight = conv.weight.val();
+        let difference = relative_difference(
+            weight.grad(&ours_grads).unwrap(),
+            weight.grad(&reference_grads).unwrap(),
+        );
+        close("weight gradient", difference, &case);
+        if let Some(bias) = &conv.bias {
+            let bias = bias.val();
+            let difference = relative_difference(
+                bias.grad(&ours_grads).unwrap(),
+                bias.grad(&reference_grads).unwrap(),
+            );
+            close("bias gradient", difference, &case);
+        }
+    }
+}
+
+/// In inference, a convolution with its bias and activation and a BatchNorm with its running
+/// statistics give channels-last the values they give channels-first: the depthwise kernels and
+/// the normalization bit for bit (the same sums in the same order), the pointwise products to
+/// rounding (another split of each product).
+#[test]
+fn channels_last_inference_is_the_channels_first_layers() {
+    let device = Device::flex();
+    device.seed(18);
+    let cases = [
+        case([3, 40, 96], [10, 10], [1, 1]),
+        case([2, 96, 96], [10, 10], [5, 5]).with(|c| {
+            c.with_groups(96)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+        }),
+        case([2, 20, 20], [7, 7], [3, 3])
+            .with(|c| c.with_groups(20).with_padding(PaddingConfig2d::Same)),
+    ];
+    for Case {
+        sizes: [batch, channels_in, channels_out],
+        input: [h, w],
+        config,
+    } in cases
+    {
+        let conv = config.init(&device);
+        let bn = trained_batch_norm(channels_out, &device);
+        let x = Tensor::<4>::random(
+            [batch, channels_in, h, w],
+            Distribution::Normal(0.0, 4.0),
+            &device,
+        );
+        for activation in [Activation::Identity, Activation::Relu6, Activation::Gelu] {
+            let case = format!("{config:?}, {activation:?}");
+            let first = conv2d_activated(&conv, x.clone(), activation);
+            let last = channels_first(conv2d_activated_last(
+                &conv,
+                channels_last(x.clone()),
+                activation,
+            ));
+            if config.kernel_size == [1, 1] {
+                close("output", relative_difference(last, first.clone()), &case);
+            } else {
+                assert_eq!(bits(last), bits(first.clone()), "{case}");
+            }
+            let normalized = batch_norm_activated(&bn, first.clone(), activation);
+            let normalized_last = channels_first(batch_norm_activated_last(
+                &bn,
+                channels_last(first),
+                activation,
+            ));
+            assert_eq!(bits(normalized_last), bits(normalized), "BatchNorm, {case}");
+        }
+    }
+}
+
+/// BatchNorm with the batch's statistics on channels-last tensors against Burn's layer on the
+/// same values channels-first, then the activation: output, every gradient and the running
+/// statistics, with positions over several of the kernel's blocks.
+#[test]
+fn channels_last_batch_norm_matches_burns_training() {
+    let device = Device::flex().autodiff();
+    device.seed(19);
+    for activation in [Activation::Identity, Activation::Relu6] {
+        for shape in [[4, 70, 5, 5], [6, 20, 10, 10], [2, 300, 3, 7]] {
+            let channels = shape[1];
+            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 2.0), &device);
+            let beta = Tensor::<1>::random([channels], Distribution::Normal(1.0, 1.0), &device);
+            let (bn, reference_bn) = twin_batch_norms(&gamma, &beta);
+            let x =
+                Tensor::<4>::random(shape, Distribution::Normal(3.0, 2.0), &device).require_grad();
+            let ours = channels_first(batch_norm_activated_last(
+                &bn,
+                channels_last(x.clone()),
+                activation,
+            ));
+            let reference = activate(reference_bn.forward(x.clone()), activation);
+            let case = format!("{activation:?} {shape:?}");
+            let (ours_grads, reference_grads) =
+                same_output_and_input_gradient(&x, ours, reference, &case);
+            for (what, ours, reference) in [
+                ("gamma gradient", bn.gamma.val(), reference_bn.gamma.val()),
+                ("beta gradient", bn.beta.val(), reference_bn.beta.val()),
+            ] {
+                let difference = relative_difference(
+                    ours.grad(&ours_grads).unwrap(),
+                    reference.grad(&reference_grads).unwrap(),
+                );
+                close(what, difference, &case);
+            }
+            for (what, ours, reference) in [
+                ("running mean", &bn.running_mean, &reference_bn.running_mean),
+                (
+                    "running variance",
+                    &bn.running_var,
+                    &reference_bn.running_var,
+                ),
+            ] {
+                let difference = relative_difference(ours.value_sync(), reference.value_sync());
+                close(what, difference, &case);
+            }
+        }
+    }
 }

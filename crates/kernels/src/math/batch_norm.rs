@@ -7,6 +7,10 @@
 //! written, and differentiated within those two passes from the normalized values recomputed
 //! (GELU's derivative in one more).
 
+mod channels_last;
+
+pub use channels_last::{backward_last, forward_last, running_last};
+
 use rayon::prelude::*;
 
 use super::epilogue::{Activation, Normalization};
@@ -245,13 +249,7 @@ pub fn forward(
             (mean, squares / planes.count())
         })
         .unzip();
-    let (scale, shift): (Vec<f32>, Vec<f32>) = (0..planes.channels)
-        .map(|c| {
-            let scale = f64::from(gamma[c]) / (variance[c] + epsilon).sqrt();
-            let shift = f64::from(beta[c]) - mean[c] * scale;
-            (scale as f32, shift as f32)
-        })
-        .unzip();
+    let (scale, shift) = affine(gamma, beta, &mean, &variance, epsilon);
     let size = planes.size;
     let output = written_in_pieces(
         x.len(),
@@ -266,14 +264,47 @@ pub fn forward(
             activation.apply_all(out);
         },
     );
-    let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
-    Normalized {
-        output,
-        mean: narrow(mean),
-        variance: narrow(variance),
-        scale,
-        shift,
+    Normalized::new(output, mean, variance, scale, shift)
+}
+
+impl Normalized {
+    fn new(
+        output: Vec<f32>,
+        mean: Vec<f64>,
+        variance: Vec<f64>,
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    ) -> Self {
+        let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+        Self {
+            output,
+            mean: narrow(mean),
+            variance: narrow(variance),
+            scale,
+            shift,
+        }
     }
+}
+
+/// Each channel's scale and shift (`x → scale·x + shift` normalizes), from its batch mean and
+/// variance.
+fn affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f64],
+    variance: &[f64],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    gamma
+        .iter()
+        .zip(beta)
+        .zip(mean.iter().zip(variance))
+        .map(|((&gamma, &beta), (&mean, &variance))| {
+            let scale = f64::from(gamma) / (variance + epsilon).sqrt();
+            let shift = f64::from(beta) - mean * scale;
+            (scale as f32, shift as f32)
+        })
+        .unzip()
 }
 
 /// BatchNorm with given statistics (the running ones, in inference), in place: each value as
@@ -333,26 +364,47 @@ pub fn backward(
             channel_sums(pairs, Summand::GradientProducts(mean[c], gate(c)))
         })
         .collect();
-    let count = planes.count();
-    let mut gamma_grad = Vec::with_capacity(channels);
-    let mut beta_grad = Vec::with_capacity(channels);
-    // x_grad = γ/σ · (g − mean(g) − x̂ · mean(g·x̂)), with x̂ = (x − mean)/σ, as
-    // a·g + b·x + d per channel.
-    let coefficients: Vec<[f32; 3]> = sums
-        .iter()
-        .enumerate()
-        .map(|(c, &[g, gx])| {
+    let gradients = Gradients::new(&sums, gamma, [mean, variance], epsilon, planes.count());
+    affine_planes(output_grad, x, planes, &gradients.coefficients, gate);
+    (gradients.gamma, gradients.beta)
+}
+
+/// Gamma's and beta's gradients, and the input gradient's coefficients per channel.
+struct Gradients {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    /// `[a, b, d]`: the input gradient is `a·g + b·x + d` (`g` the output gradient through the
+    /// activation's gate).
+    coefficients: Vec<[f32; 3]>,
+}
+
+impl Gradients {
+    /// From each channel's `[Σg, Σg·(x − mean)]` over its `count` values.
+    fn new(
+        sums: &[[f64; 2]],
+        gamma: &[f32],
+        [mean, variance]: [&[f32]; 2],
+        epsilon: f64,
+        count: f64,
+    ) -> Self {
+        let mut gradients = Self {
+            gamma: Vec::with_capacity(sums.len()),
+            beta: Vec::with_capacity(sums.len()),
+            coefficients: Vec::with_capacity(sums.len()),
+        };
+        // x_grad = γ/σ · (g − mean(g) − x̂ · mean(g·x̂)), with x̂ = (x − mean)/σ, as
+        // a·g + b·x + d per channel.
+        for (c, &[g, gx]) in sums.iter().enumerate() {
             let inv_std = 1.0 / (f64::from(variance[c]) + epsilon).sqrt();
-            gamma_grad.push((gx * inv_std) as f32);
-            beta_grad.push(g as f32);
+            gradients.gamma.push((gx * inv_std) as f32);
+            gradients.beta.push(g as f32);
             let a = f64::from(gamma[c]) * inv_std;
             let b = -a * inv_std * inv_std * gx / count;
             let d = -a * g / count - b * f64::from(mean[c]);
-            [a as f32, b as f32, d as f32]
-        })
-        .collect();
-    affine_planes(output_grad, x, planes, &coefficients, gate);
-    (gamma_grad, beta_grad)
+            gradients.coefficients.push([a as f32, b as f32, d as f32]);
+        }
+        gradients
+    }
 }
 
 /// `grad ← gelu′(scale·x + shift)·grad`, the normalized values recomputed as [`forward`]

@@ -11,12 +11,14 @@
 //! store, in Burn's order and unfused, so its values are Burn's bit for bit. Every plane's loops
 //! are compiled for the vector instructions the CPU has (AVX2 with FMA, AVX-512), chosen at run
 //! time through `pulp`: built for the baseline x86-64 otherwise, they would use SSE2 only.
-//! Planes narrower than those sixteen outputs go channels-last instead ([`channels`]).
+//! Planes narrower than those sixteen outputs go channels-last instead ([`channels`]), as do
+//! values laid out channels-last ([`Channels::Last`]).
 
 mod channels;
 
 use rayon::prelude::*;
 
+use super::Channels;
 use super::convolution::Geometry;
 use super::epilogue::Epilogue;
 use super::output::written_in_pieces;
@@ -25,10 +27,17 @@ use super::output::written_in_pieces;
 const LANES: usize = 16;
 
 /// The output, `[batch, channels, oh, ow]`, from the input (`[batch, channels, h, w]`) and the
-/// weight (`[channels, 1, kh, kw]`), each plane through `epilogue` as it is written.
-pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
-    if channels::suits(g) {
-        return channels::forward(x, weight, g, epilogue);
+/// weight (`[channels, 1, kh, kw]`), each plane through `epilogue` as it is written; with `order`
+/// [`Channels::Last`], `[batch, oh, ow, channels]` from `[batch, h, w, channels]`.
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    order: Channels,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    if order == Channels::Last || channels::suits(g) {
+        return channels::forward(x, weight, g, order, epilogue);
     }
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
@@ -294,10 +303,11 @@ impl<'a> Scratch<'a> {
 
 /// The input gradient, `[batch, channels, h, w]`, from the weight (`[channels, 1, kh, kw]`) and
 /// the output gradient (`[batch, channels, oh, ow]`): spread into the padded scratch, where every
-/// tap writes contiguous values whatever the stride, then the padding dropped.
-pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if channels::suits(g) {
-        return channels::input_grad(weight, output_grad, g);
+/// tap writes contiguous values whatever the stride, then the padding dropped. Channels-last in
+/// `order` [`Channels::Last`], as [`forward`].
+pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, order: Channels) -> Vec<f32> {
+    if order == Channels::Last || channels::suits(g) {
+        return channels::input_grad(weight, output_grad, g, order);
     }
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
@@ -343,10 +353,11 @@ impl pulp::WithSimd for PlaneGrad<'_> {
 
 /// The weight gradient, `[channels, 1, kh, kw]`, from the input (`[batch, channels, h, w]`) and
 /// the output gradient (`[batch, channels, oh, ow]`): for each tap, the dot products of the
-/// output gradient's rows with the padded scratch's values the tap read.
-pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if channels::suits(g) {
-        return channels::weight_grad(x, output_grad, g);
+/// output gradient's rows with the padded scratch's values the tap read. Channels-last in
+/// `order` [`Channels::Last`], as [`forward`].
+pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, order: Channels) -> Vec<f32> {
+    if order == Channels::Last || channels::suits(g) {
+        return channels::weight_grad(x, output_grad, g, order);
     }
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;

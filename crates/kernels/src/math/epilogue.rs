@@ -111,6 +111,20 @@ impl Normalization<'_> {
         );
         values.iter_mut().for_each(|v| *v = (*v - m) / s * g + b);
     }
+
+    /// One position's channels (`[channels]`, channels-last values), normalized in place as
+    /// [`Normalization::apply`] normalizes each channel's values.
+    #[inline(always)]
+    pub fn apply_across(&self, channels: &mut [f32]) {
+        let statistics = self
+            .mean
+            .iter()
+            .zip(self.std)
+            .zip(self.gamma.iter().zip(self.beta));
+        for (v, ((m, s), (g, b))) in channels.iter_mut().zip(statistics) {
+            *v = (*v - m) / s * g + b;
+        }
+    }
 }
 
 /// The bias (one value per output channel), the normalization and the activation of a
@@ -142,5 +156,18 @@ impl Epilogue<'_> {
             normalization.apply(channel, plane);
         }
         self.activation.apply_all(plane);
+    }
+
+    /// One position's channels (`[channels]`, channels-last values), biased, normalized and
+    /// activated in place, as [`Epilogue::apply`] does each channel's plane.
+    #[inline(always)]
+    pub fn apply_across(&self, channels: &mut [f32]) {
+        if let Some(bias) = self.bias {
+            channels.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+        if let Some(normalization) = &self.normalization {
+            normalization.apply_across(channels);
+        }
+        self.activation.apply_all(channels);
     }
 }

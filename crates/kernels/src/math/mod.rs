@@ -14,6 +14,17 @@ pub(crate) mod output;
 pub mod transpose;
 pub(crate) mod tuning;
 
+/// Where a tensor's channels lie: `[batch, channels, h, w]`, Burn's layout (each channel's plane
+/// contiguous), or `[batch, h, w, channels]` (each position's channels contiguous). Channels-last
+/// suits small planes with many channels (EfficientNet's last blocks): a 1x1 convolution is then
+/// one matrix product over every position of the batch, and the depthwise kernels and
+/// BatchNorm's sums run along the channels without transposing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    First,
+    Last,
+}
+
 /// The vector instructions the kernels run on: the widest the CPU has, or at most AVX2 in a build
 /// with `RUSTFLAGS="--cfg convkit_avx2"`, which also leaves gemm's AVX-512 kernels out (see
 /// `crates/data/Cargo.toml`): how `scripts/bench-cpu.sh` measures a CPU without AVX-512 on one

@@ -1,8 +1,9 @@
-//! The depthwise convolution and its gradients with each sample's planes turned channels-last, so
-//! that every kernel tap multiplies [`GROUP`] channels at once. For planes narrower than
-//! [`LANES`] (EfficientNet's last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the plane
-//! layout of [`super`] leaves most lanes of each row idle and spends its time on loop overhead;
-//! channels are many there (hundreds), so a group of them fills every lane.
+//! The depthwise convolution and its gradients channels-last, so that every kernel tap multiplies
+//! [`GROUP`] channels at once: on values laid out that way ([`Channels::Last`]), or with each
+//! sample's planes turned channels-last first. For planes narrower than [`LANES`] (EfficientNet's
+//! last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the plane layout of [`super`] leaves
+//! most lanes of each row idle and spends its time on loop overhead; channels are many there
+//! (hundreds), so a group of them fills every lane.
 //!
 //! Each output sums its taps in registers in Burn's order (row of the kernel, then column), a
 //! multiply then an add, as the plane layout does: the forward values are Burn's bit for bit.
@@ -10,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::LANES;
+use crate::math::Channels;
 use crate::math::convolution::{Geometry, TASKS, summed_per_channel};
 use crate::math::epilogue::Epilogue;
 use crate::math::output::written_in_pieces;
@@ -21,6 +23,8 @@ const GROUP: usize = 4 * LANES;
 /// Which taps meet which positions along each axis, and how wide a channels-last row is.
 struct Layout<'a> {
     g: &'a Geometry,
+    /// How the input, the output and their gradients lie.
+    order: Channels,
     /// The channels rounded up to whole groups of [`GROUP`] (the extra ones zero).
     padded: usize,
     /// For each output row (column), the kernel rows (columns) inside the input with the input
@@ -29,7 +33,7 @@ struct Layout<'a> {
 }
 
 impl<'a> Layout<'a> {
-    fn new(g: &'a Geometry) -> Self {
+    fn new(g: &'a Geometry, order: Channels) -> Self {
         let reads = std::array::from_fn(|axis| {
             (0..g.output[axis])
                 .map(|o| {
@@ -45,6 +49,7 @@ impl<'a> Layout<'a> {
         });
         Self {
             g,
+            order,
             padded: g.channels_in.div_ceil(GROUP) * GROUP,
             reads,
         }
@@ -74,33 +79,53 @@ impl<'a> Layout<'a> {
         by_tap
     }
 
-    /// `planes` (`[channels, plane]`) as `[plane, padded]` into `last`. A buffer already of that
-    /// size held the same plane's channels before (one layout, one plane per buffer): its extra
-    /// channels are still zero, so it is not zeroed again.
-    fn to_channels_last(&self, planes: &[f32], plane: usize, last: &mut Vec<f32>) {
+    /// One sample's values (`plane` positions of every channel, in [`Layout::order`]) as
+    /// `[plane, padded]` into `last`. A buffer already of that size held the same plane's
+    /// channels before (one layout, one plane per buffer): its extra channels are still zero, so
+    /// it is not zeroed again.
+    fn to_channels_last(&self, sample: &[f32], plane: usize, last: &mut Vec<f32>) {
         if last.len() != plane * self.padded {
             last.clear();
             last.resize(plane * self.padded, 0.0);
         }
-        let channels = planes.len() / plane;
-        transpose((planes, plane), (last, self.padded), [channels, plane]);
+        let channels = sample.len() / plane;
+        match self.order {
+            Channels::First => transpose((sample, plane), (last, self.padded), [channels, plane]),
+            Channels::Last => {
+                for (to, from) in last
+                    .chunks_exact_mut(self.padded)
+                    .zip(sample.chunks_exact(channels))
+                {
+                    to[..channels].copy_from_slice(from);
+                }
+            }
+        }
     }
 
     /// The inverse of [`Layout::to_channels_last`], the extra channels dropped.
-    fn to_planes(&self, last: &[f32], planes: &mut [f32]) {
-        let plane = planes.len() / self.g.channels_in;
-        transpose(
-            (last, self.padded),
-            (planes, plane),
-            [plane, self.g.channels_in],
-        );
+    fn back_in_order(&self, last: &[f32], sample: &mut [f32]) {
+        let channels = self.g.channels_in;
+        let plane = sample.len() / channels;
+        match self.order {
+            Channels::First => transpose((last, self.padded), (sample, plane), [plane, channels]),
+            Channels::Last => {
+                for (to, from) in sample
+                    .chunks_exact_mut(channels)
+                    .zip(last.chunks_exact(self.padded))
+                {
+                    to.copy_from_slice(&from[..channels]);
+                }
+            }
+        }
     }
 
     /// The weight (`[channels, kh·kw]`) as `[kh·kw, padded]`.
     fn taps(&self, weight: &[f32]) -> Vec<f32> {
-        let mut taps = Vec::new();
-        self.to_channels_last(weight, self.g.kernel[0] * self.g.kernel[1], &mut taps);
-        taps
+        let taps = self.g.kernel[0] * self.g.kernel[1];
+        let mut last = vec![0.0; taps * self.padded];
+        let channels = weight.len() / taps;
+        transpose((weight, taps), (&mut last, self.padded), [channels, taps]);
+        last
     }
 }
 
@@ -114,9 +139,9 @@ pub fn suits(g: &Geometry) -> bool {
     ow > 0 && ow < LANES && filled(g.channels_in, GROUP) > filled(ow, LANES)
 }
 
-/// Per sample: `[channels, from plane]` → `[channels, to plane]`, each target the sum over the
-/// taps that `pairs` lists of the tap's weight times the source it names, each target plane then
-/// through `epilogue`; run on every core.
+/// Per sample: the `from` plane's values of every channel → the `to` plane's, each target the sum
+/// over the taps that `pairs` lists of the tap's weight times the source it names, each target
+/// channel then through `epilogue`; run on every core.
 fn per_sample(
     layout: &Layout,
     from: (&[f32], [usize; 2]),
@@ -149,9 +174,18 @@ fn per_sample(
                 pairs,
                 target,
             });
-            layout.to_planes(target, output);
-            for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
-                epilogue.apply(c, plane);
+            layout.back_in_order(target, output);
+            match layout.order {
+                Channels::First => {
+                    for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
+                        epilogue.apply(c, plane);
+                    }
+                }
+                Channels::Last => {
+                    for position in output.chunks_exact_mut(g.channels_in) {
+                        epilogue.apply_across(position);
+                    }
+                }
             }
         },
     )
@@ -202,9 +236,16 @@ impl pulp::WithSimd for Gather<'_> {
     }
 }
 
-/// The output, `[batch, channels, oh, ow]`, from the input and the weight: see [`super::forward`].
-pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
-    let layout = Layout::new(g);
+/// The output (`[batch, channels, oh, ow]`, or `[batch, oh, ow, channels]` for
+/// [`Channels::Last`]) from the input in the same order and the weight: see [`super::forward`].
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    order: Channels,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
+    let layout = Layout::new(g, order);
     let [rows, columns] = &layout.reads;
     per_sample(
         &layout,
@@ -216,9 +257,10 @@ pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> 
     )
 }
 
-/// The input gradient from the weight and the output gradient: see [`super::input_grad`].
-pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    let layout = Layout::new(g);
+/// The input gradient from the weight and the output gradient, in `order`: see
+/// [`super::input_grad`].
+pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry, order: Channels) -> Vec<f32> {
+    let layout = Layout::new(g, order);
     let (rows, columns) = (layout.written(0), layout.written(1));
     per_sample(
         &layout,
@@ -230,9 +272,10 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
     )
 }
 
-/// The weight gradient from the input and the output gradient: see [`super::weight_grad`].
-pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    let layout = Layout::new(g);
+/// The weight gradient from the input and the output gradient, in `order`: see
+/// [`super::weight_grad`].
+pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, order: Channels) -> Vec<f32> {
+    let layout = Layout::new(g, order);
     let by_tap = [layout.by_tap(0), layout.by_tap(1)];
     let ([h, w], [oh, ow]) = (g.input, g.output);
     let taps = g.kernel[0] * g.kernel[1];
