@@ -7,12 +7,14 @@
 //! at a time. Stride-1 convolutions go to [`super::direct`] where it computes them without
 //! columns at less waste.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::direct;
 use super::epilogue::Epilogue;
-use super::output::written_in_pieces;
+use super::output::{overwritten_in_pieces, written_in_pieces};
 use super::transpose::transpose;
 
 /// Output positions per matrix product, when planes are small enough to group samples: few
@@ -170,23 +172,21 @@ const ROWS: usize = 512;
 /// then go through `epilogue` while in cache.
 pub fn pointwise_last(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
     let (c_in, c_out) = (g.channels_in, g.channels_out);
-    written_in_pieces(
+    overwritten_in_pieces(
         g.batch * g.output_plane() * c_out,
         ROWS * c_out,
-        || (),
-        |(), i, output| {
+        |i, output| {
             let rows = output.len() / c_out;
-            multiply(
+            let output = multiply_over(
                 [rows, c_out, c_in],
-                (output, Layout::Rows),
-                false,
+                output,
                 (&x[i * ROWS * c_in..][..rows * c_in], Layout::Rows),
                 (weight, Layout::Transposed),
-                Parallelism::None,
             );
             for position in output.chunks_exact_mut(c_out) {
                 epilogue.apply_across(position);
             }
+            output
         },
     )
 }
@@ -195,25 +195,18 @@ pub fn pointwise_last(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilog
 /// times the weight.
 pub fn pointwise_last_input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (c_in, c_out) = (g.channels_in, g.channels_out);
-    written_in_pieces(
-        g.batch * g.output_plane() * c_in,
-        ROWS * c_in,
-        || (),
-        |(), i, grad| {
-            let rows = grad.len() / c_in;
-            multiply(
-                [rows, c_in, c_out],
-                (grad, Layout::Rows),
-                false,
-                (
-                    &output_grad[i * ROWS * c_out..][..rows * c_out],
-                    Layout::Rows,
-                ),
-                (weight, Layout::Rows),
-                Parallelism::None,
-            );
-        },
-    )
+    overwritten_in_pieces(g.batch * g.output_plane() * c_in, ROWS * c_in, |i, grad| {
+        let rows = grad.len() / c_in;
+        multiply_over(
+            [rows, c_in, c_out],
+            grad,
+            (
+                &output_grad[i * ROWS * c_out..][..rows * c_out],
+                Layout::Rows,
+            ),
+            (weight, Layout::Rows),
+        )
+    })
 }
 
 /// The weight gradient of [`pointwise_last`], `[channels_out, channels_in]`: the transposed
@@ -367,11 +360,66 @@ fn multiply(
     [m, n, k]: [usize; 3],
     (dst, dst_layout): (&mut [f32], Layout),
     accumulate: bool,
+    lhs: (&[f32], Layout),
+    rhs: (&[f32], Layout),
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() == m * n);
+    // SAFETY: `dst` holds its matrix whole, initialized.
+    unsafe {
+        product(
+            [m, n, k],
+            (dst.as_mut_ptr(), dst_layout),
+            accumulate,
+            lhs,
+            rhs,
+            parallelism,
+        )
+    }
+}
+
+/// `dst [m, n] = lhs [m, k] × rhs [k, n]` into a buffer not yet written, row-major, on the
+/// calling thread: the buffer then holds the product. Zeroing it first would be a pass over it for
+/// nothing: gemm writes every value of a destination it does not accumulate into without reading
+/// it (gemm-common 0.19 sets `alpha` to zero without `read_dst`; its kernels then store without
+/// loading, and an empty product writes zeros).
+fn multiply_over<'a>(
+    [m, n, k]: [usize; 3],
+    dst: &'a mut [MaybeUninit<f32>],
+    lhs: (&[f32], Layout),
+    rhs: (&[f32], Layout),
+) -> &'a mut [f32] {
+    assert!(dst.len() == m * n);
+    let dst_ptr = dst.as_mut_ptr().cast::<f32>();
+    // SAFETY: `dst` holds its matrix whole; gemm writes every value without reading it (above),
+    // so that they are initialized afterwards, and `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe {
+        product(
+            [m, n, k],
+            (dst_ptr, Layout::Rows),
+            false,
+            lhs,
+            rhs,
+            Parallelism::None,
+        );
+        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
+    }
+}
+
+/// gemm's product for [`multiply`] and [`multiply_over`]: `dst = lhs × rhs`, or `+=` when
+/// `accumulate`.
+///
+/// # Safety
+/// `dst` points to `m · n` writable values, apart from the operands, initialized if `accumulate`.
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    (dst, dst_layout): (*mut f32, Layout),
+    accumulate: bool,
     (lhs, lhs_layout): (&[f32], Layout),
     (rhs, rhs_layout): (&[f32], Layout),
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
+    assert!(lhs.len() == m * k && rhs.len() == k * n);
     // (column stride, row stride) of a `rows x columns` matrix.
     let strides = |layout, rows: usize, columns: usize| match layout {
         Layout::Rows => (1, columns as isize),
@@ -381,13 +429,14 @@ fn multiply(
     let (lhs_cs, lhs_rs) = strides(lhs_layout, m, k);
     let (rhs_cs, rhs_rs) = strides(rhs_layout, k, n);
     let keep = if accumulate { 1.0 } else { 0.0 };
-    // SAFETY: the lengths asserted above hold each matrix whole with these strides.
+    // SAFETY: the operands' lengths asserted above and the caller's promise for `dst` hold each
+    // matrix whole with these strides.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs,
             dst_rs,
             accumulate,

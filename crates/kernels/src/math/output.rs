@@ -39,6 +39,33 @@ pub fn written_in_pieces<S>(
     output
 }
 
+/// `len` values written in pieces of `piece` by `write(i, values)`, which initializes every value
+/// of piece `i` (a matrix product that does not accumulate) and returns them: the pieces are not
+/// zeroed first, a pass over the output saved.
+pub fn overwritten_in_pieces(
+    len: usize,
+    piece: usize,
+    write: impl for<'a> Fn(usize, &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] + Send + Sync,
+) -> Vec<f32> {
+    let mut output = Vec::with_capacity(len);
+    if len == 0 {
+        return output;
+    }
+    output.spare_capacity_mut()[..len]
+        .par_chunks_mut(piece)
+        .enumerate()
+        .for_each(|(i, values)| {
+            let (start, count) = (values.as_ptr(), values.len());
+            let written = write(i, values);
+            // What the writer returns must be its piece, initialized.
+            assert!(std::ptr::eq(written.as_ptr(), start.cast()) && written.len() == count);
+        });
+    // SAFETY: the pieces cover the first `len` values, and each writer returned its piece as
+    // initialized values (checked above; a panic reaches the caller before this line).
+    unsafe { output.set_len(len) };
+    output
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +85,18 @@ mod tests {
         );
         assert_eq!(written, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0]);
         assert!(written_in_pieces(0, 4, || (), |(), _, _| unreachable!()).is_empty());
+    }
+
+    #[test]
+    fn overwritten_pieces_hold_what_their_writers_wrote() {
+        let written = overwritten_in_pieces(10, 4, |i, values| {
+            for value in values.iter_mut() {
+                value.write(i as f32);
+            }
+            // SAFETY: every value was written just above.
+            unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+        });
+        assert_eq!(written, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0]);
+        assert!(overwritten_in_pieces(0, 4, |_, _| unreachable!()).is_empty());
     }
 }
