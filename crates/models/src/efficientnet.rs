@@ -262,6 +262,34 @@ fn pool(x: Tensor<4>) -> Tensor<2> {
     x.mean_dims(&[2, 3]).reshape([b, c])
 }
 
+/// Planes of at most this many positions (16x16) go through the blocks channels-last: 14x14 and
+/// 7x7 at 224, 10x10 and 5x5 at 160. There each 1x1 convolution is one matrix product over every
+/// position of the batch, where the planes' layout multiplies planes of 25-196 values gathered
+/// into groups (the transfer recipe's trained blocks train about a fifth faster, and infer about a
+/// seventh faster, on a 2-core Xeon); larger planes fill a product on their own.
+const SMALL_PLANE: usize = 256;
+
+/// A map between blocks, in the order its channels lie.
+type Flowing = (Tensor<4>, Channels);
+
+/// `x` through `block`, turned channels-last first once its planes are small.
+fn through(block: &MbConv, (x, channels): Flowing) -> Flowing {
+    let [_, _, h, w] = x.dims();
+    let (x, channels) = match channels {
+        Channels::First if h * w <= SMALL_PLANE => (x.permute([0, 2, 3, 1]), Channels::Last),
+        _ => (x, channels),
+    };
+    (block.forward(x, channels), channels)
+}
+
+/// A channels-first view of a map.
+fn channels_first((x, channels): Flowing) -> Tensor<4> {
+    match channels {
+        Channels::First => x,
+        Channels::Last => x.permute([0, 3, 1, 2]),
+    }
+}
+
 /// Convolution without bias followed by BatchNorm; after [`ConvBn::fold_batchnorm`], one
 /// convolution with a bias.
 #[derive(Module, Debug)]
@@ -437,25 +465,27 @@ impl Backbone {
     /// Images → the head convolution's maps `[batch, 1280, h, w]`, showing `seen` each map named
     /// in [`Backbone::map_layers`] on the way.
     pub fn maps(&self, images: Tensor<4>, seen: Seen) -> Tensor<4> {
-        let mut x = self
+        let x = self
             .stem
             .forward_activated(images, Activation::Relu6, Channels::First); // [b, 32, 112, 112] at 224
         seen("stem", &x);
+        let mut flowing = (x, Channels::First);
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, Channels::First);
+            flowing = through(block, flowing);
             let stage_ends = self
                 .stage_starts
                 .get(self.stage_index(i) + 1)
                 .copied()
                 .unwrap_or(self.blocks.len());
             if i + 1 == stage_ends {
-                seen(&format!("stage{}", self.stage_index(i) + 1), &x);
+                let name = format!("stage{}", self.stage_index(i) + 1);
+                seen(&name, &channels_first(flowing.clone()));
             }
         }
         // stage7: [b, 320, 7, 7] at 224
-        let x = self
-            .head
-            .forward_activated(x, Activation::Relu6, Channels::First); // [b, 1280, 7, 7]
+        let (x, channels) = flowing;
+        let x = self.head.forward_activated(x, Activation::Relu6, channels); // [b, 1280, 7, 7]
+        let x = channels_first((x, channels));
         seen("head", &x);
         x
     }
@@ -507,9 +537,8 @@ impl Backbone {
         let x = self
             .stem
             .forward_activated(images, Activation::Relu6, Channels::First);
-        self.blocks[..first]
-            .iter()
-            .fold(x, |x, block| block.forward(x, Channels::First))
+        let blocks = self.blocks[..first].iter();
+        channels_first(blocks.fold((x, Channels::First), |x, block| through(block, x)))
     }
 
     /// A copy of the last `n` MBConv blocks and the head convolution.
@@ -550,21 +579,15 @@ pub struct BackboneTail {
 }
 
 impl BackboneTail {
-    /// Channels-last inside: on the small maps of the last blocks (10x10 and 5x5 at 160) each
-    /// 1x1 convolution is then one matrix product over the batch's positions, where the planes'
-    /// layout multiplies planes of 100 or 25 values (the transfer recipe's tail trains about a
-    /// fifth faster). The same values as [`Backbone::forward`]'s last blocks, to rounding.
+    /// The map entering the blocks (`[b, c, h, w]`) → pooled features, channels-last once the
+    /// planes are small, as in [`Backbone::forward`].
     pub fn forward(&self, map: Tensor<4>) -> Tensor<2> {
-        let x = map.permute([0, 2, 3, 1]); // [b, h, w, c]
-        let x = self
+        let (x, channels) = self
             .blocks
             .iter()
-            .fold(x, |x, block| block.forward(x, Channels::Last));
-        let x = self
-            .head
-            .forward_activated(x, Activation::Relu6, Channels::Last);
-        let [b, _, _, c] = x.dims();
-        x.mean_dims(&[1, 2]).reshape([b, c])
+            .fold((map, Channels::First), |x, block| through(block, x));
+        let x = self.head.forward_activated(x, Activation::Relu6, channels);
+        pool(channels_first((x, channels)))
     }
 }
 
