@@ -72,6 +72,15 @@ impl Kind {
         };
         dense.or_else(|| g.is_depthwise().then_some(Self::Depthwise(order)))
     }
+
+    /// Where the channels of the input, the output and their gradients lie.
+    fn order(self) -> Channels {
+        match self {
+            Self::Dense => Channels::First,
+            Self::Depthwise(order) => order,
+            Self::PointwiseLast => Channels::Last,
+        }
+    }
 }
 
 /// The geometry and kind of an f32 convolution our kernels compute.
@@ -94,28 +103,16 @@ fn forward(
 ) -> FlexTensor {
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let (x, weight) = (f32s(&x), f32s(&weight));
+    let output = match kind {
+        Kind::Dense if g.is_pointwise() => convolution::pointwise(x, weight, &g, epilogue),
+        Kind::Dense => convolution::forward(x, weight, &g, epilogue),
+        Kind::Depthwise(order) => depthwise::forward(x, weight, &g, order, epilogue),
+        Kind::PointwiseLast => convolution::pointwise_last(x, weight, &g, epilogue),
+    };
     let [oh, ow] = g.output;
-    let (output, shape) = match kind {
-        Kind::Dense if g.is_pointwise() => (
-            convolution::pointwise(x, weight, &g, epilogue),
-            [g.batch, g.channels_out, oh, ow],
-        ),
-        Kind::Dense => (
-            convolution::forward(x, weight, &g, epilogue),
-            [g.batch, g.channels_out, oh, ow],
-        ),
-        Kind::Depthwise(Channels::First) => (
-            depthwise::forward(x, weight, &g, Channels::First, epilogue),
-            [g.batch, g.channels_out, oh, ow],
-        ),
-        Kind::Depthwise(Channels::Last) => (
-            depthwise::forward(x, weight, &g, Channels::Last, epilogue),
-            [g.batch, oh, ow, g.channels_out],
-        ),
-        Kind::PointwiseLast => (
-            convolution::pointwise_last(x, weight, &g, epilogue),
-            [g.batch, oh, ow, g.channels_out],
-        ),
+    let shape = match kind.order() {
+        Channels::First => [g.batch, g.channels_out, oh, ow],
+        Channels::Last => [g.batch, oh, ow, g.channels_out],
     };
     FlexTensor::from_data(TensorData::new(output, shape))
 }

@@ -60,7 +60,7 @@ fn convolved(
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<4> {
-    let options = options(conv, &input);
+    let options = options(conv, &input, Channels::First);
     let (input, weight) = (input.into_dispatch(), weight.into_dispatch());
     let output: Tensor<4> = Tensor::from_dispatch(match bias {
         Some(bias) => {
@@ -75,8 +75,7 @@ fn convolved(
 /// [`conv2d`] on channels-last tensors: `[batch, h, w, channels]` → `[batch, oh, ow, out]`,
 /// through [`Kernels::convolution`] with [`Channels::Last`], the bias (if any) added after.
 pub fn conv2d_last(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    let [_, height, width, _] = input.dims();
-    let options = options_for(conv, [height, width]);
+    let options = options(conv, &input, Channels::Last);
     let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution(
         input.into_dispatch(),
         conv.weight.val().into_dispatch(),
@@ -117,11 +116,7 @@ fn activated(
         };
         return activate(output, activation);
     }
-    let [_, a, b, c] = input.dims();
-    let options = match channels {
-        Channels::First => options_for(conv, [b, c]),
-        Channels::Last => options_for(conv, [a, b]),
-    };
+    let options = options(conv, &input, channels);
     let weight = conv.weight.val();
     let bias = match &conv.bias {
         Some(bias) => bias.val(),
@@ -152,7 +147,7 @@ pub fn conv2d_normalized(
     if input.device().is_autodiff() || conv.bias.is_some() {
         return batch_norm_activated(bn, conv2d(conv, input), activation);
     }
-    let options = options(conv, &input);
+    let options = options(conv, &input, Channels::First);
     let norm = running_norm(bn, &input.device());
     let output: Tensor<4> = Tensor::from_dispatch(<Dispatch as Kernels>::convolution_normalized(
         input.into_dispatch(),
@@ -201,14 +196,14 @@ fn running_norm(bn: &BatchNorm, device: &Device) -> RunningNorm<Dispatch> {
     }
 }
 
-/// `conv`'s stride, padding for `input`'s sides, dilation and groups.
-fn options(conv: &Conv2d, input: &Tensor<4>) -> ConvOptions<2> {
-    let [_, _, height, width] = input.dims();
-    options_for(conv, [height, width])
-}
-
-/// `conv`'s stride, padding for an input of these sides, dilation and groups.
-fn options_for(conv: &Conv2d, sides: [usize; 2]) -> ConvOptions<2> {
+/// `conv`'s stride, padding for `input`'s sides (its channels where `channels` says), dilation
+/// and groups.
+fn options(conv: &Conv2d, input: &Tensor<4>, channels: Channels) -> ConvOptions<2> {
+    let sides = match (channels, input.dims()) {
+        (Channels::First, [_, _, height, width]) | (Channels::Last, [_, height, width, _]) => {
+            [height, width]
+        }
+    };
     ConvOptions::new_with_padding(
         conv.stride,
         padding(conv, sides),

@@ -1,7 +1,7 @@
 //! Our kernels against Burn's own operations: the same values, forward and backward.
 
 use burn::module::{Param, RunningState};
-use burn::nn::conv::Conv2dConfig;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -170,6 +170,45 @@ fn case(sizes: [usize; 3], input: [usize; 2], kernel: [usize; 2]) -> Case {
     }
 }
 
+/// `ours(conv, x)` against Burn's layer on random values: the output and the gradients of the
+/// input, the weight and the bias.
+fn matches_burns_layer(
+    Case {
+        sizes: [batch, channels_in, _],
+        input: [h, w],
+        config,
+    }: Case,
+    device: &Device,
+    ours: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4>,
+) {
+    let conv = config.init(device);
+    let x = Tensor::<4>::random(
+        [batch, channels_in, h, w],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    )
+    .require_grad();
+    let reference = conv.forward(x.clone());
+    let ours = ours(&conv, x.clone());
+    assert_eq!(ours.dims(), reference.dims(), "{config:?}");
+    let case = format!("{config:?}");
+    let (ours_grads, reference_grads) = same_output_and_input_gradient(&x, ours, reference, &case);
+    let weight = conv.weight.val();
+    let difference = relative_difference(
+        weight.grad(&ours_grads).unwrap(),
+        weight.grad(&reference_grads).unwrap(),
+    );
+    close("weight gradient", difference, &case);
+    if let Some(bias) = &conv.bias {
+        let bias = bias.val();
+        let difference = relative_difference(
+            bias.grad(&ours_grads).unwrap(),
+            bias.grad(&reference_grads).unwrap(),
+        );
+        close("bias gradient", difference, &case);
+    }
+}
+
 #[test]
 fn convolution_matches_burns_values_and_gradients() {
     let device = Device::flex().autodiff();
@@ -264,44 +303,8 @@ fn convolution_matches_burns_values_and_gradients() {
                 .with_bias(false)
         }),
     ];
-    for Case {
-        sizes: [batch, channels_in, _],
-        input: [h, w],
-        config,
-    } in cases
-    {
-        let conv = config.init(&device);
-        let x = Tensor::<4>::random(
-            [batch, channels_in, h, w],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        )
-        .require_grad();
-        let reference = conv.forward(x.clone());
-        let ours = conv2d(&conv, x.clone());
-        assert_eq!(ours.dims(), reference.dims(), "{config:?}");
-        let case = format!("{config:?}");
-        let (ours_grads, reference_grads) =
-            same_output_and_input_gradient(&x, ours, reference, &case);
-        let within = |what: &str, difference: f32| close(what, difference, &case);
-        let weight = conv.weight.val();
-        within(
-            "weight gradient",
-            relative_difference(
-                weight.grad(&ours_grads).unwrap(),
-                weight.grad(&reference_grads).unwrap(),
-            ),
-        );
-        if let Some(bias) = &conv.bias {
-            let bias = bias.val();
-            within(
-                "bias gradient",
-                relative_difference(
-                    bias.grad(&ours_grads).unwrap(),
-                    bias.grad(&reference_grads).unwrap(),
-                ),
-            );
-        }
+    for case in cases {
+        matches_burns_layer(case, &device, conv2d);
     }
 }
 
@@ -758,39 +761,10 @@ fn channels_last_convolutions_match_burns_values_and_gradients() {
         case([2, 4, 6], [7, 7], [3, 3]).with(|c| c.with_groups(2)),
         case([2, 6, 5], [8, 8], [1, 1]).with(|c| c.with_stride([2, 2])),
     ];
-    for Case {
-        sizes: [batch, channels_in, _],
-        input: [h, w],
-        config,
-    } in cases
-    {
-        let conv = config.init(&device);
-        let x = Tensor::<4>::random(
-            [batch, channels_in, h, w],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        )
-        .require_grad();
-        let reference = conv.forward(x.clone());
-        let ours = channels_first(conv2d_last(&conv, channels_last(x.clone())));
-        assert_eq!(ours.dims(), reference.dims(), "{config:?}");
-        let case = format!("{config:?}");
-        let (ours_grads, reference_grads) =
-            same_output_and_input_gradient(&x, ours, reference, &case);
-        let weight = conv.weight.val();
-        let difference = relative_difference(
-            weight.grad(&ours_grads).unwrap(),
-            weight.grad(&reference_grads).unwrap(),
-        );
-        close("weight gradient", difference, &case);
-        if let Some(bias) = &conv.bias {
-            let bias = bias.val();
-            let difference = relative_difference(
-                bias.grad(&ours_grads).unwrap(),
-                bias.grad(&reference_grads).unwrap(),
-            );
-            close("bias gradient", difference, &case);
-        }
+    for case in cases {
+        matches_burns_layer(case, &device, |conv, x| {
+            channels_first(conv2d_last(conv, channels_last(x)))
+        });
     }
 }
 
