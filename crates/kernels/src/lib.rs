@@ -32,6 +32,7 @@ pub use layers::{
 };
 pub use math::Channels;
 pub use math::adam::AdamStep;
+pub use math::bf16::{Precision, amx_available, matmul_precision, set_matmul_precision};
 pub use math::epilogue::Activation;
 
 use fallback::*;

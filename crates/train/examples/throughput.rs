@@ -8,7 +8,8 @@
 //! Lite0's last 8 blocks and a new head, on the 10x10x80 maps it caches at 160x160). Prints
 //! images per second, the network's multiply-adds per image and the process's peak memory.
 //! `throughput peak [SIZE]` prints the fp32 GFLOP/s of a SIZE³ matrix product (2048) instead: the
-//! machine's practical peak, to which the rows are compared.
+//! machine's practical peak, to which the rows are compared. `MATMUL_PRECISION=bfloat16` runs
+//! the matrix products in bfloat16 where the CPU has AMX (`matmul_precision` in a config).
 
 use std::time::Instant;
 
@@ -220,10 +221,14 @@ fn main() {
         return;
     }
     let device = plain.clone().autodiff();
+    if std::env::var("MATMUL_PRECISION").as_deref() == Ok("bfloat16") {
+        kernels::set_matmul_precision(kernels::Precision::Bfloat16);
+    }
     println!(
-        "{model} on {} (our kernels on {})",
+        "{model} on {} (our kernels on {}, matrix products in {:?})",
         store::device::backend_name(),
-        kernels::math::instruction_set()
+        kernels::math::instruction_set(),
+        kernels::matmul_precision()
     );
     let fastnet = |widths: [usize; 4]| {
         let mut config = FastNetConfig::new().with_whiten(true).with_widths(widths);

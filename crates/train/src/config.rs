@@ -63,6 +63,8 @@ pub struct TrainConfig {
     pub test_time_translate: usize,
     /// Devices to train on together, each taking an equal share of every batch.
     pub devices: usize,
+    /// The precision of the CPU kernels' matrix products (see [`MatmulPrecision`]).
+    pub matmul_precision: MatmulPrecision,
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
     pub augment: data::augment::Augment,
@@ -89,12 +91,34 @@ impl Default for TrainConfig {
             test_time_flip: false,
             test_time_translate: 0,
             devices: 1,
+            matmul_precision: MatmulPrecision::Float32,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             augment: data::augment::Augment::default(),
             model: Architecture::default(),
             data: DataConfig::default(),
             transfer: TransferConfig::default(),
+        }
+    }
+}
+
+/// How the CPU kernels' matrix products run (the 1x1 convolutions' and those of the
+/// convolutions that unfold their input; see [`kernels::set_matmul_precision`]): as PyTorch's
+/// `torch.set_float32_matmul_precision`, weights and everything else stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatmulPrecision {
+    Float32,
+    /// Operands rounded to bfloat16, sums in f32, on CPUs with AMX tiles (Intel Xeons since
+    /// Sapphire Rapids); f32 elsewhere.
+    Bfloat16,
+}
+
+impl From<MatmulPrecision> for kernels::Precision {
+    fn from(precision: MatmulPrecision) -> Self {
+        match precision {
+            MatmulPrecision::Float32 => Self::Float32,
+            MatmulPrecision::Bfloat16 => Self::Bfloat16,
         }
     }
 }
@@ -650,6 +674,17 @@ mod tests {
         assert!(err.contains("is SGD's"), "{err}");
         let err = parse_error("[schedule]\npeak_fraction = 1.5", &[]);
         assert!(err.contains("peak_fraction in [0, 1]"), "{err}");
+    }
+
+    #[test]
+    fn matmul_precision_is_float32_or_bfloat16() {
+        let config = TrainConfig::parse("matmul_precision = \"bfloat16\"", &[]).unwrap();
+        assert_eq!(config.matmul_precision, MatmulPrecision::Bfloat16);
+        let overridden = ["matmul_precision=float32".to_string()];
+        let config = TrainConfig::parse("matmul_precision = \"bfloat16\"", &overridden).unwrap();
+        assert_eq!(config.matmul_precision, MatmulPrecision::Float32);
+        let err = parse_error("matmul_precision = \"float16\"", &[]);
+        assert!(err.contains("unknown variant `float16`"), "{err}");
     }
 
     #[test]

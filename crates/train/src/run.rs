@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use data::source::Source;
 use data::{Dataset, ImageSet};
 
-use crate::config::TrainConfig;
+use crate::config::{MatmulPrecision, TrainConfig};
 use crate::finish::Summary;
 use crate::fit::Stop;
 use crate::placement::Placement;
@@ -158,6 +158,15 @@ fn train_in(
 ) -> anyhow::Result<Summary> {
     let names: Vec<String> = devices.iter().map(store::device::describe).collect();
     println!("device: {}", names.join(", "));
+    let precision = kernels::set_matmul_precision(config.matmul_precision.into());
+    if config.matmul_precision == MatmulPrecision::Bfloat16 {
+        match precision {
+            kernels::Precision::Bfloat16 => println!("matrix products: bfloat16 on AMX tiles"),
+            kernels::Precision::Float32 => println!(
+                "matrix products: float32 (matmul_precision = \"bfloat16\" needs AMX tiles, which this CPU or system lacks)"
+            ),
+        }
+    }
     let network = crate::describe::summarize(config, dataset.classes.len(), &devices[0]);
     print!("{}: {}", config.model.name(), network.totals());
     let placement = Placement::new(devices);

@@ -13,7 +13,7 @@ pub use channels_last::{backward_last, forward_last, running_last};
 
 use rayon::prelude::*;
 
-use super::epilogue::{Activation, Normalization};
+use super::epilogue::{Activation, Fixed, Normalization, fixed};
 use super::output::written_in_pieces;
 
 /// How the values are laid out: `batch` samples of `channels` planes of `size` values.
@@ -201,20 +201,31 @@ fn affine_planes(
         .enumerate()
         .for_each(|(plane, out)| {
             let c = plane % channels;
-            let [scale, slope, shift] = coefficients[c];
             let other = &other[plane * size..][..size];
-            // One loop per gate, each compiled with its rule inlined.
-            let mut each = |rule: Activation, [a, b]: [f32; 2]| {
-                for (v, &o) in out.iter_mut().zip(other) {
-                    *v = scale * rule.gradient(a * o + b, *v) + slope * o + shift;
-                }
-            };
             match gate(c) {
-                Gate::Open => each(Activation::Identity, [0.0; 2]),
-                Gate::Relu(affine) => each(Activation::Relu, affine),
-                Gate::Relu6(affine) => each(Activation::Relu6, affine),
+                Gate::Open => {
+                    affine_plane::<fixed::Identity>(out, other, coefficients[c], [0.0; 2])
+                }
+                Gate::Relu(affine) => {
+                    affine_plane::<fixed::Relu>(out, other, coefficients[c], affine)
+                }
+                Gate::Relu6(affine) => {
+                    affine_plane::<fixed::Relu6>(out, other, coefficients[c], affine)
+                }
             }
         });
+}
+
+/// One plane of [`affine_planes`], its gate's activation `R` at `a·o + b`.
+fn affine_plane<R: Fixed>(
+    out: &mut [f32],
+    other: &[f32],
+    [scale, slope, shift]: [f32; 3],
+    [a, b]: [f32; 2],
+) {
+    for (v, &o) in out.iter_mut().zip(other) {
+        *v = scale * R::ACTIVATION.gradient(a * o + b, *v) + slope * o + shift;
+    }
 }
 
 /// What [`forward`] computed: the normalized values through the activation, each channel's mean

@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::bf16;
 use super::direct;
 use super::epilogue::Epilogue;
 use super::output::{overwritten_in_pieces, written_in_pieces};
@@ -347,7 +348,7 @@ fn added_in_order(partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
 
 /// How a matrix operand lies in its buffer.
 #[derive(Debug, Clone, Copy)]
-enum Layout {
+pub(super) enum Layout {
     /// Row-major.
     Rows,
     /// Its transpose row-major (the matrix column-major).
@@ -428,6 +429,21 @@ unsafe fn product(
     let (dst_cs, dst_rs) = strides(dst_layout, m, n);
     let (lhs_cs, lhs_rs) = strides(lhs_layout, m, k);
     let (rhs_cs, rhs_rs) = strides(rhs_layout, k, n);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if matches!(parallelism, Parallelism::None)
+        && bf16::matmul_precision() == bf16::Precision::Bfloat16
+    {
+        // SAFETY: the caller's promises; the precision is bfloat16 only where AMX is available.
+        return unsafe {
+            bf16::product(
+                [m, n, k],
+                (dst, dst_layout),
+                accumulate,
+                (lhs, lhs_layout),
+                (rhs, rhs_layout),
+            )
+        };
+    }
     let keep = if accumulate { 1.0 } else { 0.0 };
     // SAFETY: the operands' lengths asserted above and the caller's promise for `dst` hold each
     // matrix whole with these strides.

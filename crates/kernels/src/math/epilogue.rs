@@ -17,6 +17,35 @@ pub enum Activation {
     Gelu,
 }
 
+/// An activation known when compiling ([`fixed`]): loops generic over it carry no branch on the
+/// activation, so they vectorize however the compiler inlines them. (Loops in a closure called
+/// with each activation as a constant vectorized only while the compiler chose to inline the
+/// closure: an unrelated change once left BatchNorm's channels-last backward loops scalar.)
+pub(crate) trait Fixed {
+    const ACTIVATION: Activation;
+}
+
+/// The activations BatchNorm's gradients run loops for, as types ([`Fixed`]).
+pub(crate) mod fixed {
+    use super::{Activation, Fixed};
+
+    pub(crate) struct Identity;
+    pub(crate) struct Relu;
+    pub(crate) struct Relu6;
+
+    impl Fixed for Identity {
+        const ACTIVATION: Activation = Activation::Identity;
+    }
+
+    impl Fixed for Relu {
+        const ACTIVATION: Activation = Activation::Relu;
+    }
+
+    impl Fixed for Relu6 {
+        const ACTIVATION: Activation = Activation::Relu6;
+    }
+}
+
 impl Activation {
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {

@@ -3,6 +3,7 @@
 
 pub mod adam;
 pub mod batch_norm;
+pub mod bf16;
 pub mod convolution;
 pub mod depthwise;
 pub mod direct;

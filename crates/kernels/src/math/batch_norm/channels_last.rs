@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::{Gradients, Normalized, affine};
-use crate::math::epilogue::{Activation, Normalization};
+use crate::math::epilogue::{Activation, Fixed, Normalization, fixed};
 use crate::math::output::written_in_pieces;
 
 /// Positions per block: each channel's f32 sum then takes at most this many values before it is
@@ -107,22 +107,11 @@ impl pulp::WithSimd for BlockSums<'_> {
             }
             Summand::GradientProducts(mean, gate) => {
                 let rows = self.values.chunks_exact(c).zip(self.other.chunks_exact(c));
-                let products = |rule: Activation| {
-                    for (grads, xs) in rows {
-                        gradient_products(
-                            rule,
-                            gate,
-                            grads,
-                            xs,
-                            mean,
-                            [first.as_mut_slice(), second.as_mut_slice()],
-                        );
-                    }
-                };
+                let sums = [first.as_mut_slice(), second.as_mut_slice()];
                 match gate.activation {
-                    Activation::Relu => products(Activation::Relu),
-                    Activation::Relu6 => products(Activation::Relu6),
-                    _ => products(Activation::Identity),
+                    Activation::Relu => gradient_products::<fixed::Relu>(gate, rows, mean, sums),
+                    Activation::Relu6 => gradient_products::<fixed::Relu6>(gate, rows, mean, sums),
+                    _ => gradient_products::<fixed::Identity>(gate, rows, mean, sums),
                 }
             }
         }
@@ -130,25 +119,28 @@ impl pulp::WithSimd for BlockSums<'_> {
     }
 }
 
-/// One position's `g` (through `rule`'s gradient) and `g·(x − mean)` added to the sums.
+/// Each position's `g` (through `R`'s gradient) and `g·(x − mean)` added to the sums, from its
+/// output gradients and its values.
 #[inline(always)]
-fn gradient_products(
-    rule: Activation,
+fn gradient_products<'a, R: Fixed>(
     gate: Gate,
-    grads: &[f32],
-    xs: &[f32],
+    rows: impl Iterator<Item = (&'a [f32], &'a [f32])>,
     mean: &[f32],
     [first, second]: [&mut [f32]; 2],
 ) {
-    let terms = grads
-        .iter()
-        .zip(xs)
-        .zip(mean)
-        .zip(gate.scale.iter().zip(gate.shift));
-    for ((s0, s1), (((&g, &x), &m), (&scale, &shift))) in first.iter_mut().zip(second).zip(terms) {
-        let g = rule.gradient(scale * x + shift, g);
-        *s0 += g;
-        *s1 += g * (x - m);
+    for (grads, xs) in rows {
+        let terms = grads
+            .iter()
+            .zip(xs)
+            .zip(mean)
+            .zip(gate.scale.iter().zip(gate.shift));
+        for ((s0, s1), (((&g, &x), &m), (&scale, &shift))) in
+            first.iter_mut().zip(second.iter_mut()).zip(terms)
+        {
+            let g = R::ACTIVATION.gradient(scale * x + shift, g);
+            *s0 += g;
+            *s1 += g * (x - m);
+        }
     }
 }
 
@@ -291,28 +283,30 @@ impl pulp::WithSimd for InputGrad<'_> {
             gate,
         } = self;
         let c = gate.scale.len();
-        let mut each = |rule: Activation| {
-            for (grads, xs) in grads.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                input_grad(rule, gate, grads, xs, coefficients);
-            }
-        };
+        let rows = grads.chunks_exact_mut(c).zip(xs.chunks_exact(c));
         match gate.activation {
-            Activation::Relu => each(Activation::Relu),
-            Activation::Relu6 => each(Activation::Relu6),
-            _ => each(Activation::Identity),
+            Activation::Relu => input_grads::<fixed::Relu>(gate, rows, coefficients),
+            Activation::Relu6 => input_grads::<fixed::Relu6>(gate, rows, coefficients),
+            _ => input_grads::<fixed::Identity>(gate, rows, coefficients),
         }
     }
 }
 
-/// One position's input gradient, written over its output gradient.
+/// Each position's input gradient, written over its output gradient.
 #[inline(always)]
-fn input_grad(rule: Activation, gate: Gate, grads: &mut [f32], xs: &[f32], [a, b, d]: [&[f32]; 3]) {
-    let affine = gate.scale.iter().zip(gate.shift);
-    let coefficients = a.iter().zip(b).zip(d);
-    for ((g, &x), ((&scale, &shift), ((&a, &b), &d))) in
-        grads.iter_mut().zip(xs).zip(affine.zip(coefficients))
-    {
-        *g = a * rule.gradient(scale * x + shift, *g) + b * x + d;
+fn input_grads<'a, R: Fixed>(
+    gate: Gate,
+    rows: impl Iterator<Item = (&'a mut [f32], &'a [f32])>,
+    [a, b, d]: [&[f32]; 3],
+) {
+    for (grads, xs) in rows {
+        let affine = gate.scale.iter().zip(gate.shift);
+        let coefficients = a.iter().zip(b).zip(d);
+        for ((g, &x), ((&scale, &shift), ((&a, &b), &d))) in
+            grads.iter_mut().zip(xs).zip(affine.zip(coefficients))
+        {
+            *g = a * R::ACTIVATION.gradient(scale * x + shift, *g) + b * x + d;
+        }
     }
 }
 

@@ -1,0 +1,483 @@
+//! Matrix products in bfloat16 with f32 sums, on the AMX tiles of Intel's recent Xeons (Sapphire
+//! Rapids and later): the operands rounded to bfloat16 (8 bits of mantissa) as they are packed,
+//! each tile product summing in f32. Off unless asked for ([`set_matmul_precision`]), as
+//! PyTorch's `set_float32_matmul_precision("medium")`: the sums then differ from f32's in the
+//! third digit, and a network trains to about the same accuracy in a fraction of the time its
+//! products took.
+//!
+//! Written here rather than taken from a crate: gemm (what the f32 products use) has no bfloat16
+//! kernels, and Rust's AMX intrinsics are not stable, so the tile instructions are inline
+//! assembly. AVX-512's own bfloat16 dot product (`vdpbf16ps`) is no faster than f32's
+//! multiply-adds on these Xeons (a quarter of their FLOP rate, measured), so without AMX the
+//! products stay in f32.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::convolution::Layout;
+
+/// How the kernels' matrix products run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// In f32, as everything else.
+    Float32,
+    /// Operands in bfloat16, sums in f32, where the CPU has AMX ([`amx_available`]).
+    Bfloat16,
+}
+
+static BFLOAT16: AtomicBool = AtomicBool::new(false);
+
+/// Runs the matrix products of the 1x1 convolutions and of the convolutions that unfold their
+/// input (the other convolutions, depthwise and direct, and every other operation stay in f32)
+/// in `precision` from now on, process-wide; returns the precision they will run in: f32 on a
+/// CPU without AMX.
+pub fn set_matmul_precision(precision: Precision) -> Precision {
+    let bfloat16 = precision == Precision::Bfloat16 && amx_available();
+    BFLOAT16.store(bfloat16, Ordering::Relaxed);
+    matmul_precision()
+}
+
+/// The precision the matrix products run in ([`set_matmul_precision`]).
+pub fn matmul_precision() -> Precision {
+    if BFLOAT16.load(Ordering::Relaxed) {
+        Precision::Bfloat16
+    } else {
+        Precision::Float32
+    }
+}
+
+/// Whether this CPU has AMX tiles with bfloat16 products (and AVX-512's bfloat16 conversions)
+/// and the operating system lets this process use them (Linux asks once, for the whole process).
+pub fn amx_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(amx::request)
+}
+
+/// Tile rows and the 32-bit words of a tile row: each tile holds 16 x 64 bytes.
+const TILE: usize = 16;
+/// The products' blocks: 2 x 2 tiles of sums, 32 x 32 values.
+const BLOCK: usize = 2 * TILE;
+
+/// `dst [m, n] (+)= lhs [m, k] × rhs [k, n]` in bfloat16 with f32 sums, on the calling thread,
+/// added to `dst` when `accumulate`, written without reading it otherwise.
+///
+/// # Safety
+/// [`amx_available`] is true; `dst` points to `m · n` writable values apart from the operands,
+/// initialized if `accumulate`; each operand holds its matrix whole.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(super) unsafe fn product(
+    [m, n, k]: [usize; 3],
+    (dst, dst_layout): (*mut f32, Layout),
+    accumulate: bool,
+    lhs: (&[f32], Layout),
+    rhs: (&[f32], Layout),
+) {
+    assert!(lhs.0.len() == m * k && rhs.0.len() == k * n);
+    if let (Layout::Transposed, Layout::Rows) = (lhs.1, rhs.1)
+        && m > n
+    {
+        // The transpose, `dstᵀ = rhsᵀ × lhsᵀ`: the left operand is the one transposed as it is
+        // packed, and that costs less on the smaller matrix.
+        // SAFETY: the same matrices, each read the other way.
+        return unsafe {
+            product(
+                [n, m, k],
+                (dst, flipped(dst_layout)),
+                accumulate,
+                (rhs.0, Layout::Transposed),
+                (lhs.0, Layout::Rows),
+            )
+        };
+    }
+    let [mp, np, kp] = [m, n, k].map(|side| side.next_multiple_of(BLOCK));
+    let a = amx::pack_rows(lhs, [m, k], [mp, kp]);
+    let b = amx::pack_pairs(rhs, [k, n], [kp, np]);
+    // SAFETY: the caller's promises; the packed operands are padded to whole blocks.
+    unsafe {
+        let direct = matches!(dst_layout, Layout::Rows).then_some((dst, [m, n]));
+        amx::multiply(
+            &a,
+            &b,
+            [mp, np, kp],
+            direct.filter(|_| !accumulate),
+            |[i, j], block| {
+                let columns = BLOCK.min(n - j);
+                for (r, row) in block.chunks_exact(BLOCK).take(m - i).enumerate() {
+                    let row = &row[..columns];
+                    match dst_layout {
+                        Layout::Rows => {
+                            let to =
+                                std::slice::from_raw_parts_mut(dst.add((i + r) * n + j), columns);
+                            if accumulate {
+                                to.iter_mut().zip(row).for_each(|(to, value)| *to += value);
+                            } else {
+                                to.copy_from_slice(row);
+                            }
+                        }
+                        Layout::Transposed => {
+                            for (c, value) in row.iter().enumerate() {
+                                let to = dst.add((j + c) * m + i + r);
+                                *to = if accumulate { *to + value } else { *value };
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// The other way of laying a matrix: its transpose in the same layout.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn flipped(layout: Layout) -> Layout {
+    match layout {
+        Layout::Rows => Layout::Transposed,
+        Layout::Transposed => Layout::Rows,
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, Layout, TILE};
+    use crate::math::transpose::transpose;
+
+    /// Linux's `arch_prctl` request for the tiles' state (`ARCH_REQ_XCOMP_PERM`,
+    /// `XFEATURE_XTILEDATA`): the kernel keeps it off until a process asks.
+    const ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+
+    pub(super) fn request() -> bool {
+        // CPUID leaf 7: AMX-BF16 is bit 22 of edx, AMX-TILE bit 24.
+        let leaf = __cpuid_count(7, 0);
+        let amx = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
+        if !amx || !is_x86_feature_detected!("avx512bf16") || !is_x86_feature_detected!("avx512bw")
+        {
+            return false;
+        }
+        let status: i64;
+        // SAFETY: the arch_prctl system call with two integer arguments; it reads and writes no
+        // memory of ours.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") ARCH_PRCTL => status,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        status == 0
+    }
+
+    /// `ldtilecfg`'s 64 bytes: the palette, and each tile's bytes per row and rows.
+    #[repr(C, align(64))]
+    struct Config {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    /// The left operand as bfloat16, row-major `[mp, kp]`, zero beyond `[m, k]`.
+    pub(super) fn pack_rows(
+        (values, layout): (&[f32], Layout),
+        [m, k]: [usize; 2],
+        [mp, kp]: [usize; 2],
+    ) -> Vec<u16> {
+        let mut packed = vec![0u16; mp * kp];
+        if let Layout::Transposed = layout {
+            // `values` is `[k, m]`: turned to `[m, k]` first, in f32, by vector tiles.
+            let mut rows = vec![0.0; m * k];
+            transpose((values, m), (&mut rows, k), [k, m]);
+            for (row, to) in rows.chunks_exact(k).zip(packed.chunks_exact_mut(kp)) {
+                // SAFETY: `amx_available` checked AVX-512 BF16 and BW before any product.
+                unsafe { rounded(row, to) };
+            }
+        } else {
+            for (row, to) in values.chunks_exact(k).zip(packed.chunks_exact_mut(kp)) {
+                // SAFETY: as above.
+                unsafe { rounded(row, to) };
+            }
+        }
+        packed
+    }
+
+    /// The right operand as bfloat16 pairs, `[kp / 2, np]`: word `[p, j]` holds rows `2p` and
+    /// `2p + 1` of column `j` (the layout AMX's products read), zero beyond `[k, n]`.
+    pub(super) fn pack_pairs(
+        (values, layout): (&[f32], Layout),
+        [k, n]: [usize; 2],
+        [kp, np]: [usize; 2],
+    ) -> Vec<u32> {
+        let mut packed = vec![0u32; kp / 2 * np];
+        if let Layout::Transposed = layout {
+            // `values` is `[n, k]`: each of its rows rounded is a column's pairs already.
+            let mut column = vec![0u16; kp];
+            for (j, row) in values.chunks_exact(k).enumerate() {
+                // SAFETY: as in `pack_rows`.
+                unsafe { rounded(row, &mut column) };
+                for (p, pair) in column.chunks_exact(2).enumerate() {
+                    packed[p * np + j] = u32::from(pair[0]) | u32::from(pair[1]) << 16;
+                }
+            }
+        } else {
+            let zeros = vec![0.0; n];
+            for (p, to) in packed.chunks_exact_mut(np).take(k.div_ceil(2)).enumerate() {
+                let row = |r: usize| values.get(r * n..(r + 1) * n).unwrap_or(&zeros);
+                // SAFETY: as in `pack_rows`.
+                unsafe { interleaved(row(2 * p), row(2 * p + 1), to) };
+            }
+        }
+        packed
+    }
+
+    /// `from` rounded to bfloat16 (to nearest even) into the start of `to`, which it leaves as it
+    /// was after them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    fn rounded(from: &[f32], to: &mut [u16]) {
+        assert!(to.len() >= from.len());
+        for (i, chunk) in from.chunks(32).enumerate() {
+            let (low, high) = halves(chunk);
+            let packed = _mm512_cvtne2ps_pbh(high, low);
+            let target = &mut to[i * 32..];
+            let mask = ((1u64 << chunk.len()) - 1) as u32;
+            // SAFETY: `target` holds at least the chunk's values (the caller sizes `to`), and the
+            // mask stores no more.
+            unsafe { _mm512_mask_storeu_epi16(target.as_mut_ptr().cast(), mask, bits(packed)) };
+        }
+    }
+
+    /// The first 16 and the next 16 of up to 32 values, zeros beyond them.
+    #[target_feature(enable = "avx512f")]
+    fn halves(chunk: &[f32]) -> (__m512, __m512) {
+        let (first, second) = chunk.split_at(chunk.len().min(16));
+        let (low, high) = (
+            ((1u32 << first.len()) - 1) as u16,
+            ((1u32 << second.len()) - 1) as u16,
+        );
+        // SAFETY: the masks load the parts' values only.
+        unsafe {
+            (
+                _mm512_maskz_loadu_ps(low, first.as_ptr()),
+                _mm512_maskz_loadu_ps(high, second.as_ptr()),
+            )
+        }
+    }
+
+    /// Two rows of equal length rounded to bfloat16 and interleaved into words: `to[j]` holds
+    /// `first[j]` in its low half and `second[j]` in its high one; the rest of `to` is left as
+    /// it was.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    fn interleaved(first: &[f32], second: &[f32], to: &mut [u32]) {
+        assert!(first.len() == second.len() && to.len() >= first.len());
+        // Word j takes the j-th of the first 16 and the j-th of the second 16 halves.
+        let order = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        for (i, (a, b)) in first.chunks(16).zip(second.chunks(16)).enumerate() {
+            let mask = ((1u32 << a.len()) - 1) as u16;
+            let (a, _) = halves(a);
+            let (b, _) = halves(b);
+            let pairs = _mm512_permutexvar_epi16(order, bits(_mm512_cvtne2ps_pbh(b, a)));
+            // SAFETY: `to` holds a word for each value of the rows (the caller sizes it), and the
+            // mask stores no more.
+            unsafe { _mm512_mask_storeu_epi32(to[i * 16..].as_mut_ptr().cast(), mask, pairs) };
+        }
+    }
+
+    /// 32 bfloat16 values as integer lanes.
+    fn bits(values: __m512bh) -> __m512i {
+        // SAFETY: both are 64 bytes of plain lanes, any bits valid.
+        unsafe { std::mem::transmute(values) }
+    }
+
+    /// `a [mp, kp]` (bfloat16) times `b` (bfloat16 pairs, `[kp / 2, np]`), every dimension a
+    /// multiple of [`BLOCK`]. Each 32 x 32 block of the product that lies whole inside `direct`'s
+    /// row-major `[m, n]` matrix, if any, is stored there; every other goes to `write` with its
+    /// first row and column.
+    ///
+    /// # Safety
+    /// The process may use the tiles ([`super::amx_available`]); `direct` points to `m · n`
+    /// writable values apart from the operands.
+    pub(super) unsafe fn multiply(
+        a: &[u16],
+        b: &[u32],
+        [mp, np, kp]: [usize; 3],
+        direct: Option<(*mut f32, [usize; 2])>,
+        mut write: impl FnMut([usize; 2], &[f32; BLOCK * BLOCK]),
+    ) {
+        assert!(a.len() == mp * kp && b.len() == kp / 2 * np);
+        assert!(mp % BLOCK == 0 && np % BLOCK == 0 && kp % BLOCK == 0);
+        let config = Config {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            // Palette 1 has 8 tiles; the rest of the fields must be zero.
+            bytes_per_row: std::array::from_fn(|t| if t < 8 { 64 } else { 0 }),
+            rows: std::array::from_fn(|t| if t < 8 { TILE as u8 } else { 0 }),
+        };
+        let mut block = [0f32; BLOCK * BLOCK];
+        let (a_stride, b_stride) = (kp * 2, np * 4);
+        // SAFETY: tiles 0-3 hold sums, 4-5 rows of `a`, 6-7 pairs of `b`; every load reads 16 rows
+        // of 64 bytes inside its operand (the asserts above), every store 16 rows of 64 bytes
+        // inside `block` or, for whole blocks, inside `direct`'s matrix.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly));
+            for j in (0..np).step_by(BLOCK) {
+                for i in (0..mp).step_by(BLOCK) {
+                    asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack, nomem)
+                    );
+                    for step in (0..kp).step_by(BLOCK) {
+                        let rows = a.as_ptr().add(i * kp + step);
+                        let pairs = b.as_ptr().add(step / 2 * np + j);
+                        asm!(
+                            "tileloadd tmm4, [{a} + {sa}*1]",
+                            "tileloadd tmm5, [{a2} + {sa}*1]",
+                            "tileloadd tmm6, [{b} + {sb}*1]",
+                            "tileloadd tmm7, [{b2} + {sb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a = in(reg) rows,
+                            a2 = in(reg) rows.add(TILE * kp),
+                            b = in(reg) pairs,
+                            b2 = in(reg) pairs.add(TILE),
+                            sa = in(reg) a_stride,
+                            sb = in(reg) b_stride,
+                            options(nostack, readonly),
+                        );
+                    }
+                    let whole = direct.filter(|&(_, [m, n])| i + BLOCK <= m && j + BLOCK <= n);
+                    let (c, stride) = match whole {
+                        Some((dst, [_, n])) => (dst.add(i * n + j), n),
+                        None => (block.as_mut_ptr(), BLOCK),
+                    };
+                    asm!(
+                        "tilestored [{c0} + {s}*1], tmm0",
+                        "tilestored [{c1} + {s}*1], tmm1",
+                        "tilestored [{c2} + {s}*1], tmm2",
+                        "tilestored [{c3} + {s}*1], tmm3",
+                        c0 = in(reg) c,
+                        c1 = in(reg) c.add(TILE),
+                        c2 = in(reg) c.add(TILE * stride),
+                        c3 = in(reg) c.add(TILE * stride + TILE),
+                        s = in(reg) stride * 4,
+                        options(nostack),
+                    );
+                    if whole.is_none() {
+                        write([i, j], &block);
+                    }
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod amx {
+    pub(super) fn request() -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// `x` rounded to the nearest bfloat16 (ties to even), as a float.
+    fn rounded(x: f32) -> f64 {
+        let bits = x.to_bits();
+        f64::from(f32::from_bits(
+            (bits + 0x7fff + ((bits >> 16) & 1)) & 0xffff_0000,
+        ))
+    }
+
+    /// `matrix [rows, columns]` as it lies in `layout`.
+    fn laid(matrix: &[f32], [rows, columns]: [usize; 2], layout: Layout) -> Vec<f32> {
+        match layout {
+            Layout::Rows => matrix.to_vec(),
+            Layout::Transposed => (0..rows * columns)
+                .map(|i| matrix[(i % rows) * columns + i / rows])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tile_products_are_the_bfloat16_operands_products_summed_in_f32() {
+        if !amx_available() {
+            eprintln!("skipped: this CPU or system has no AMX tiles with bfloat16 products");
+            return;
+        }
+        let mut rng = rng::Rng::new(7);
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.unit() * 2.0 - 1.0).collect() };
+        let layouts = [Layout::Rows, Layout::Transposed];
+        for [m, n, k] in [
+            [1, 1, 1],
+            [37, 45, 70],
+            [64, 96, 128],
+            [512, 672, 112],
+            [300, 112, 672],
+            [3, 130, 33],
+            [100, 17, 257],
+        ] {
+            let (lhs, rhs, start) = (random(m * k), random(k * n), random(m * n));
+            let cases = layouts.iter().flat_map(|&l| layouts.map(|r| (l, r)));
+            let cases = cases.flat_map(|(l, r)| layouts.map(|d| (l, r, d)));
+            let cases = cases.flat_map(|(l, r, d)| [false, true].map(|a| (l, r, d, a)));
+            for (lhs_layout, rhs_layout, dst_layout, accumulate) in cases {
+                let mut dst = laid(&start, [m, n], dst_layout);
+                let (a, b) = (
+                    laid(&lhs, [m, k], lhs_layout),
+                    laid(&rhs, [k, n], rhs_layout),
+                );
+                // SAFETY: AMX is available; `dst` holds `[m, n]`, initialized.
+                unsafe {
+                    product(
+                        [m, n, k],
+                        (dst.as_mut_ptr(), dst_layout),
+                        accumulate,
+                        (&a, lhs_layout),
+                        (&b, rhs_layout),
+                    )
+                };
+                // Laid out again as it was laid: row-major either way.
+                let got = laid(&dst, [n, m], dst_layout);
+                for i in 0..m {
+                    for j in 0..n {
+                        let terms =
+                            (0..k).map(|p| rounded(lhs[i * k + p]) * rounded(rhs[p * n + j]));
+                        let (sum, size) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+                        let expected = sum
+                            + if accumulate {
+                                f64::from(start[i * n + j])
+                            } else {
+                                0.0
+                            };
+                        let value = f64::from(got[i * n + j]);
+                        assert!(
+                            (value - expected).abs() <= 1e-5 * (size + expected.abs()) + 1e-6,
+                            "[{m}, {n}, {k}] {lhs_layout:?} x {rhs_layout:?} into {dst_layout:?} \
+                             (accumulate {accumulate}) at ({i}, {j}): {value} against {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
