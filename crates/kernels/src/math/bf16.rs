@@ -185,71 +185,88 @@ mod amx {
         rows: [u8; 16],
     }
 
-    /// The left operand as bfloat16, row-major `[mp, kp]`, zero beyond `[m, k]`.
+    /// Where value `[r, c]` of the left operand lies once packed: in tiles of 16 rows x 32
+    /// values (1 KB each, contiguous, which the prefetchers stream), tile row after tile row,
+    /// `steps` tiles (`kp / 32`) in each.
+    fn row_at([r, c]: [usize; 2], steps: usize) -> usize {
+        ((r / TILE * steps + c / BLOCK) * TILE + r % TILE) * BLOCK + c % BLOCK
+    }
+
+    /// Where pair `p` of column `j` of the right operand lies once packed: in tiles of 16 pairs x
+    /// 16 columns (1 KB each), tile column after tile column, `steps` tiles in each.
+    fn pair_at([p, j]: [usize; 2], steps: usize) -> usize {
+        ((j / TILE * steps + p / TILE) * TILE + p % TILE) * TILE + j % TILE
+    }
+
+    /// The left operand as bfloat16 `[mp, kp]` in tiles ([`row_at`]), zero beyond `[m, k]`.
     pub(super) fn pack_rows(
         (values, layout): (&[f32], Layout),
         [m, k]: [usize; 2],
         [mp, kp]: [usize; 2],
     ) -> Vec<u16> {
         let mut packed = vec![0u16; mp * kp];
+        let steps = kp / BLOCK;
+        let mut pack = |rows: &[f32]| {
+            for (r, row) in rows.chunks_exact(k).enumerate() {
+                // SAFETY: `amx_available` checked AVX-512 BF16 and BW before any product; each
+                // 32 values of the row go to their tile's row, a tile (512 values) apart.
+                unsafe { rounded(row, &mut packed[row_at([r, 0], steps)..], TILE * BLOCK) };
+            }
+        };
         if let Layout::Transposed = layout {
             // `values` is `[k, m]`: turned to `[m, k]` first, in f32, by vector tiles.
             let mut rows = vec![0.0; m * k];
             transpose((values, m), (&mut rows, k), [k, m]);
-            for (row, to) in rows.chunks_exact(k).zip(packed.chunks_exact_mut(kp)) {
-                // SAFETY: `amx_available` checked AVX-512 BF16 and BW before any product.
-                unsafe { rounded(row, to) };
-            }
+            pack(&rows);
         } else {
-            for (row, to) in values.chunks_exact(k).zip(packed.chunks_exact_mut(kp)) {
-                // SAFETY: as above.
-                unsafe { rounded(row, to) };
-            }
+            pack(values);
         }
         packed
     }
 
-    /// The right operand as bfloat16 pairs, `[kp / 2, np]`: word `[p, j]` holds rows `2p` and
-    /// `2p + 1` of column `j` (the layout AMX's products read), zero beyond `[k, n]`.
+    /// The right operand as bfloat16 pairs, `[kp / 2, np]` in tiles ([`pair_at`]): the word of
+    /// pair `p` and column `j` holds rows `2p` and `2p + 1` of column `j` (the layout AMX's
+    /// products read), zero beyond `[k, n]`.
     pub(super) fn pack_pairs(
         (values, layout): (&[f32], Layout),
         [k, n]: [usize; 2],
         [kp, np]: [usize; 2],
     ) -> Vec<u32> {
         let mut packed = vec![0u32; kp / 2 * np];
+        let steps = kp / BLOCK;
         if let Layout::Transposed = layout {
             // `values` is `[n, k]`: each of its rows rounded is a column's pairs already.
             let mut column = vec![0u16; kp];
             for (j, row) in values.chunks_exact(k).enumerate() {
-                // SAFETY: as in `pack_rows`.
-                unsafe { rounded(row, &mut column) };
+                // SAFETY: as in `pack_rows`; `column` holds the row whole.
+                unsafe { rounded(row, &mut column, BLOCK) };
                 for (p, pair) in column.chunks_exact(2).enumerate() {
-                    packed[p * np + j] = u32::from(pair[0]) | u32::from(pair[1]) << 16;
+                    packed[pair_at([p, j], steps)] = u32::from(pair[0]) | u32::from(pair[1]) << 16;
                 }
             }
         } else {
             let zeros = vec![0.0; n];
-            for (p, to) in packed.chunks_exact_mut(np).take(k.div_ceil(2)).enumerate() {
+            for p in 0..k.div_ceil(2) {
                 let row = |r: usize| values.get(r * n..(r + 1) * n).unwrap_or(&zeros);
-                // SAFETY: as in `pack_rows`.
-                unsafe { interleaved(row(2 * p), row(2 * p + 1), to) };
+                let to = &mut packed[pair_at([p, 0], steps)..];
+                // SAFETY: as in `pack_rows`; each 16 words go to their tile's row, a column of
+                // tiles apart.
+                unsafe { interleaved(row(2 * p), row(2 * p + 1), to, steps * TILE * TILE) };
             }
         }
         packed
     }
 
-    /// `from` rounded to bfloat16 (to nearest even) into the start of `to`, which it leaves as it
-    /// was after them.
+    /// `from` rounded to bfloat16 (to nearest even): each 32 values into `to`, `stride` values
+    /// after the 32 before them; the rest of `to` is left as it was.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    fn rounded(from: &[f32], to: &mut [u16]) {
-        assert!(to.len() >= from.len());
-        for (i, chunk) in from.chunks(32).enumerate() {
+    fn rounded(from: &[f32], to: &mut [u16], stride: usize) {
+        for (i, chunk) in from.chunks(BLOCK).enumerate() {
             let (low, high) = halves(chunk);
             let packed = _mm512_cvtne2ps_pbh(high, low);
-            let target = &mut to[i * 32..];
+            let target = &mut to[i * stride..][..chunk.len()];
             let mask = ((1u64 << chunk.len()) - 1) as u32;
-            // SAFETY: `target` holds at least the chunk's values (the caller sizes `to`), and the
-            // mask stores no more.
+            // SAFETY: the mask stores the chunk's values, inside `target`.
             unsafe { _mm512_mask_storeu_epi16(target.as_mut_ptr().cast(), mask, bits(packed)) };
         }
     }
@@ -271,25 +288,25 @@ mod amx {
         }
     }
 
-    /// Two rows of equal length rounded to bfloat16 and interleaved into words: `to[j]` holds
-    /// `first[j]` in its low half and `second[j]` in its high one; the rest of `to` is left as
-    /// it was.
+    /// Two rows of equal length rounded to bfloat16 and interleaved into words, each 16 into
+    /// `to`, `stride` words after the 16 before them: word `j` holds `first[j]` in its low half
+    /// and `second[j]` in its high one; the rest of `to` is left as it was.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    fn interleaved(first: &[f32], second: &[f32], to: &mut [u32]) {
-        assert!(first.len() == second.len() && to.len() >= first.len());
+    fn interleaved(first: &[f32], second: &[f32], to: &mut [u32], stride: usize) {
+        assert!(first.len() == second.len());
         // Word j takes the j-th of the first 16 and the j-th of the second 16 halves.
         let order = _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
             4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
-        for (i, (a, b)) in first.chunks(16).zip(second.chunks(16)).enumerate() {
+        for (i, (a, b)) in first.chunks(TILE).zip(second.chunks(TILE)).enumerate() {
+            let target = &mut to[i * stride..][..a.len()];
             let mask = ((1u32 << a.len()) - 1) as u16;
             let (a, _) = halves(a);
             let (b, _) = halves(b);
             let pairs = _mm512_permutexvar_epi16(order, bits(_mm512_cvtne2ps_pbh(b, a)));
-            // SAFETY: `to` holds a word for each value of the rows (the caller sizes it), and the
-            // mask stores no more.
-            unsafe { _mm512_mask_storeu_epi32(to[i * 16..].as_mut_ptr().cast(), mask, pairs) };
+            // SAFETY: the mask stores a word for each value, inside `target`.
+            unsafe { _mm512_mask_storeu_epi32(target.as_mut_ptr().cast(), mask, pairs) };
         }
     }
 
@@ -325,7 +342,7 @@ mod amx {
             rows: std::array::from_fn(|t| if t < 8 { TILE as u8 } else { 0 }),
         };
         let mut block = [0f32; BLOCK * BLOCK];
-        let (a_stride, b_stride) = (kp * 2, np * 4);
+        let steps = kp / BLOCK;
         // SAFETY: tiles 0-3 hold sums, 4-5 rows of `a`, 6-7 pairs of `b`; every load reads 16 rows
         // of 64 bytes inside its operand (the asserts above), every store 16 rows of 64 bytes
         // inside `block` or, for whole blocks, inside `direct`'s matrix.
@@ -340,24 +357,22 @@ mod amx {
                         "tilezero tmm3",
                         options(nostack, nomem)
                     );
-                    for step in (0..kp).step_by(BLOCK) {
-                        let rows = a.as_ptr().add(i * kp + step);
-                        let pairs = b.as_ptr().add(step / 2 * np + j);
+                    for step in 0..steps {
                         asm!(
-                            "tileloadd tmm4, [{a} + {sa}*1]",
-                            "tileloadd tmm5, [{a2} + {sa}*1]",
-                            "tileloadd tmm6, [{b} + {sb}*1]",
-                            "tileloadd tmm7, [{b2} + {sb}*1]",
+                            "tileloadd tmm4, [{a} + {s}*1]",
+                            "tileloadd tmm5, [{a2} + {s}*1]",
+                            "tileloadd tmm6, [{b} + {s}*1]",
+                            "tileloadd tmm7, [{b2} + {s}*1]",
                             "tdpbf16ps tmm0, tmm4, tmm6",
                             "tdpbf16ps tmm1, tmm4, tmm7",
                             "tdpbf16ps tmm2, tmm5, tmm6",
                             "tdpbf16ps tmm3, tmm5, tmm7",
-                            a = in(reg) rows,
-                            a2 = in(reg) rows.add(TILE * kp),
-                            b = in(reg) pairs,
-                            b2 = in(reg) pairs.add(TILE),
-                            sa = in(reg) a_stride,
-                            sb = in(reg) b_stride,
+                            a = in(reg) a.as_ptr().add(row_at([i, step * BLOCK], steps)),
+                            a2 = in(reg) a.as_ptr().add(row_at([i + TILE, step * BLOCK], steps)),
+                            b = in(reg) b.as_ptr().add(pair_at([step * TILE, j], steps)),
+                            b2 = in(reg) b.as_ptr().add(pair_at([step * TILE, j + TILE], steps)),
+                            // Each tile's rows are 64 bytes apart.
+                            s = in(reg) 64usize,
                             options(nostack, readonly),
                         );
                     }
