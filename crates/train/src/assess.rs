@@ -48,6 +48,8 @@ pub fn assess(
     out: &Path,
 ) -> anyhow::Result<Assessment> {
     let config = TrainConfig::load(&run_dir.join("config.toml"), &[])?;
+    // The products as the run computed them, so that its reported accuracy repeats.
+    kernels::set_matmul_precision(config.matmul_precision.into());
     let device = store::device::device();
     let (model, manifest) = checkpoint::load(run_dir, &device)?;
     let (set, evaluated_on, skipped) = match target {
