@@ -16,8 +16,7 @@ fn channels_first<B: Backend>(x: FloatTensor<B>, channels: Channels) -> FloatTen
     match channels {
         Channels::First => x,
         Channels::Last => {
-            let rank = x.shape().num_dims();
-            let axes: Vec<usize> = [0, rank - 1].into_iter().chain(1..rank - 1).collect();
+            let axes = channels.to_first(x.shape().num_dims());
             B::float_permute(x, &axes)
         }
     }
@@ -29,8 +28,7 @@ fn in_order<B: Backend>(x: FloatTensor<B>, channels: Channels) -> FloatTensor<B>
     match channels {
         Channels::First => x,
         Channels::Last => {
-            let rank = x.shape().num_dims();
-            let axes: Vec<usize> = [0].into_iter().chain(2..rank).chain([1]).collect();
+            let axes = channels.from_first(x.shape().num_dims());
             B::float_permute(x, &axes)
         }
     }

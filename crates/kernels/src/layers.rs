@@ -37,6 +37,31 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
     }
 }
 
+/// `x`, laid out in `channels`' order, as a channels-first view (`[batch, channels, …]`).
+pub fn channels_first<const D: usize>(x: Tensor<D>, channels: Channels) -> Tensor<D> {
+    permuted(x, channels, Channels::to_first)
+}
+
+/// A channels-first `x` as a view in `channels`' order (what the `_last` layers take for
+/// [`Channels::Last`]): the inverse of [`channels_first`].
+pub fn in_order<const D: usize>(x: Tensor<D>, channels: Channels) -> Tensor<D> {
+    permuted(x, channels, Channels::from_first)
+}
+
+fn permuted<const D: usize>(
+    x: Tensor<D>,
+    channels: Channels,
+    axes: fn(Channels, usize) -> Vec<usize>,
+) -> Tensor<D> {
+    match channels {
+        Channels::First => x,
+        Channels::Last => {
+            let axes = axes(channels, D);
+            x.permute(std::array::from_fn::<usize, D, _>(|i| axes[i]))
+        }
+    }
+}
+
 /// `conv.forward(input)` through [`Kernels::convolution_biased`] (or [`Kernels::convolution`]
 /// for a layer without bias).
 pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
@@ -258,23 +283,9 @@ fn normalized<const D: usize>(
         return activate(output, activation);
     }
     if !bn.training.is_enabled() {
-        return match channels {
-            Channels::First => activate(bn.forward(input), activation),
-            Channels::Last => {
-                // Burn's layer wants the channels as axis 1, and gives them back there.
-                let first: [usize; D] = std::array::from_fn(|i| match i {
-                    0 => 0,
-                    1 => D - 1,
-                    i => i - 1,
-                });
-                let last: [usize; D] = std::array::from_fn(|i| match i {
-                    0 => 0,
-                    i if i == D - 1 => 1,
-                    i => i + 1,
-                });
-                activate(bn.forward(input.permute(first)).permute(last), activation)
-            }
-        };
+        // Burn's layer wants the channels as axis 1, and gives them back there.
+        let output = bn.forward(channels_first(input, channels));
+        return activate(in_order(output, channels), activation);
     }
     let (output, mean, variance, _, _) = <Dispatch as Kernels>::normalize_batch(
         input.into_dispatch(),

@@ -26,9 +26,9 @@ use burn::backend::{Backend, ExtensionType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 pub use layers::{
-    activate, batch_norm, batch_norm_activated, batch_norm_activated_last, conv2d,
+    activate, batch_norm, batch_norm_activated, batch_norm_activated_last, channels_first, conv2d,
     conv2d_activated, conv2d_activated_last, conv2d_fixed, conv2d_last, conv2d_normalized, dropout,
-    gelu, max_pool2d, max_pool2d_normalized, relu, relu6,
+    gelu, in_order, max_pool2d, max_pool2d_normalized, relu, relu6,
 };
 pub use math::Channels;
 pub use math::adam::AdamStep;

@@ -42,15 +42,13 @@ pub(crate) fn record(param: ParamId, output: &[usize]) {
 /// [`record`] for an output whose channels lie where `channels` says: summaries list every
 /// layer's shape in Burn's order (`[batch, channels, …]`).
 pub(crate) fn record_in(param: ParamId, output: &[usize], channels: Channels) {
-    match (channels, output.split_first()) {
-        (Channels::Last, Some((batch, rest))) if !rest.is_empty() => {
-            let (channels, positions) = rest.split_last().expect("a channel axis");
-            let first: Vec<usize> = [*batch, *channels]
-                .into_iter()
-                .chain(positions.iter().copied())
-                .collect();
-            record(param, &first);
-        }
-        _ => record(param, output),
+    if output.len() < 2 {
+        return record(param, output);
     }
+    let first: Vec<usize> = channels
+        .to_first(output.len())
+        .into_iter()
+        .map(|axis| output[axis])
+        .collect();
+    record(param, &first);
 }

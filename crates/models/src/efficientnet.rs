@@ -276,7 +276,9 @@ type Flowing = (Tensor<4>, Channels);
 fn through(block: &MbConv, (x, channels): Flowing) -> Flowing {
     let [_, _, h, w] = x.dims();
     let (x, channels) = match channels {
-        Channels::First if h * w <= SMALL_PLANE => (x.permute([0, 2, 3, 1]), Channels::Last),
+        Channels::First if h * w <= SMALL_PLANE => {
+            (kernels::in_order(x, Channels::Last), Channels::Last)
+        }
         _ => (x, channels),
     };
     (block.forward(x, channels), channels)
@@ -284,10 +286,7 @@ fn through(block: &MbConv, (x, channels): Flowing) -> Flowing {
 
 /// A channels-first view of a map.
 fn channels_first((x, channels): Flowing) -> Tensor<4> {
-    match channels {
-        Channels::First => x,
-        Channels::Last => x.permute([0, 3, 1, 2]),
-    }
+    kernels::channels_first(x, channels)
 }
 
 /// Convolution without bias followed by BatchNorm; after [`ConvBn::fold_batchnorm`], one

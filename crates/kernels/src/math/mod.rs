@@ -26,6 +26,26 @@ pub enum Channels {
     Last,
 }
 
+impl Channels {
+    /// The axes `permute` takes to turn a tensor of `rank` axes laid out in this order
+    /// channels-first (`[batch, channels, …]`, where Burn's operations look for them).
+    pub fn to_first(self, rank: usize) -> Vec<usize> {
+        match self {
+            Self::First => (0..rank).collect(),
+            Self::Last => [0, rank - 1].into_iter().chain(1..rank - 1).collect(),
+        }
+    }
+
+    /// The axes `permute` takes to turn a channels-first tensor of `rank` axes into this order:
+    /// the inverse of [`Channels::to_first`].
+    pub fn from_first(self, rank: usize) -> Vec<usize> {
+        match self {
+            Self::First => (0..rank).collect(),
+            Self::Last => [0].into_iter().chain(2..rank).chain([1]).collect(),
+        }
+    }
+}
+
 /// The vector instructions the kernels run on: the widest the CPU has, or at most AVX2 in a build
 /// with `RUSTFLAGS="--cfg convkit_avx2"`, which also leaves gemm's AVX-512 kernels out (see
 /// `crates/data/Cargo.toml`): how `scripts/bench-cpu.sh` measures a CPU without AVX-512 on one
@@ -62,6 +82,28 @@ fn every_arch() -> Vec<pulp::Arch> {
         arches.extend(pulp::x86::V4::try_new().map(pulp::Arch::V4));
     }
     arches
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::Channels;
+
+    #[test]
+    fn channels_last_axes_turn_first_and_back() {
+        assert_eq!(Channels::Last.to_first(4), [0, 3, 1, 2]);
+        assert_eq!(Channels::Last.from_first(4), [0, 2, 3, 1]);
+        for rank in 2..6 {
+            for channels in [Channels::First, Channels::Last] {
+                let (there, back) = (channels.to_first(rank), channels.from_first(rank));
+                let composed: Vec<usize> = back.iter().map(|&axis| there[axis]).collect();
+                assert_eq!(
+                    composed,
+                    (0..rank).collect::<Vec<_>>(),
+                    "{channels:?}, rank {rank}"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(all(test, any(target_arch = "x86", target_arch = "x86_64")))]
