@@ -14,6 +14,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use super::convolution::Layout;
 
 /// How the kernels' matrix products run.
@@ -54,8 +55,10 @@ pub fn amx_available() -> bool {
 }
 
 /// Tile rows and the 32-bit words of a tile row: each tile holds 16 x 64 bytes.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const TILE: usize = 16;
 /// The products' blocks: 2 x 2 tiles of sums, 32 x 32 values.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const BLOCK: usize = 2 * TILE;
 
 /// `dst [m, n] (+)= lhs [m, k] × rhs [k, n]` in bfloat16 with f32 sums, on the calling thread,

@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use super::bf16;
 use super::direct;
 use super::epilogue::Epilogue;
