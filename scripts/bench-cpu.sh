@@ -16,6 +16,10 @@
 # RUSTFLAGS="--cfg convkit_avx2" (into target/avx2: our kernels and gemm's matrix products on
 # AVX2; Flex's elementwise operations, through macerator, still pick AVX-512 at run time),
 # PyTorch with ATEN_CPU_CAPABILITY=avx2, oneDNN (PyTorch's and TensorFlow's) and MKL capped at AVX2.
+# PRECISION=bfloat16 measures each system's mixed precision where the CPU has bfloat16 products:
+# ours with MATMUL_PRECISION=bfloat16 (every convolution but the depthwise ones as products on
+# AMX tiles; see matmul_precision in configs/cifar.toml), PyTorch under autocast to bfloat16,
+# Keras with the "mixed_bfloat16" policy; the fp32 peak stays the reference of the share column.
 # PyTorch, TensorFlow (Keras 3), numpy and pillow are installed from PyPI into target/bench-venv
 # (about 4 GB) unless PYTHON names an interpreter that has them.
 set -euo pipefail
@@ -52,6 +56,15 @@ case "${ISA:-}" in
         exit 1
         ;;
 esac
+case "${PRECISION:-float32}" in
+    float32) ;;
+    bfloat16) export MATMUL_PRECISION=bfloat16 ;;
+    *)
+        echo "bench-cpu: PRECISION=\"$PRECISION\" is not one this script knows; use PRECISION=bfloat16 or leave it unset" >&2
+        exit 1
+        ;;
+esac
+export PRECISION=${PRECISION:-float32}
 cargo build --release -q -p train --example throughput
 throughput=${CARGO_TARGET_DIR:-target}/release/examples/throughput
 out=$(mktemp -d)

@@ -4,6 +4,8 @@ random images with Adam, in PyTorch or in Keras (TensorFlow backend), on the CPU
     python3 cpu_bench.py torch|keras convnet|keras_cnn|fastnet|airnet|lite0 STEPS TRAIN_BATCH INFER_BATCH
 
 Prints lines like the project's `throughput` example: images/s, and the process's peak memory.
+PRECISION=bfloat16 runs each system's mixed precision, as `matmul_precision = "bfloat16"` runs
+ours: PyTorch's autocast to bfloat16 on the CPU, Keras' "mixed_bfloat16" policy (weights f32).
 Ten untimed steps of each come first, as in `throughput`. fastnet is the network of the
 tutorial-era fast recipe (fixed 3x3 whitening stem, widths 32/64/128/256, ReLU), airnet
 airbench94's network as the fast recipe ships it (fixed 2x2 whitening stem of 24, blocks of
@@ -18,6 +20,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+
+BFLOAT16 = os.environ.get("PRECISION", "float32") == "bfloat16"
 
 
 def images(batch, side):
@@ -55,7 +59,8 @@ def torch_bench(name, steps, train_batch, infer_batch, side):
     x, y = (torch.from_numpy(a) for a in images(train_batch, side))
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BFLOAT16):
+            loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -64,11 +69,12 @@ def torch_bench(name, steps, train_batch, infer_batch, side):
     train = timed(step, steps, train_batch)
     model.eval()
     x = torch.from_numpy(images(infer_batch, side)[0])
-    with torch.inference_mode():
-        infer = timed(lambda: model(x).numpy(), steps, infer_batch)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=BFLOAT16):
+        infer = timed(lambda: model(x).float().numpy(), steps, infer_batch)
     return train, infer, (
         f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{torch.backends.cpu.get_cpu_capability()}"
+        + (", autocast to bfloat16" if BFLOAT16 else "")
     )
 
 
@@ -146,6 +152,8 @@ def keras_bench(name, steps, train_batch, infer_batch, side):
     import keras
     import tensorflow as tf
 
+    if BFLOAT16:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = keras_model(name, side)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
@@ -159,6 +167,7 @@ def keras_bench(name, steps, train_batch, infer_batch, side):
     return train, infer, (
         f"keras {keras.__version__} / tensorflow {tf.__version__}, "
         f"oneDNN at most {os.environ.get('ONEDNN_MAX_CPU_ISA', 'what the CPU has')}"
+        + (", mixed_bfloat16 policy" if BFLOAT16 else "")
     )
 
 

@@ -60,6 +60,12 @@ fn bfloat16_products_stay_within_bfloat16s_rounding_of_float32s() {
             [16, 10, 10],
         ),
         (true, Conv2dConfig::new([672, 112], [1, 1]), [9, 5, 5]),
+        // A 3x3 convolution as fastnet's (the direct kernels' in f32, unfolded in bfloat16).
+        (
+            false,
+            Conv2dConfig::new([32, 64], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [4, 16, 16],
+        ),
         // A 1x1 convolution on planes, and one that unfolds its input (strided).
         (false, Conv2dConfig::new([40, 96], [1, 1]), [4, 14, 14]),
         (

@@ -102,9 +102,9 @@ impl Default for TrainConfig {
     }
 }
 
-/// How the CPU kernels' matrix products run (the 1x1 convolutions' and those of the
-/// convolutions that unfold their input; see [`kernels::set_matmul_precision`]): as PyTorch's
-/// `torch.set_float32_matmul_precision`, weights and everything else stay f32.
+/// How the CPU kernels' convolutions multiply (every one but the depthwise ones; see
+/// [`kernels::set_matmul_precision`]): as with PyTorch's `torch.set_float32_matmul_precision`,
+/// weights and everything else stay f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatmulPrecision {

@@ -28,10 +28,10 @@ pub enum Precision {
 
 static BFLOAT16: AtomicBool = AtomicBool::new(false);
 
-/// Runs the matrix products of the 1x1 convolutions and of the convolutions that unfold their
-/// input (the other convolutions, depthwise and direct, and every other operation stay in f32)
-/// in `precision` from now on, process-wide; returns the precision they will run in: f32 on a
-/// CPU without AMX.
+/// Runs the convolutions' matrix products in `precision` from now on, process-wide: in bfloat16,
+/// every convolution but the depthwise ones is computed as matrix products (unfolded, where the
+/// direct kernels take them in f32), and the depthwise convolutions and every other operation
+/// stay in f32. Returns the precision they will run in: f32 on a CPU without AMX.
 pub fn set_matmul_precision(precision: Precision) -> Precision {
     let bfloat16 = precision == Precision::Bfloat16 && amx_available();
     BFLOAT16.store(bfloat16, Ordering::Relaxed);

@@ -85,7 +85,7 @@ impl Geometry {
 /// weight (`[channels_out, channels_in, kh, kw]`), each group's planes through `epilogue` as they
 /// are written.
 pub fn forward(x: &[f32], weight: &[f32], g: &Geometry, epilogue: &Epilogue) -> Vec<f32> {
-    if direct::computes_forward(g) {
+    if direct::computes_forward(g) && !in_bfloat16() {
         return direct::forward(x, weight, g, epilogue);
     }
     let sample = g.channels_out * g.output_plane();
@@ -244,7 +244,7 @@ pub fn pointwise_last_weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) 
 /// The gradient of the input, `[batch, channels_in, h, w]`, from the weight and the output
 /// gradient (`[batch, channels_out, oh, ow]`).
 pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if direct::computes_input_grad(g) {
+    if direct::computes_input_grad(g) && !in_bfloat16() {
         return direct::input_grad(weight, output_grad, g);
     }
     let sample = g.input_sample();
@@ -280,7 +280,7 @@ pub fn input_grad(weight: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32>
 /// The gradient of the weight, `[channels_out, channels_in, kh, kw]`, from the input and the
 /// output gradient.
 pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if direct::computes_weight_grad(g) {
+    if direct::computes_weight_grad(g) && !in_bfloat16() {
         return direct::weight_grad(x, output_grad, g);
     }
     let size = g.channels_out * g.patch();
@@ -345,6 +345,15 @@ fn added_in_order(partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
         sum.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
     }
     sum
+}
+
+/// Whether the products run in bfloat16 ([`bf16::set_matmul_precision`]): then every
+/// convolution goes through them, the direct kernels' f32 arithmetic being slower than the tiles.
+fn in_bfloat16() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return bf16::matmul_precision() == bf16::Precision::Bfloat16;
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    false
 }
 
 /// How a matrix operand lies in its buffer.
