@@ -277,18 +277,16 @@ mod amx {
     /// The first 16 and the next 16 of up to 32 values, zeros beyond them.
     #[target_feature(enable = "avx512f")]
     fn halves(chunk: &[f32]) -> (__m512, __m512) {
-        let (first, second) = chunk.split_at(chunk.len().min(16));
-        let (low, high) = (
-            ((1u32 << first.len()) - 1) as u16,
-            ((1u32 << second.len()) - 1) as u16,
-        );
-        // SAFETY: the masks load the parts' values only.
-        unsafe {
-            (
-                _mm512_maskz_loadu_ps(low, first.as_ptr()),
-                _mm512_maskz_loadu_ps(high, second.as_ptr()),
-            )
-        }
+        let (first, second) = chunk.split_at(chunk.len().min(TILE));
+        (loaded(first), loaded(second))
+    }
+
+    /// Up to 16 values in a vector, zeros beyond them.
+    #[target_feature(enable = "avx512f")]
+    fn loaded(values: &[f32]) -> __m512 {
+        let mask = ((1u32 << values.len()) - 1) as u16;
+        // SAFETY: the mask loads `values` only (at most 16 of them: the mask has 16 bits).
+        unsafe { _mm512_maskz_loadu_ps(mask, values.as_ptr()) }
     }
 
     /// Two rows of equal length rounded to bfloat16 and interleaved into words, each 16 into
@@ -305,9 +303,8 @@ mod amx {
         for (i, (a, b)) in first.chunks(TILE).zip(second.chunks(TILE)).enumerate() {
             let target = &mut to[i * stride..][..a.len()];
             let mask = ((1u32 << a.len()) - 1) as u16;
-            let (a, _) = halves(a);
-            let (b, _) = halves(b);
-            let pairs = _mm512_permutexvar_epi16(order, bits(_mm512_cvtne2ps_pbh(b, a)));
+            let pairs = _mm512_cvtne2ps_pbh(loaded(b), loaded(a));
+            let pairs = _mm512_permutexvar_epi16(order, bits(pairs));
             // SAFETY: the mask stores a word for each value, inside `target`.
             unsafe { _mm512_mask_storeu_epi32(target.as_mut_ptr().cast(), mask, pairs) };
         }

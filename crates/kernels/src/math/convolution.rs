@@ -12,7 +12,6 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use super::bf16;
 use super::direct;
 use super::epilogue::Epilogue;
@@ -349,11 +348,9 @@ fn added_in_order(partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
 
 /// Whether the products run in bfloat16 ([`bf16::set_matmul_precision`]): then every
 /// convolution goes through them, the direct kernels' f32 arithmetic being slower than the tiles.
+/// (Never where AMX cannot run: the setting falls back to f32 there.)
 fn in_bfloat16() -> bool {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    return bf16::matmul_precision() == bf16::Precision::Bfloat16;
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    false
+    bf16::matmul_precision() == bf16::Precision::Bfloat16
 }
 
 /// How a matrix operand lies in its buffer.
@@ -440,9 +437,7 @@ unsafe fn product(
     let (lhs_cs, lhs_rs) = strides(lhs_layout, m, k);
     let (rhs_cs, rhs_rs) = strides(rhs_layout, k, n);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if matches!(parallelism, Parallelism::None)
-        && bf16::matmul_precision() == bf16::Precision::Bfloat16
-    {
+    if matches!(parallelism, Parallelism::None) && in_bfloat16() {
         // SAFETY: the caller's promises; the precision is bfloat16 only where AMX is available.
         return unsafe {
             bf16::product(
