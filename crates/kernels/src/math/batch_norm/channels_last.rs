@@ -5,23 +5,90 @@
 //! is written, and differentiated from the normalized values recomputed from each channel's scale
 //! and shift.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::{Gradients, Normalized, affine};
 use crate::math::epilogue::{Activation, Fixed, Normalization, fixed};
-use crate::math::output::written_in_pieces;
+use crate::math::output::overwritten_in_pieces;
 
 /// Positions per block: each channel's f32 sum then takes at most this many values before it is
 /// added into the f64 total, fewer than the planes' lanes take ([`super::FLUSH`] over a vector).
 const ROWS: usize = 256;
 
-/// What a channel's sums are of, given per channel: `Σx`; `Σ(x − mean)²`; or, for a gradient `g`
-/// and the input `x`, `Σg` and `Σg·(x − mean)`, `g` first through the activation's gate.
-#[derive(Clone, Copy)]
-enum Summand<'a> {
-    Values,
-    SquaredDeviations(&'a [f32]),
-    GradientProducts(&'a [f32], Gate<'a>),
+/// Each channel's mean and variance (biased, as BatchNorm normalizes with) over the positions of
+/// `x`, in one pass over memory: each block's own mean, then its squared deviations from it while
+/// the block is in cache, the blocks' moments then combined in f64 in block order (the same bits
+/// on any number of threads).
+fn moments(x: &[f32], channels: usize) -> (Vec<f64>, Vec<f64>) {
+    let partials: Vec<BlockMoments> = x
+        .par_chunks(ROWS * channels.max(1))
+        .map(|block| crate::math::arch().dispatch(Moments { block, channels }))
+        .collect();
+    let count = (x.len() / channels.max(1)).max(1) as f64;
+    let mean: Vec<f64> = (0..channels)
+        .map(|c| partials.iter().map(|p| f64::from(p.sums[c])).sum::<f64>() / count)
+        .collect();
+    // Σ(x − m)² over a block is Σ(x − mᵦ)² + 2(mᵦ − m)·Σ(x − mᵦ) + n(mᵦ − m)², around the block's
+    // own (f32) mean mᵦ.
+    let variance = (0..channels)
+        .map(|c| {
+            let squares: f64 = partials
+                .iter()
+                .map(|p| {
+                    let (n, own) = (p.positions as f64, f64::from(p.means[c]));
+                    let shift = own - mean[c];
+                    let around = f64::from(p.sums[c]) - n * own;
+                    f64::from(p.squares[c]) + 2.0 * shift * around + n * shift * shift
+                })
+                .sum();
+            squares / count
+        })
+        .collect();
+    (mean, variance)
+}
+
+/// A block's per-channel sums, means and squared deviations from those means, in f32.
+struct BlockMoments {
+    positions: usize,
+    sums: Vec<f32>,
+    means: Vec<f32>,
+    squares: Vec<f32>,
+}
+
+/// [`BlockMoments`] of a block of positions, compiled as [`BlockSums`] is.
+struct Moments<'a> {
+    block: &'a [f32],
+    channels: usize,
+}
+
+impl pulp::WithSimd for Moments<'_> {
+    type Output = BlockMoments;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> BlockMoments {
+        let c = self.channels;
+        let positions = self.block.len() / c;
+        let mut sums = vec![0.0f32; c];
+        for row in self.block.chunks_exact(c) {
+            sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+        }
+        let means: Vec<f32> = sums.iter().map(|s| s / positions as f32).collect();
+        let mut squares = vec![0.0f32; c];
+        for row in self.block.chunks_exact(c) {
+            for ((s, &v), &m) in squares.iter_mut().zip(row).zip(&means) {
+                let d = v - m;
+                *s += d * d;
+            }
+        }
+        BlockMoments {
+            positions,
+            sums,
+            means,
+            squares,
+        }
+    }
 }
 
 /// Where an activation after the normalization passes its gradient: the activation (ReLU or
@@ -48,19 +115,26 @@ impl<'a> Gate<'a> {
     }
 }
 
-/// Each channel's two sums `summand` names over the positions of `values` (and the same positions
-/// of `other`, the input where `values` is a gradient).
-fn sums(values: &[f32], other: &[f32], channels: usize, summand: Summand) -> Vec<[f64; 2]> {
+/// Each channel's `Σg` and `Σg·(x − mean)` over the positions of the output gradient `grads` and
+/// the input `x`, `g` first through the activation's `gate`.
+fn gradient_sums(
+    grads: &[f32],
+    x: &[f32],
+    channels: usize,
+    mean: &[f32],
+    gate: Gate,
+) -> Vec<[f64; 2]> {
     let block = ROWS * channels;
-    let partials: Vec<[Vec<f32>; 2]> = values
+    let partials: Vec<[Vec<f32>; 2]> = grads
         .par_chunks(block)
-        .zip(other.par_chunks(block))
-        .map(|(values, other)| {
+        .zip(x.par_chunks(block))
+        .map(|(grads, x)| {
             crate::math::arch().dispatch(BlockSums {
-                values,
-                other,
+                grads,
+                x,
                 channels,
-                summand,
+                mean,
+                gate,
             })
         })
         .collect();
@@ -74,13 +148,14 @@ fn sums(values: &[f32], other: &[f32], channels: usize, summand: Summand) -> Vec
     totals
 }
 
-/// One block's sums, compiled for each instruction set [`pulp`] chooses among, each summand's
-/// loop with its terms inlined.
+/// One block's [`gradient_sums`], compiled for each instruction set [`pulp`] chooses among, each
+/// activation's loop with its terms inlined.
 struct BlockSums<'a> {
-    values: &'a [f32],
-    other: &'a [f32],
+    grads: &'a [f32],
+    x: &'a [f32],
     channels: usize,
-    summand: Summand<'a>,
+    mean: &'a [f32],
+    gate: Gate<'a>,
 }
 
 impl pulp::WithSimd for BlockSums<'_> {
@@ -91,29 +166,13 @@ impl pulp::WithSimd for BlockSums<'_> {
         let c = self.channels;
         let mut sums = [vec![0.0; c], vec![0.0; c]];
         let [first, second] = &mut sums;
-        match self.summand {
-            Summand::Values => {
-                for row in self.values.chunks_exact(c) {
-                    first.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-                }
-            }
-            Summand::SquaredDeviations(mean) => {
-                for row in self.values.chunks_exact(c) {
-                    for ((s, &v), &m) in first.iter_mut().zip(row).zip(mean) {
-                        let d = v - m;
-                        *s += d * d;
-                    }
-                }
-            }
-            Summand::GradientProducts(mean, gate) => {
-                let rows = self.values.chunks_exact(c).zip(self.other.chunks_exact(c));
-                let sums = [first.as_mut_slice(), second.as_mut_slice()];
-                match gate.activation {
-                    Activation::Relu => gradient_products::<fixed::Relu>(gate, rows, mean, sums),
-                    Activation::Relu6 => gradient_products::<fixed::Relu6>(gate, rows, mean, sums),
-                    _ => gradient_products::<fixed::Identity>(gate, rows, mean, sums),
-                }
-            }
+        let (gate, mean) = (self.gate, self.mean);
+        let rows = self.grads.chunks_exact(c).zip(self.x.chunks_exact(c));
+        let halves = [first.as_mut_slice(), second.as_mut_slice()];
+        match gate.activation {
+            Activation::Relu => gradient_products::<fixed::Relu>(gate, rows, mean, halves),
+            Activation::Relu6 => gradient_products::<fixed::Relu6>(gate, rows, mean, halves),
+            _ => gradient_products::<fixed::Identity>(gate, rows, mean, halves),
         }
         sums
     }
@@ -154,57 +213,50 @@ pub fn forward_last(
     activation: Activation,
     channels: usize,
 ) -> Normalized {
-    let count = (x.len() / channels.max(1)).max(1) as f64;
-    let mean: Vec<f64> = sums(x, x, channels, Summand::Values)
-        .iter()
-        .map(|[sum, _]| sum / count)
-        .collect();
-    let narrow: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let variance: Vec<f64> = sums(x, x, channels, Summand::SquaredDeviations(&narrow))
-        .iter()
-        .map(|[squares, _]| squares / count)
-        .collect();
+    let (mean, variance) = moments(x, channels);
     let (scale, shift) = affine(gamma, beta, &mean, &variance, epsilon);
-    let output = written_in_pieces(
-        x.len(),
-        ROWS * channels.max(1),
-        || (),
-        |(), i, out| {
-            let x = &x[i * ROWS * channels..][..out.len()];
-            crate::math::arch().dispatch(Affine {
-                x,
-                out,
-                scale: &scale,
-                shift: &shift,
-                activation,
-            });
-        },
-    );
+    let output = overwritten_in_pieces(x.len(), ROWS * channels.max(1), |i, out| {
+        let x = &x[i * ROWS * channels..][..out.len()];
+        crate::math::arch().dispatch(Affine {
+            x,
+            out,
+            scale: &scale,
+            shift: &shift,
+            activation,
+        })
+    });
     Normalized::new(output, mean, variance, scale, shift)
 }
 
-/// A block of positions normalized and activated, compiled as [`BlockSums`] is.
-struct Affine<'a> {
+/// A block of positions normalized and activated, compiled as [`BlockSums`] is: writes every
+/// value of `out` (as long as `x`) and returns it.
+struct Affine<'a, 'o> {
     x: &'a [f32],
-    out: &'a mut [f32],
+    out: &'o mut [MaybeUninit<f32>],
     scale: &'a [f32],
     shift: &'a [f32],
     activation: Activation,
 }
 
-impl pulp::WithSimd for Affine<'_> {
-    type Output = ();
+impl<'o> pulp::WithSimd for Affine<'_, 'o> {
+    type Output = &'o mut [f32];
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(self, _: S) -> &'o mut [f32] {
         let c = self.scale.len();
+        assert_eq!(self.out.len(), self.x.len(), "an output per input");
+        assert_eq!(self.x.len() % c, 0, "whole positions");
         for (out, x) in self.out.chunks_exact_mut(c).zip(self.x.chunks_exact(c)) {
             let coefficients = self.scale.iter().zip(self.shift);
             for ((out, &x), (&scale, &shift)) in out.iter_mut().zip(x).zip(coefficients) {
-                *out = scale * x + shift;
+                out.write(scale * x + shift);
             }
         }
-        self.activation.apply_all(self.out);
+        // SAFETY: the loop above wrote every value: `out` is as long as `x`, whole positions of
+        // `c` (asserted).
+        let out = unsafe { self.out.assume_init_mut() };
+        self.activation.apply_all(out);
+        out
     }
 }
 
@@ -239,12 +291,7 @@ pub fn backward_last(
             });
     }
     let gate = Gate::new(activation, scale, shift);
-    let sums = sums(
-        output_grad,
-        x,
-        channels,
-        Summand::GradientProducts(mean, gate),
-    );
+    let sums = gradient_sums(output_grad, x, channels, mean, gate);
     let count = (x.len() / channels.max(1)).max(1) as f64;
     let gradients = Gradients::new(&sums, gamma, [mean, variance], epsilon, count);
     let [a, b, d]: [Vec<f32>; 3] =

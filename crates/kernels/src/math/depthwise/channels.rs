@@ -1,12 +1,15 @@
 //! The depthwise convolution and its gradients channels-last, so that every kernel tap multiplies
-//! [`GROUP`] channels at once: on values laid out that way ([`Channels::Last`]), or with each
-//! sample's planes turned channels-last first. For planes narrower than [`LANES`] (EfficientNet's
-//! last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the plane layout of [`super`] leaves
-//! most lanes of each row idle and spends its time on loop overhead; channels are many there
-//! (hundreds), so a group of them fills every lane.
+//! [`GROUP`] channels at once: on values laid out that way ([`Channels::Last`]), read and written
+//! where they lie, or with each sample's planes turned channels-last first. For planes narrower
+//! than [`LANES`] (EfficientNet's last stages: 14x14 and 7x7 at 224, 10x10 and 5x5 at 160) the
+//! plane layout of [`super`] leaves most lanes of each row idle and spends its time on loop
+//! overhead; channels are many there (hundreds), so a group of them fills every lane. The
+//! channels past the last whole group go [`LANES`] at a time, then one at a time.
 //!
 //! Each output sums its taps in registers in Burn's order (row of the kernel, then column), a
 //! multiply then an add, as the plane layout does: the forward values are Burn's bit for bit.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -14,19 +17,17 @@ use super::LANES;
 use crate::math::Channels;
 use crate::math::convolution::{Geometry, TASKS, summed_per_channel};
 use crate::math::epilogue::Epilogue;
-use crate::math::output::written_in_pieces;
+use crate::math::output::{overwritten_in_pieces, written_in_pieces};
 use crate::math::transpose::transpose;
 
 /// Channels summed together, four vectors' worth: four independent chains of additions.
 const GROUP: usize = 4 * LANES;
 
-/// Which taps meet which positions along each axis, and how wide a channels-last row is.
+/// Which taps meet which positions along each axis.
 struct Layout<'a> {
     g: &'a Geometry,
     /// How the input, the output and their gradients lie.
     order: Channels,
-    /// The channels rounded up to whole groups of [`GROUP`] (the extra ones zero).
-    padded: usize,
     /// For each output row (column), the kernel rows (columns) inside the input with the input
     /// row (column) each reads, in kernel order.
     reads: [Vec<Vec<(usize, usize)>>; 2],
@@ -47,12 +48,7 @@ impl<'a> Layout<'a> {
                 })
                 .collect()
         });
-        Self {
-            g,
-            order,
-            padded: g.channels_in.div_ceil(GROUP) * GROUP,
-            reads,
-        }
+        Self { g, order, reads }
     }
 
     /// For each input row (column), the kernel rows (columns) that read it with the output row
@@ -79,52 +75,30 @@ impl<'a> Layout<'a> {
         by_tap
     }
 
-    /// One sample's values (`plane` positions of every channel, in [`Layout::order`]) as
-    /// `[plane, padded]` into `last`. A buffer already of that size held the same plane's
-    /// channels before (one layout, one plane per buffer): its extra channels are still zero, so
-    /// it is not zeroed again.
-    fn to_channels_last(&self, sample: &[f32], plane: usize, last: &mut Vec<f32>) {
-        if last.len() != plane * self.padded {
-            last.clear();
-            last.resize(plane * self.padded, 0.0);
-        }
-        let channels = sample.len() / plane;
+    /// One sample's values (`plane` positions of every channel) channels-last: `sample` itself
+    /// in that order, else turned into `scratch`.
+    fn channels_last<'s>(
+        &self,
+        sample: &'s [f32],
+        plane: usize,
+        scratch: &'s mut Vec<f32>,
+    ) -> &'s [f32] {
         match self.order {
-            Channels::First => transpose((sample, plane), (last, self.padded), [channels, plane]),
-            Channels::Last => {
-                for (to, from) in last
-                    .chunks_exact_mut(self.padded)
-                    .zip(sample.chunks_exact(channels))
-                {
-                    to[..channels].copy_from_slice(from);
-                }
+            Channels::Last => sample,
+            Channels::First => {
+                let channels = sample.len() / plane;
+                scratch.resize(sample.len(), 0.0);
+                transpose((sample, plane), (scratch, channels), [channels, plane]);
+                scratch
             }
         }
     }
 
-    /// The inverse of [`Layout::to_channels_last`], the extra channels dropped.
-    fn back_in_order(&self, last: &[f32], sample: &mut [f32]) {
-        let channels = self.g.channels_in;
-        let plane = sample.len() / channels;
-        match self.order {
-            Channels::First => transpose((last, self.padded), (sample, plane), [plane, channels]),
-            Channels::Last => {
-                for (to, from) in sample
-                    .chunks_exact_mut(channels)
-                    .zip(last.chunks_exact(self.padded))
-                {
-                    to.copy_from_slice(&from[..channels]);
-                }
-            }
-        }
-    }
-
-    /// The weight (`[channels, kh·kw]`) as `[kh·kw, padded]`.
+    /// The weight (`[channels, kh·kw]`) as `[kh·kw, channels]`.
     fn taps(&self, weight: &[f32]) -> Vec<f32> {
-        let taps = self.g.kernel[0] * self.g.kernel[1];
-        let mut last = vec![0.0; taps * self.padded];
-        let channels = weight.len() / taps;
-        transpose((weight, taps), (&mut last, self.padded), [channels, taps]);
+        let (taps, channels) = (self.g.kernel[0] * self.g.kernel[1], self.g.channels_in);
+        let mut last = vec![0.0; taps * channels];
+        transpose((weight, taps), (&mut last, channels), [channels, taps]);
         last
     }
 }
@@ -151,87 +125,148 @@ fn per_sample(
     epilogue: &Epilogue,
 ) -> Vec<f32> {
     let g = layout.g;
+    let channels = g.channels_in;
     let (from, from_sides) = from;
     let (from_plane, to_plane) = (from_sides[0] * from_sides[1], to[0] * to[1]);
     let taps = layout.taps(weight);
     let arch = crate::math::arch();
-    let sample_from = g.channels_in * from_plane;
-    written_in_pieces(
-        g.batch * g.channels_in * to_plane,
-        g.channels_in * to_plane,
-        || (Vec::new(), Vec::new()),
-        |(source, target), i, output| {
-            let from = &from[i * sample_from..][..sample_from];
-            layout.to_channels_last(from, from_plane, source);
-            // Every value is written by `Gather`: sized once, not zeroed per sample.
-            target.resize(to_plane * layout.padded, 0.0);
-            arch.dispatch(Gather {
-                padded: layout.padded,
-                kernel_width: g.kernel[1],
-                source,
-                source_width: from_sides[1],
-                taps: &taps,
+    let (sample_from, sample_to) = (channels * from_plane, channels * to_plane);
+    // Each sample's reads: these with its source.
+    let reads = Reads {
+        channels,
+        kernel_width: g.kernel[1],
+        source: &[],
+        source_width: from_sides[1],
+        taps: &taps,
+    };
+    let len = g.batch * sample_to;
+    match layout.order {
+        // Read and written where they lie: no copies, and no zeroing of what `Gather` writes.
+        Channels::Last => overwritten_in_pieces(len, sample_to, |i, output| {
+            let source = &from[i * sample_from..][..sample_from];
+            let output = arch.dispatch(Gather {
+                reads: Reads { source, ..reads },
                 pairs,
-                target,
+                target: output,
             });
-            layout.back_in_order(target, output);
-            match layout.order {
-                Channels::First => {
-                    for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
-                        epilogue.apply(c, plane);
-                    }
-                }
-                Channels::Last => {
-                    for position in output.chunks_exact_mut(g.channels_in) {
-                        epilogue.apply_across(position);
-                    }
-                }
+            for position in output.chunks_exact_mut(channels) {
+                epilogue.apply_across(position);
             }
-        },
-    )
+            output
+        }),
+        Channels::First => written_in_pieces(
+            len,
+            sample_to,
+            || (Vec::new(), Vec::new()),
+            |(source, target), i, output| {
+                let from = &from[i * sample_from..][..sample_from];
+                let source = layout.channels_last(from, from_plane, source);
+                target.resize(sample_to, MaybeUninit::uninit());
+                let target = arch.dispatch(Gather {
+                    reads: Reads { source, ..reads },
+                    pairs,
+                    target,
+                });
+                transpose((target, channels), (output, to_plane), [to_plane, channels]);
+                for (c, plane) in output.chunks_exact_mut(to_plane).enumerate() {
+                    epilogue.apply(c, plane);
+                }
+            },
+        ),
+    }
 }
 
-/// One sample's targets, channels-last: for each, [`GROUP`] channels at a time, the sum over its
-/// (kernel row, source row) and (kernel column, source column) pairs of the tap times the source.
-struct Gather<'a> {
-    padded: usize,
+/// Work on `W` consecutive channels from `first`, in one position's row of channels.
+trait Span {
+    fn run<const W: usize>(&mut self, first: usize);
+}
+
+/// `span` over a row of `channels`: whole groups of [`GROUP`], then [`LANES`] at a time, then
+/// the rest one at a time, each width a loop of known length the compiler keeps in registers.
+#[inline(always)]
+fn across(channels: usize, span: &mut impl Span) {
+    let (groups, vectors) = (channels / GROUP * GROUP, groups_of(channels, GROUP, LANES));
+    for first in (0..groups).step_by(GROUP) {
+        span.run::<GROUP>(first);
+    }
+    for first in (groups..vectors).step_by(LANES) {
+        span.run::<LANES>(first);
+    }
+    for first in vectors..channels {
+        span.run::<1>(first);
+    }
+}
+
+/// Where the whole `width`s of `channels` end past its whole `group`s.
+fn groups_of(channels: usize, group: usize, width: usize) -> usize {
+    let groups = channels / group * group;
+    groups + (channels - groups) / width * width
+}
+
+/// One sample's targets, channels-last: each the sum over its (kernel row, source row) and
+/// (kernel column, source column) pairs of the tap times the source. Writes every target, one row
+/// of channels per row and column of `pairs`, and returns them.
+///
+/// Channel span after channel span, each over every target: a span's sources and taps (26 KB and
+/// 6 KB for 64 channels of 10x10 maps and a 5x5 kernel) then stay in the core's first-level
+/// cache, where target after target over all the channels would read them from the second.
+struct Gather<'r, 't> {
+    reads: Reads<'r>,
+    pairs: [&'r [Vec<(usize, usize)>]; 2],
+    target: &'t mut [MaybeUninit<f32>],
+}
+
+/// What [`Gather`] reads: the sources and the taps, each `channels` to a row.
+#[derive(Clone, Copy)]
+struct Reads<'a> {
+    channels: usize,
     kernel_width: usize,
     source: &'a [f32],
     source_width: usize,
     taps: &'a [f32],
-    pairs: [&'a [Vec<(usize, usize)>]; 2],
-    target: &'a mut [f32],
 }
 
-impl pulp::WithSimd for Gather<'_> {
-    type Output = ();
+impl<'t> pulp::WithSimd for Gather<'_, 't> {
+    type Output = &'t mut [f32];
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(mut self, _: S) -> &'t mut [f32] {
         let [rows, columns] = self.pairs;
-        let p = self.padded;
-        let mut targets = self.target.chunks_exact_mut(p);
-        for row in rows {
-            for column in columns {
-                let target = targets.next().expect("a target per row and column");
-                for (group, target) in target.chunks_exact_mut(GROUP).enumerate() {
-                    let mut sums = [0.0f32; GROUP];
-                    for &(ky, y) in row {
-                        for &(kx, x) in column {
-                            let at = (y * self.source_width + x) * p + group * GROUP;
-                            let tap = (ky * self.kernel_width + kx) * p + group * GROUP;
-                            let values: &[f32; GROUP] =
-                                self.source[at..at + GROUP].try_into().expect("lanes");
-                            let weights: &[f32; GROUP] =
-                                self.taps[tap..tap + GROUP].try_into().expect("lanes");
-                            for lane in 0..GROUP {
-                                sums[lane] += values[lane] * weights[lane];
-                            }
-                        }
+        let c = self.reads.channels;
+        assert_eq!(
+            self.target.len(),
+            rows.len() * columns.len() * c,
+            "a target per row and column"
+        );
+        across(c, &mut self);
+        // SAFETY: every target was written: one row of `c` per row and column (asserted), each of
+        // whose channels `across` visits once.
+        unsafe { self.target.assume_init_mut() }
+    }
+}
+
+impl Span for Gather<'_, '_> {
+    #[inline(always)]
+    fn run<const W: usize>(&mut self, first: usize) {
+        let (g, [rows, columns]) = (self.reads, self.pairs);
+        let c = g.channels;
+        for (target, (row, column)) in self.target.chunks_exact_mut(c).zip(
+            rows.iter()
+                .flat_map(|row| columns.iter().map(move |column| (row, column))),
+        ) {
+            let mut sums = [0.0f32; W];
+            for &(ky, y) in row {
+                for &(kx, x) in column {
+                    let at = (y * g.source_width + x) * c + first;
+                    let tap = (ky * g.kernel_width + kx) * c + first;
+                    let values: &[f32; W] = g.source[at..at + W].try_into().expect("lanes");
+                    let weights: &[f32; W] = g.taps[tap..tap + W].try_into().expect("lanes");
+                    for lane in 0..W {
+                        sums[lane] += values[lane] * weights[lane];
                     }
-                    target.copy_from_slice(&sums);
                 }
             }
+            target[first..first + W].write_copy_of_slice(&sums);
         }
     }
 }
@@ -278,34 +313,32 @@ pub fn weight_grad(x: &[f32], output_grad: &[f32], g: &Geometry, order: Channels
     let layout = Layout::new(g, order);
     let by_tap = [layout.by_tap(0), layout.by_tap(1)];
     let ([h, w], [oh, ow]) = (g.input, g.output);
-    let taps = g.kernel[0] * g.kernel[1];
-    let size = taps * layout.padded;
+    let (taps, channels) = (g.kernel[0] * g.kernel[1], g.channels_in);
     let samples: Vec<usize> = (0..g.batch).collect();
     let arch = crate::math::arch();
     let partials: Vec<Vec<f32>> = samples
         .par_chunks(g.batch.div_ceil(TASKS).max(1))
         .map(|samples| {
-            let (mut sum, mut x_last, mut grad_last) = (vec![0.0; size], Vec::new(), Vec::new());
+            let (mut sum, mut x_last, mut grad_last) =
+                (vec![0.0; taps * channels], Vec::new(), Vec::new());
             for &sample in samples {
                 let (x, output_grad) = (
-                    sample_of(x, sample, g.channels_in * h * w),
-                    sample_of(output_grad, sample, g.channels_in * oh * ow),
+                    sample_of(x, sample, channels * h * w),
+                    sample_of(output_grad, sample, channels * oh * ow),
                 );
-                layout.to_channels_last(x, h * w, &mut x_last);
-                layout.to_channels_last(output_grad, oh * ow, &mut grad_last);
                 arch.dispatch(Correlate {
-                    padded: layout.padded,
                     by_tap: [&by_tap[0], &by_tap[1]],
                     widths: [w, ow],
-                    x: &x_last,
-                    output_grad: &grad_last,
+                    channels,
+                    x: layout.channels_last(x, h * w, &mut x_last),
+                    output_grad: layout.channels_last(output_grad, oh * ow, &mut grad_last),
                     sum: &mut sum,
                 });
             }
             sum
         })
         .collect();
-    summed_per_channel(partials, [taps, g.channels_in], layout.padded)
+    summed_per_channel(partials, [taps, channels], channels)
 }
 
 /// Sample `sample`'s `len` values.
@@ -313,14 +346,15 @@ fn sample_of(values: &[f32], sample: usize, len: usize) -> &[f32] {
     &values[sample * len..][..len]
 }
 
-/// One sample's share of the weight gradient, channels-last, added to `sum` (`[kh·kw, padded]`):
-/// for each tap, the products of the output gradients with the inputs the tap read.
+/// One sample's share of the weight gradient, channels-last, added to `sum` (`[kh·kw,
+/// channels]`): for each tap, the products of the output gradients with the inputs the tap read.
+/// Channel span after channel span, as [`Gather`] goes.
 struct Correlate<'a> {
-    padded: usize,
     /// Per kernel row (column): the (output, input) rows (columns) it joins.
     by_tap: [&'a [Vec<(usize, usize)>]; 2],
     /// The input's and the output's widths.
     widths: [usize; 2],
+    channels: usize,
     x: &'a [f32],
     output_grad: &'a [f32],
     sum: &'a mut [f32],
@@ -330,33 +364,39 @@ impl pulp::WithSimd for Correlate<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(mut self, _: S) {
         let [rows, columns] = self.by_tap;
-        let [w, ow] = self.widths;
-        let p = self.padded;
-        let mut sums = self.sum.chunks_exact_mut(p);
-        for row in rows {
-            for column in columns {
-                let tap = sums.next().expect("a sum per tap");
-                for (group, tap) in tap.chunks_exact_mut(GROUP).enumerate() {
-                    let mut products = [0.0f32; GROUP];
-                    for &(oy, y) in row {
-                        for &(ox, x) in column {
-                            let at = (y * w + x) * p + group * GROUP;
-                            let o = (oy * ow + ox) * p + group * GROUP;
-                            let values: &[f32; GROUP] =
-                                self.x[at..at + GROUP].try_into().expect("lanes");
-                            let grads: &[f32; GROUP] =
-                                self.output_grad[o..o + GROUP].try_into().expect("lanes");
-                            for lane in 0..GROUP {
-                                products[lane] += values[lane] * grads[lane];
-                            }
-                        }
-                    }
-                    for (sum, product) in tap.iter_mut().zip(products) {
-                        *sum += product;
+        assert_eq!(
+            self.sum.len(),
+            rows.len() * columns.len() * self.channels,
+            "a sum per tap"
+        );
+        across(self.channels, &mut self);
+    }
+}
+
+impl Span for Correlate<'_> {
+    #[inline(always)]
+    fn run<const W: usize>(&mut self, first: usize) {
+        let ([rows, columns], [w, ow], c) = (self.by_tap, self.widths, self.channels);
+        for (sum, (row, column)) in self.sum.chunks_exact_mut(c).zip(
+            rows.iter()
+                .flat_map(|row| columns.iter().map(move |column| (row, column))),
+        ) {
+            let mut products = [0.0f32; W];
+            for &(oy, y) in row {
+                for &(ox, x) in column {
+                    let at = (y * w + x) * c + first;
+                    let o = (oy * ow + ox) * c + first;
+                    let values: &[f32; W] = self.x[at..at + W].try_into().expect("lanes");
+                    let grads: &[f32; W] = self.output_grad[o..o + W].try_into().expect("lanes");
+                    for lane in 0..W {
+                        products[lane] += values[lane] * grads[lane];
                     }
                 }
+            }
+            for (sum, product) in sum[first..first + W].iter_mut().zip(products) {
+                *sum += product;
             }
         }
     }
