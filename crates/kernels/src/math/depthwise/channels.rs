@@ -176,7 +176,7 @@ fn per_sample(
     }
 }
 
-/// Work on `W` consecutive channels from `first`, in one position's row of channels.
+/// Work on channels `first..first + W` of every row of channels (position or tap).
 trait Span {
     fn run<const W: usize>(&mut self, first: usize);
 }
@@ -195,6 +195,18 @@ fn across(channels: usize, span: &mut impl Span) {
     for first in vectors..channels {
         span.run::<1>(first);
     }
+}
+
+/// Each row's list with each column's, row by row: the positions (or taps) of a plane in order.
+fn grid<'a, T>(
+    rows: &'a [Vec<T>],
+    columns: &'a [Vec<T>],
+) -> impl Iterator<Item = (&'a [T], &'a [T])> {
+    rows.iter().flat_map(move |row| {
+        columns
+            .iter()
+            .map(move |column| (row.as_slice(), column.as_slice()))
+    })
 }
 
 /// Where the whole `width`s of `channels` end past its whole `group`s.
@@ -250,10 +262,7 @@ impl Span for Gather<'_, '_> {
     fn run<const W: usize>(&mut self, first: usize) {
         let (g, [rows, columns]) = (self.reads, self.pairs);
         let c = g.channels;
-        for (target, (row, column)) in self.target.chunks_exact_mut(c).zip(
-            rows.iter()
-                .flat_map(|row| columns.iter().map(move |column| (row, column))),
-        ) {
+        for (target, (row, column)) in self.target.chunks_exact_mut(c).zip(grid(rows, columns)) {
             let mut sums = [0.0f32; W];
             for &(ky, y) in row {
                 for &(kx, x) in column {
@@ -379,10 +388,7 @@ impl Span for Correlate<'_> {
     #[inline(always)]
     fn run<const W: usize>(&mut self, first: usize) {
         let ([rows, columns], [w, ow], c) = (self.by_tap, self.widths, self.channels);
-        for (sum, (row, column)) in self.sum.chunks_exact_mut(c).zip(
-            rows.iter()
-                .flat_map(|row| columns.iter().map(move |column| (row, column))),
-        ) {
+        for (sum, (row, column)) in self.sum.chunks_exact_mut(c).zip(grid(rows, columns)) {
             let mut products = [0.0f32; W];
             for &(oy, y) in row {
                 for &(ox, x) in column {
